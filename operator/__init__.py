@@ -1,0 +1,1 @@
+"""igbridge operator: provisions InstagramChannel resources (see issue 4)."""

@@ -1,0 +1,1 @@
+"""igbridge relay: Instagram webhooks to Genesys Open Messaging and back."""

@@ -1,0 +1,193 @@
+"""Relay configuration: exactly the environment variables named in DESIGN.md.
+
+Every secret may instead come from a file named by ``<NAME>_FILE`` (how Kubernetes
+mounts Secrets). A missing or invalid setting stops start-up with one line naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "IGBRIDGE_"
+
+SECRET_FIELDS = (
+    "meta_app_secret",
+    "meta_verify_token",
+    "meta_access_token",
+    "genesys_client_secret",
+    "genesys_webhook_secret",
+)
+
+# Hosts Meta serves message media and profile pictures from (reference/instagram.md).
+DEFAULT_MEDIA_HOSTS = (
+    "lookaside.fbsbx.com",
+    "*.fbsbx.com",
+    "*.cdninstagram.com",
+    "*.fbcdn.net",
+    "www.instagram.com",
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and never echoes a secret."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_api_version: str = "v21.0"
+    meta_app_secret: Annotated[list[SecretStr], NoDecode]
+    meta_verify_token: SecretStr
+    meta_access_token: SecretStr
+    instagram_account_id: str = Field(min_length=1)
+
+    genesys_api_url: str
+    genesys_login_url: str | None = None
+    genesys_client_id: str = Field(min_length=1)
+    genesys_client_secret: SecretStr
+    genesys_integration_id: str = Field(min_length=1)
+    genesys_webhook_secret: SecretStr
+
+    store_url: str = "sqlite:///./igbridge.db"
+
+    window_escalate_after: int = Field(default=72000, gt=0, le=86400)
+    # One point of priority ranks like one minute of waiting; 600 moves a conversation
+    # ahead of anything that has waited less than ten hours longer.
+    window_priority: int = Field(default=600, ge=-25_000_000, le=25_000_000)
+    human_agent_tag: bool = True
+
+    # Beyond DESIGN.md's table: operational knobs with safe defaults.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    media_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MEDIA_HOSTS
+    media_ca_file: Path | None = None
+    media_timeout: float = Field(default=2.0, gt=0, le=30)
+    genesys_timeout: float = Field(default=10.0, gt=0, le=120)
+    worker_concurrency: int = Field(default=16, gt=0, le=1024)
+    max_attempts: int = Field(default=12, gt=0, le=1000)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings() hands over the environment (with *_FILE secrets resolved), so a
+        # test's explicit environment is never mixed with the process's own.
+        return (init_settings,)
+
+    @field_validator("meta_app_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if not parts:
+                raise ValueError("needs at least one secret")
+            return parts
+        return value
+
+    @field_validator("media_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip().lower() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("meta_graph_url", "genesys_api_url", "genesys_login_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value.startswith(("redis://", "rediss://"))):
+            raise ValueError("must be sqlite:///PATH or redis://HOST:PORT/DB")
+        return value
+
+    @field_validator("genesys_webhook_secret")
+    @classmethod
+    def _webhook_secret_length(cls, value: SecretStr) -> SecretStr:
+        # Genesys requires the signing secret to be more than 15 characters.
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_login_url(self) -> Settings:
+        if self.genesys_login_url is None:
+            object.__setattr__(self, "genesys_login_url", derive_login_url(self.genesys_api_url))
+        return self
+
+    @property
+    def genesys_login(self) -> str:
+        assert self.genesys_login_url is not None
+        return self.genesys_login_url
+
+    @property
+    def app_secrets(self) -> list[bytes]:
+        return [s.get_secret_value().encode() for s in self.meta_app_secret]
+
+    @property
+    def graph_base(self) -> str:
+        return f"{self.meta_graph_url}/{self.meta_api_version}"
+
+
+def derive_login_url(api_url: str) -> str:
+    """``https://api.mypurecloud.ie`` → ``https://login.mypurecloud.ie``; other hosts unchanged."""
+    parts = urlsplit(api_url)
+    host = parts.netloc
+    if host.startswith("api."):
+        host = "login." + host[len("api.") :]
+    return urlunsplit((parts.scheme, host, "", "", "")).rstrip("/")
+
+
+def _read_secret_files(environ: dict[str, str]) -> dict[str, str]:
+    """Resolve ``IGBRIDGE_X_FILE`` into ``IGBRIDGE_X`` (the file wins only when X is unset)."""
+    resolved: dict[str, str] = {}
+    for name in SECRET_FIELDS:
+        env = ENV_PREFIX + name.upper()
+        path = environ.get(env + "_FILE")
+        if path and env not in environ:
+            try:
+                resolved[env] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{env}_FILE: cannot read {path}: {exc.strerror}") from None
+    return resolved
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from the environment, or raise ConfigError naming the first bad setting."""
+    env = dict(os.environ if environ is None else environ)
+    env.update(_read_secret_files(env))
+    relevant = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    try:
+        return Settings.model_validate(
+            {k[len(ENV_PREFIX) :].lower(): v for k, v in relevant.items()}
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        name = ENV_PREFIX + field.upper()
+        reason = "is required" if err["type"] == "missing" else err["msg"]
+        raise ConfigError(f"{name}: {reason}") from None

@@ -1,0 +1,96 @@
+"""The store: durable keyed FIFO queues with deduplication, leases and dead letters.
+
+One protocol, two backends (SQLite, the embedded default; Redis for several replicas).
+A *queue* (``inbound``: Instagram → Genesys, ``outbound``: Genesys → Instagram) holds
+jobs. Each job belongs to an ordering *key* (the customer's IGSID): jobs of one key are
+handed out one at a time, oldest ``order_ts`` first, so a customer's messages stay in
+order while different customers proceed in parallel. A job whose ``dedupe_key`` was
+seen before in the same queue is dropped at enqueue time (and counted as a duplicate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue. ``payload`` is opaque JSON bytes (UTF-8) owned by the caller."""
+
+    key: str
+    dedupe_key: str
+    order_ts: int  # milliseconds since the epoch; Meta's event timestamp for inbound
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    queue: str
+    key: str
+    dedupe_key: str
+    order_ts: int
+    payload: bytes
+    attempts: int  # deliveries tried before this one
+    enqueued_at: float  # unix seconds, when the store accepted it
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    queue: str
+    key: str
+    dedupe_key: str
+    payload: bytes
+    reason: str
+    attempts: int
+    failed_at: float
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached; callers answer 503 rather than accept work."""
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and create the schema if needed."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the backend is unreachable."""
+
+    async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> EnqueueResult:
+        """Durably store the new jobs in one transaction, skipping seen dedupe keys.
+
+        When this returns, a crash loses none of the accepted jobs.
+        """
+
+    async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
+        """Lease up to ``limit`` due jobs, at most one per key and only for keys with no
+        job currently leased; within a key the lowest (order_ts, id) goes first.
+        A lease that expires (the worker died) makes the job claimable again."""
+
+    async def complete(self, job: Job) -> None:
+        """The job is done: remove it (its dedupe key stays remembered)."""
+
+    async def retry(self, job: Job, delay_seconds: float, error: str) -> None:
+        """Release the lease; the job (still head of its key) becomes due after the delay."""
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        """Move the job to the dead-letter record with its reason; its key moves on."""
+
+    async def depth(self, queue: str) -> int:
+        """Jobs waiting or in flight in the queue."""
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def dead_letter_count(self, queue: str) -> int: ...
