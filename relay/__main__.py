@@ -1,0 +1,7 @@
+"""``python -m igbridge.relay`` is ``igbridge-relay``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,166 @@
+"""The relay's ASGI application: routes, and the components they share for its lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .config import Settings
+from .genesys.auth import TokenProvider
+from .genesys.client import GenesysClient
+from .genesys.errors import GenesysError
+from .health import RelayHealth
+from .inbound_handler import InboundHandler
+from .meta.graph import GraphClient
+from .meta.media import MediaProber
+from .metrics import RelayMetrics
+from .pipeline.inbound import InboundContext
+from .store import open_store
+from .store.base import Store, StoreUnavailable
+from .webhooks_instagram import INBOUND, InstagramWebhook
+from .worker import QueueWorker
+
+log = logging.getLogger(__name__)
+
+# Transient Genesys failures are retried this long before a message is dead-lettered:
+# past Meta's 24-hour reply window an answer cannot reach the customer anyway.
+MAX_RETRY_AGE_SECONDS = 24 * 3600.0
+
+
+@dataclass
+class Relay:
+    """Everything one relay process holds open: built at start-up, closed at shutdown."""
+
+    settings: Settings
+    store: Store
+    metrics: RelayMetrics
+    health: RelayHealth
+    http: httpx.AsyncClient
+    tokens: TokenProvider
+    genesys: GenesysClient
+    media: MediaProber
+    graph: GraphClient
+    inbound: QueueWorker
+
+    @classmethod
+    async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
+        store = open_store(settings.store_url)
+        await store.open()
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.genesys_timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=max(32, settings.worker_concurrency * 2)),
+        )
+        tokens = TokenProvider(
+            http,
+            settings.genesys_login,
+            settings.genesys_client_id,
+            settings.genesys_client_secret.get_secret_value(),
+        )
+        genesys = GenesysClient(
+            http, settings.genesys_api_url, settings.genesys_integration_id, tokens
+        )
+        media = MediaProber(
+            settings.media_allowed_hosts,
+            timeout=settings.media_timeout,
+            ca_file=settings.media_ca_file,
+        )
+        graph = GraphClient(settings.graph_base, settings.meta_access_token.get_secret_value())
+        health = RelayHealth()
+        ctx = InboundContext(
+            media=media, profiles=graph, mentions=graph, account_id=settings.instagram_account_id
+        )
+        handler = InboundHandler(ctx, genesys, health, max_age_seconds=MAX_RETRY_AGE_SECONDS)
+        worker = QueueWorker(
+            store, INBOUND, handler, metrics, concurrency=settings.worker_concurrency
+        )
+        return cls(settings, store, metrics, health, http, tokens, genesys, media, graph, worker)
+
+    async def close(self) -> None:
+        await self.inbound.stop()
+        await self.media.aclose()
+        await self.graph.aclose()
+        await self.http.aclose()
+        await self.store.close()
+
+    async def refresh_gauges(self) -> None:
+        m = self.metrics
+        m.queue_depth.labels(INBOUND).set(await self.store.depth(INBOUND))
+        m.dead_letters.labels(INBOUND).set(await self.store.dead_letter_count(INBOUND))
+        m.oldest_job_age.labels(INBOUND).set(await self.store.oldest_age(INBOUND) or 0.0)
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics = RelayMetrics()
+    holder: dict[str, Relay] = {}
+
+    def relay() -> Relay:
+        return holder["relay"]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        r = await Relay.start(settings, metrics)
+        holder["relay"] = r
+        webhook = InstagramWebhook(settings, r.store, metrics, r.inbound.wake)
+        app.state.instagram_webhook = webhook
+        runner = asyncio.create_task(r.inbound.run(), name="inbound-worker")
+        log.info("relay started", extra={"store": settings.store_url.split("://")[0]})
+        try:
+            yield
+        finally:
+            await r.close()
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            log.info("relay stopped")
+
+    async def instagram_get(request: Request) -> Response:
+        handler: InstagramWebhook = request.app.state.instagram_webhook
+        return await handler.handshake(request)
+
+    async def instagram_post(request: Request) -> Response:
+        handler: InstagramWebhook = request.app.state.instagram_webhook
+        return await handler.receive(request)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        r = relay()
+        problems: dict[str, str] = {}
+        try:
+            await r.store.ping()
+        except StoreUnavailable as exc:
+            problems["store"] = str(exc)
+        try:
+            await r.tokens.token()
+        except GenesysError as exc:
+            problems["genesys"] = str(exc)
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_route(_: Request) -> Response:
+        r = relay()
+        # On a store error the gauges keep their last values; /readyz reports the store.
+        with contextlib.suppress(StoreUnavailable):
+            await r.refresh_gauges()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/webhooks/instagram", instagram_get, methods=["GET"]),
+        Route("/webhooks/instagram", instagram_post, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

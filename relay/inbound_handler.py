@@ -1,0 +1,81 @@
+"""Delivers one stored Instagram event to Genesys and says how it went."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .backoff import backoff_delay
+from .genesys.client import GenesysClient
+from .genesys.errors import AuthError, PermanentError, TransientError
+from .health import RelayHealth
+from .meta.events import InstagramEvent
+from .pipeline.inbound import InboundContext, NotForwarded, translate
+from .store.base import Job
+from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
+
+log = logging.getLogger(__name__)
+
+# Credentials fixed by a person take a while; don't hammer the token endpoint meanwhile.
+AUTH_RETRY_SECONDS = 30.0
+
+
+def transient_reason(exc: TransientError) -> str:
+    if exc.status == 429:
+        return "429"
+    if exc.status is not None and exc.status >= 500:
+        return "5xx"
+    if exc.status is not None:
+        return str(exc.status)
+    return "network"
+
+
+class InboundHandler:
+    def __init__(
+        self,
+        ctx: InboundContext,
+        genesys: GenesysClient,
+        health: RelayHealth,
+        *,
+        max_age_seconds: float,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        self._ctx = ctx
+        self._genesys = genesys
+        self._health = health
+        self._max_age = max_age_seconds
+        self._cap = backoff_cap
+
+    async def __call__(self, job: Job) -> Outcome:
+        try:
+            event = InstagramEvent.from_json(job.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            return DeadLetter("undecodable", f"stored event cannot be decoded: {exc}"[:300])
+        result = await translate(event, self._ctx)
+        if isinstance(result, NotForwarded):
+            return Ignored(result.reason)
+        try:
+            accepted = await self._genesys.send_inbound(result)
+        except AuthError as exc:
+            self._health.genesys_auth_error = str(exc)
+            return Retry(AUTH_RETRY_SECONDS, "auth", str(exc))
+        except TransientError as exc:
+            age = time.time() - job.enqueued_at
+            if age > self._max_age:
+                return DeadLetter("expired", f"still failing after {age:.0f}s: {exc}")
+            delay = exc.retry_after
+            if delay is None:
+                delay = backoff_delay(job.attempts, cap=self._cap)
+            return Retry(delay, transient_reason(exc), str(exc))
+        except PermanentError as exc:
+            return DeadLetter(f"http_{exc.status}", f"Genesys rejected the message: {exc}")
+        self._health.genesys_auth_error = None
+        log.info(
+            "delivered to genesys",
+            extra={
+                "message_id": event.dedupe_key,
+                "kind": event.kind.value,
+                "conversation_id": accepted.conversation_id,
+            },
+        )
+        return Delivered()

@@ -1,0 +1,91 @@
+"""Prometheus metrics for one relay instance (own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class RelayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.webhook_requests = Counter(
+            "igbridge_webhook_requests",
+            "Webhook requests answered, by route and HTTP status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.webhook_duration = Histogram(
+            "igbridge_webhook_ack_seconds",
+            "Time from a webhook request's arrival to its answer.",
+            ["route"],
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.received = Counter(
+            "igbridge_events_received",
+            "Instagram events parsed from verified webhooks, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "igbridge_events_skipped",
+            "Webhook items that produced no event (unknown shapes, own comments, ...), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.not_forwarded = Counter(
+            "igbridge_events_not_forwarded",
+            "Events deliberately not sent to Genesys (echoes, seen receipts, ...), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "igbridge_duplicates",
+            "Jobs dropped because their platform message id was already seen.",
+            ["queue"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            "igbridge_delivered", "Jobs delivered to the far side.", ["queue"], registry=r
+        )
+        self.retries = Counter(
+            "igbridge_delivery_retries",
+            "Delivery attempts that will be retried, by reason.",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "igbridge_dead_lettered",
+            "Jobs moved to the dead-letter record, by reason class.",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "igbridge_delivery_latency_seconds",
+            "Time from a job's durable acceptance to its delivery.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "igbridge_queue_depth", "Jobs waiting or in flight.", ["queue"], registry=r
+        )
+        self.dead_letters = Gauge(
+            "igbridge_dead_letters", "Jobs in the dead-letter record.", ["queue"], registry=r
+        )
+        self.oldest_job_age = Gauge(
+            "igbridge_oldest_job_age_seconds",
+            "How long the oldest waiting job has waited.",
+            ["queue"],
+            registry=r,
+        )
+        self.media_probes = Counter(
+            "igbridge_media_probes",
+            "Attachment MIME checks, by outcome.",
+            ["outcome"],
+            registry=r,
+        )

@@ -1,0 +1,183 @@
+"""A worker that drains one store queue: at most one job per customer in flight,
+customers in parallel, each job ending delivered, retried later, or dead-lettered.
+
+The handler decides what happened to a job (an ``Outcome``); the worker owns the
+store bookkeeping and the metrics, so every queue behaves alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .metrics import RelayMetrics
+from .store.base import Job, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    reason: str  # deliberately not sent (e.g. an echo); the job is done
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay: float
+    reason: str  # low-cardinality metric label: "429", "5xx", "timeout", "auth", ...
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str  # metric label
+    detail: str  # kept with the dead letter: what an operator needs to fix it
+
+
+Outcome = Delivered | Ignored | Retry | DeadLetter
+Handler = Callable[[Job], Awaitable[Outcome]]
+
+
+class QueueWorker:
+    def __init__(
+        self,
+        store: Store,
+        queue: str,
+        handler: Handler,
+        metrics: RelayMetrics,
+        *,
+        concurrency: int = 16,
+        lease_seconds: float = 120.0,
+        job_timeout: float = 60.0,
+        idle_poll: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._handler = handler
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._lease = lease_seconds
+        # A job must finish well inside its lease, or another claimer could take it.
+        self._job_timeout = min(job_timeout, lease_seconds / 2)
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    def wake(self) -> None:
+        """New work was stored: look now rather than at the next poll."""
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        while not self._stopping:
+            # Cleared before claiming, so work stored during the claim still wakes us.
+            self._wake.clear()
+            free = self._concurrency - len(self._inflight)
+            claimed: list[Job] = []
+            if free > 0:
+                try:
+                    claimed = await self._store.claim(self._queue, free, self._lease)
+                except StoreUnavailable as exc:
+                    log.warning("store unavailable while claiming", extra={"error": str(exc)})
+                    await asyncio.sleep(1.0)
+                    continue
+            for job in claimed:
+                if job.id in self._inflight:  # our own lease outlived by a slow job
+                    continue
+                task = asyncio.create_task(self._process(job), name=f"{self._queue}:{job.id}")
+                self._inflight[job.id] = task
+                task.add_done_callback(functools.partial(self._done, job.id))
+            if claimed and len(self._inflight) < self._concurrency:
+                continue  # there may be more due work right now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+
+    def _done(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(job_id, None)
+        self._wake.set()  # a key may have been released: its next job is due
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming, give in-flight jobs ``grace`` seconds, then release the rest."""
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._inflight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _process(self, job: Job) -> None:
+        try:
+            async with asyncio.timeout(self._job_timeout):
+                outcome = await self._handler(job)
+        except TimeoutError:
+            outcome = Retry(5.0, "timeout", f"handling took over {self._job_timeout:.0f}s")
+        except asyncio.CancelledError:
+            # Shutdown: hand the job back now instead of waiting for its lease to expire.
+            await asyncio.shield(self._settle(job, Retry(0.0, "shutdown", "relay stopping")))
+            raise
+        except Exception as exc:  # a bug must not wedge the customer's queue silently
+            log.exception("job handler failed", extra={"queue": self._queue, "job": job.id})
+            outcome = Retry(30.0, "handler_error", f"{type(exc).__name__}: {exc}"[:300])
+        await self._settle(job, outcome)
+
+    async def _settle(self, job: Job, outcome: Outcome) -> None:
+        q = self._queue
+        try:
+            match outcome:
+                case Delivered():
+                    await self._store.complete(job)
+                    self._metrics.delivered.labels(q).inc()
+                    self._metrics.delivery_latency.labels(q).observe(
+                        max(0.0, time.time() - job.enqueued_at)
+                    )
+                case Ignored(reason):
+                    await self._store.complete(job)
+                    self._metrics.not_forwarded.labels(reason).inc()
+                case Retry(delay, reason, detail):
+                    await self._store.retry(job, delay, detail)
+                    self._metrics.retries.labels(q, reason).inc()
+                    log.info(
+                        "delivery will be retried",
+                        extra={
+                            "queue": q,
+                            "job": job.id,
+                            "key": job.key,
+                            "reason": reason,
+                            "detail": detail,
+                            "delay": round(delay, 3),
+                            "attempts": job.attempts + 1,
+                        },
+                    )
+                case DeadLetter(reason, detail):
+                    await self._store.dead_letter(job, detail)
+                    self._metrics.dead_lettered.labels(q, reason).inc()
+                    log.error(
+                        "delivery failed permanently: dead-lettered",
+                        extra={
+                            "queue": q,
+                            "job": job.id,
+                            "key": job.key,
+                            "dedupe_key": job.dedupe_key,
+                            "reason": reason,
+                            "detail": detail,
+                        },
+                    )
+        except StoreUnavailable as exc:
+            # The lease will expire and the job will be tried again: nothing is lost.
+            log.warning("store unavailable while settling a job", extra={"error": str(exc)})
