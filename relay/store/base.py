@@ -94,3 +94,9 @@ class Store(Protocol):
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]: ...
 
     async def dead_letter_count(self, queue: str) -> int: ...
+
+    async def oldest_age(self, queue: str) -> float | None:
+        """Seconds the oldest job in the queue has waited; None when it is empty."""
+
+    async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
+        """Forget dedupe keys older than this (Meta retries for up to 36 h); returns how many."""

@@ -1,0 +1,234 @@
+"""The SQLite store: the embedded default, for one relay process.
+
+One connection, WAL journal, ``synchronous=FULL``: a webhook is answered 200 only after
+``enqueue`` committed, and that commit survives a crash or a power cut. The file belongs
+to one process, so leases left by a crashed predecessor are released at ``open``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    order_ts INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    leased_until REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (queue, key, order_ts, id);
+CREATE INDEX IF NOT EXISTS jobs_by_due ON jobs (queue, due_at, id);
+CREATE TABLE IF NOT EXISTS dedupe (
+    queue TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (queue, dedupe_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_by_age ON dedupe (queue, seen_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_queue ON dead_letters (queue, id);
+"""
+
+# Heads of keys that are due and whose key has nothing leased, oldest due first.
+CLAIM_SQL = """
+SELECT j.id, j.key, j.dedupe_key, j.order_ts, j.payload, j.attempts, j.enqueued_at
+FROM jobs AS j
+WHERE j.queue = :q AND j.due_at <= :now
+  AND j.id = (SELECT h.id FROM jobs AS h WHERE h.queue = :q AND h.key = j.key
+              ORDER BY h.order_ts, h.id LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM jobs AS l WHERE l.queue = :q AND l.key = j.key
+                  AND l.leased_until > :now)
+ORDER BY j.due_at, j.id
+LIMIT :limit
+"""
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError("not a sqlite:/// URL")
+    return url[len("sqlite:///") :]
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        # aiosqlite shares one connection: transactions must not interleave.
+        self._lock = asyncio.Lock()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"sqlite store {self._path}: {type(exc).__name__}: {exc}")
+
+    async def open(self) -> None:
+        try:
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self._path, isolation_level=None)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(SCHEMA)
+            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            await db.execute("UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL")
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable(exc) from None
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._db is None:
+            raise StoreUnavailable(f"sqlite store {self._path}: not open")
+        async with self._lock:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                raise self._unavailable(exc) from None
+
+    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        if self._db is None:
+            raise StoreUnavailable(f"sqlite store {self._path}: not open")
+        async with self._lock:
+            try:
+                async with self._db.execute(sql, params) as cur:
+                    return list(await cur.fetchall())
+            except (sqlite3.Error, OSError) as exc:
+                raise self._unavailable(exc) from None
+
+    async def ping(self) -> None:
+        await self._read("SELECT 1")
+
+    async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> EnqueueResult:
+        now = self._clock()
+        accepted = duplicates = 0
+        async with self._tx() as db:
+            for job in jobs:
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO dedupe (queue, dedupe_key, seen_at) VALUES (?, ?, ?)",
+                    (queue, job.dedupe_key, now),
+                )
+                if cur.rowcount == 0:
+                    duplicates += 1
+                    continue
+                await db.execute(
+                    "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload, enqueued_at,"
+                    " due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (queue, job.key, job.dedupe_key, job.order_ts, job.payload, now, now),
+                )
+                accepted += 1
+        return EnqueueResult(accepted, duplicates)
+
+    async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
+        now = self._clock()
+        async with self._tx() as db:
+            async with db.execute(CLAIM_SQL, {"q": queue, "now": now, "limit": limit}) as cur:
+                rows = list(await cur.fetchall())
+            if rows:
+                await db.executemany(
+                    "UPDATE jobs SET leased_until = ? WHERE id = ?",
+                    [(now + lease_seconds, row[0]) for row in rows],
+                )
+        return [
+            Job(
+                id=r[0],
+                queue=queue,
+                key=r[1],
+                dedupe_key=r[2],
+                order_ts=r[3],
+                payload=bytes(r[4]),
+                attempts=r[5],
+                enqueued_at=r[6],
+            )
+            for r in rows
+        ]
+
+    async def complete(self, job: Job) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+
+    async def retry(self, job: Job, delay_seconds: float, error: str) -> None:
+        due = self._clock() + max(0.0, delay_seconds)
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE jobs SET attempts = attempts + 1, due_at = ?, leased_until = NULL,"
+                " last_error = ? WHERE id = ?",
+                (due, error[:1000], job.id),
+            )
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO dead_letters (queue, key, dedupe_key, payload, reason, attempts,"
+                " failed_at) SELECT queue, key, dedupe_key, payload, ?, attempts + 1, ?"
+                " FROM jobs WHERE id = ?",
+                (reason[:1000], self._clock(), job.id),
+            )
+            await db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+
+    async def depth(self, queue: str) -> int:
+        rows = await self._read("SELECT COUNT(*) FROM jobs WHERE queue = ?", (queue,))
+        return int(rows[0][0])
+
+    async def oldest_age(self, queue: str) -> float | None:
+        rows = await self._read("SELECT MIN(enqueued_at) FROM jobs WHERE queue = ?", (queue,))
+        oldest = rows[0][0]
+        return None if oldest is None else max(0.0, self._clock() - float(oldest))
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        rows = await self._read(
+            "SELECT id, key, dedupe_key, payload, reason, attempts, failed_at FROM dead_letters"
+            " WHERE queue = ? ORDER BY id DESC LIMIT ?",
+            (queue, limit),
+        )
+        return [DeadLetter(r[0], queue, r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    async def dead_letter_count(self, queue: str) -> int:
+        rows = await self._read("SELECT COUNT(*) FROM dead_letters WHERE queue = ?", (queue,))
+        return int(rows[0][0])
+
+    async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM dedupe WHERE queue = ? AND seen_at < ?", (queue, cutoff)
+            )
+            return cur.rowcount
