@@ -205,6 +205,7 @@ def test_sigkill_after_enqueue_loses_nothing(tmp_path: Path) -> None:
             os.kill(child.pid, signal.SIGKILL)
             break
     child.wait(timeout=30)
+    child.stdout.close()
 
     async def check() -> None:
         store = SQLiteStore(str(path))  # the child's real clock
