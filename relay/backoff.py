@@ -12,5 +12,6 @@ import random
 
 def backoff_delay(attempts: int, *, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with "equal jitter": between half and all of base * 2**attempts."""
-    ceiling = min(cap, base * (2 ** min(attempts, 30)))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    ceiling = min(cap, base * 2.0 ** min(attempts, 30))
+    jitter: float = random.uniform(0, ceiling / 2)
+    return ceiling / 2 + jitter

@@ -1,0 +1,193 @@
+"""A small Graph API client: customer profiles and mentioned comments, cached.
+
+Lookups enrich a message; they never hold it up. Every failure returns None (the
+message still goes through) and is cached briefly so a broken Graph API is not hammered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+PROFILE_FIELDS = (
+    "name,username,profile_pic,follower_count,is_user_follow_business,"
+    "is_business_follow_user,is_verified_user"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphError:
+    status: int
+    code: int | None
+    subcode: int | None
+    message: str
+
+    @classmethod
+    def from_response(cls, resp: httpx.Response) -> GraphError:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        err = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(err, dict):
+            return cls(resp.status_code, None, None, f"HTTP {resp.status_code}")
+        code = err.get("code")
+        sub = err.get("error_subcode")
+        return cls(
+            resp.status_code,
+            code if isinstance(code, int) else None,
+            sub if isinstance(sub, int) else None,
+            str(err.get("message", ""))[:300],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    igsid: str
+    username: str | None = None
+    name: str | None = None
+    profile_pic: str | None = None
+    follower_count: int | None = None
+    is_user_follow_business: bool | None = None
+    is_business_follow_user: bool | None = None
+    is_verified_user: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MentionedComment:
+    id: str
+    text: str
+    username: str | None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TTLCache(Generic[K, V]):
+    """A bounded LRU with a per-entry expiry."""
+
+    def __init__(self, max_size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._max = max_size
+        self._clock = clock
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        hit = self._data.get(key)
+        if hit is None or hit[0] < self._clock():
+            self._data.pop(key, None)
+            return False, None
+        self._data.move_to_end(key)
+        return True, hit[1]
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        self._data[key] = (self._clock() + ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+
+def _opt_str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _opt_bool(obj: dict[str, Any], key: str) -> bool | None:
+    value = obj.get(key)
+    return value if isinstance(value, bool) else None
+
+
+class GraphClient:
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        *,
+        timeout: float = 3.0,
+        profile_ttl: float = 3600.0,
+        failure_ttl: float = 60.0,
+        cache_size: int = 10_000,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            headers={"Authorization": f"Bearer {access_token}"},
+            transport=transport,
+        )
+        self._profile_ttl = profile_ttl
+        self._failure_ttl = failure_ttl
+        self._profiles: TTLCache[str, Profile | None] = TTLCache(cache_size)
+        self.lookups = 0  # requests actually sent, for tests and metrics
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any] | GraphError:
+        self.lookups += 1
+        try:
+            resp = await self._http.get(f"{self._base}/{path}", params=params)
+        except httpx.HTTPError as exc:
+            return GraphError(0, None, None, type(exc).__name__)
+        if resp.status_code != 200:
+            return GraphError.from_response(resp)
+        try:
+            body = resp.json()
+        except ValueError:
+            return GraphError(resp.status_code, None, None, "unreadable body")
+        return body if isinstance(body, dict) else GraphError(200, None, None, "not an object")
+
+    async def get_profile(self, igsid: str) -> Profile | None:
+        hit, cached = self._profiles.get(igsid)
+        if hit:
+            return cached
+        body = await self._get(igsid, {"fields": PROFILE_FIELDS})
+        if isinstance(body, GraphError):
+            log.info(
+                "profile lookup failed",
+                extra={"status": body.status, "code": body.code, "error": body.message},
+            )
+            self._profiles.put(igsid, None, self._failure_ttl)
+            return None
+        count = body.get("follower_count")
+        profile = Profile(
+            igsid=igsid,
+            username=_opt_str(body, "username"),
+            name=_opt_str(body, "name"),
+            profile_pic=_opt_str(body, "profile_pic"),
+            follower_count=count if isinstance(count, int) else None,
+            is_user_follow_business=_opt_bool(body, "is_user_follow_business"),
+            is_business_follow_user=_opt_bool(body, "is_business_follow_user"),
+            is_verified_user=_opt_bool(body, "is_verified_user"),
+        )
+        self._profiles.put(igsid, profile, self._profile_ttl)
+        return profile
+
+    async def get_mentioned_comment(
+        self, account_id: str, comment_id: str
+    ) -> MentionedComment | None:
+        fields = f"mentioned_comment.comment_id({comment_id}){{id,text,timestamp,username}}"
+        body = await self._get(account_id, {"fields": fields})
+        if isinstance(body, GraphError):
+            log.info("mention lookup failed", extra={"status": body.status, "code": body.code})
+            return None
+        comment = body.get("mentioned_comment")
+        if not isinstance(comment, dict):
+            return None
+        return MentionedComment(
+            id=str(comment.get("id", comment_id)),
+            text=str(comment.get("text", "")),
+            username=_opt_str(comment, "username"),
+        )
