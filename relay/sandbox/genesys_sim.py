@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from starlette.applications import Starlette
@@ -185,8 +186,8 @@ class GenesysSimulator:
             given = ""
         if given != f"{self.client_id}:{self.client_secret}":
             return JSONResponse({"error": "invalid_client"}, status_code=401)
-        form = await request.form()
-        if form.get("grant_type") != "client_credentials":
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        if form.get("grant_type") != ["client_credentials"]:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         token = secrets.token_urlsafe(24)
         with self._lock:

@@ -1,0 +1,72 @@
+"""Starts the simulators and a relay on loopback for tests, the demo and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from igbridge.relay.app import create_app
+from igbridge.relay.config import load_settings
+from igbridge.relay.sandbox.genesys_sim import GenesysSimulator
+from igbridge.relay.sandbox.meta_sim import MetaSimulator
+from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
+from igbridge.relay.sandbox.tls import TLSFiles, make_tls
+
+VERIFY_TOKEN = "sandbox-verify-token"
+WEBHOOK_SECRET = "sandbox-genesys-webhook-secret"
+
+
+@dataclass
+class Sandbox:
+    meta: MetaSimulator
+    genesys: GenesysSimulator
+    graph: ThreadedServer
+    genesys_server: ThreadedServer
+    cdn: ThreadedServer
+    tls: TLSFiles
+
+    def cdn_url(self, asset_id: str) -> str:
+        return f"{self.cdn.url}/ig_messaging_cdn/{asset_id}?signature=sandbox"
+
+    def relay_env(self, store_path: Path, **overrides: str) -> dict[str, str]:
+        env = {
+            "IGBRIDGE_META_GRAPH_URL": self.graph.url,
+            "IGBRIDGE_META_APP_SECRET": self.meta.app_secret,
+            "IGBRIDGE_META_VERIFY_TOKEN": VERIFY_TOKEN,
+            "IGBRIDGE_META_ACCESS_TOKEN": self.meta.access_token,
+            "IGBRIDGE_INSTAGRAM_ACCOUNT_ID": self.meta.account_id,
+            "IGBRIDGE_GENESYS_API_URL": self.genesys_server.url,
+            "IGBRIDGE_GENESYS_CLIENT_ID": self.genesys.client_id,
+            "IGBRIDGE_GENESYS_CLIENT_SECRET": self.genesys.client_secret,
+            "IGBRIDGE_GENESYS_INTEGRATION_ID": next(iter(self.genesys.integration_ids)),
+            "IGBRIDGE_GENESYS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "IGBRIDGE_STORE_URL": f"sqlite:///{store_path}",
+            "IGBRIDGE_MEDIA_ALLOWED_HOSTS": "127.0.0.1",
+            "IGBRIDGE_MEDIA_CA_FILE": str(self.tls.ca),
+            "IGBRIDGE_MEDIA_TIMEOUT": "1",
+            "IGBRIDGE_GENESYS_TIMEOUT": "2",
+        }
+        env.update(overrides)
+        return env
+
+
+@contextmanager
+def run_sandbox(workdir: Path) -> Iterator[Sandbox]:
+    meta = MetaSimulator()
+    genesys = GenesysSimulator()
+    tls = make_tls(workdir / "tls")
+    with ExitStack() as stack:
+        graph = stack.enter_context(serve_in_thread(meta.app))
+        gen = stack.enter_context(serve_in_thread(genesys.app))
+        cdn = stack.enter_context(
+            serve_in_thread(meta.cdn_app, certfile=tls.cert, keyfile=tls.key)
+        )
+        yield Sandbox(meta, genesys, graph, gen, cdn, tls)
+
+
+@contextmanager
+def run_relay(env: dict[str, str]) -> Iterator[ThreadedServer]:
+    with serve_in_thread(create_app(load_settings(env))) as server:
+        yield server
