@@ -23,7 +23,7 @@ from .genesys.errors import GenesysError
 from .health import RelayHealth
 from .inbound_handler import InboundHandler
 from .meta.graph import GraphClient
-from .meta.media import MediaProber
+from .meta.media import MediaInfo, MediaProber
 from .metrics import RelayMetrics
 from .pipeline.inbound import InboundContext
 from .store import open_store
@@ -36,6 +36,19 @@ log = logging.getLogger(__name__)
 # Transient Genesys failures are retried this long before a message is dead-lettered:
 # past Meta's 24-hour reply window an answer cannot reach the customer anyway.
 MAX_RETRY_AGE_SECONDS = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredMedia:
+    """Counts every media check's outcome."""
+
+    inner: MediaProber
+    metrics: RelayMetrics
+
+    async def probe(self, url: str, declared_type: str) -> MediaInfo:
+        info = await self.inner.probe(url, declared_type)
+        self.metrics.media_probes.labels(info.note).inc()
+        return info
 
 
 @dataclass
@@ -78,7 +91,10 @@ class Relay:
         graph = GraphClient(settings.graph_base, settings.meta_access_token.get_secret_value())
         health = RelayHealth()
         ctx = InboundContext(
-            media=media, profiles=graph, mentions=graph, account_id=settings.instagram_account_id
+            media=MeteredMedia(media, metrics),
+            profiles=graph,
+            mentions=graph,
+            account_id=settings.instagram_account_id,
         )
         handler = InboundHandler(ctx, genesys, health, max_age_seconds=MAX_RETRY_AGE_SECONDS)
         worker = QueueWorker(

@@ -60,9 +60,7 @@ def run_sandbox(workdir: Path) -> Iterator[Sandbox]:
     with ExitStack() as stack:
         graph = stack.enter_context(serve_in_thread(meta.app))
         gen = stack.enter_context(serve_in_thread(genesys.app))
-        cdn = stack.enter_context(
-            serve_in_thread(meta.cdn_app, certfile=tls.cert, keyfile=tls.key)
-        )
+        cdn = stack.enter_context(serve_in_thread(meta.cdn_app, certfile=tls.cert, keyfile=tls.key))
         yield Sandbox(meta, genesys, graph, gen, cdn, tls)
 
 

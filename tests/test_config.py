@@ -93,6 +93,4 @@ def test_serve_with_a_missing_setting_exits_with_one_line() -> None:
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines == [
-        "igbridge-relay: configuration error: IGBRIDGE_GENESYS_CLIENT_ID: is required"
-    ]
+    assert lines == ["igbridge-relay: configuration error: IGBRIDGE_GENESYS_CLIENT_ID: is required"]

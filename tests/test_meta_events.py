@@ -17,7 +17,14 @@ K = EventKind
 # fixture → [(kind, customer, dedupe key, timestamp ms)] and skipped reasons
 EXPECTED: dict[str, tuple[list[tuple[EventKind, str, str, int]], list[str]]] = {
     "text": (
-        [(K.MESSAGE, CUSTOMER, "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDAxOjM0MDI4MjM2Njg0MTcxMDMwMTI0NDI1OTk1MjI0Nzc0OTE2NTc1MzozMTY4MzkyMzUxMjM0NTY3ODkw", T)],
+        [
+            (
+                K.MESSAGE,
+                CUSTOMER,
+                "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDAxOjM0MDI4MjM2Njg0MTcxMDMwMTI0NDI1OTk1MjI0Nzc0OTE2NTc1MzozMTY4MzkyMzUxMjM0NTY3ODkw",
+                T,
+            )
+        ],
         [],
     ),
     "text_emoji": ([(K.MESSAGE, CUSTOMER, "mid.emoji.1", T)], []),
@@ -123,7 +130,10 @@ def test_text_is_byte_exact(name: str, text: str) -> None:
         ({"object": "instagram", "entry": ["x"]}, "malformed_item"),
         ({"object": "instagram", "entry": [{"id": "1", "messaging": ["x"]}]}, "malformed_item"),
         (
-            {"object": "instagram", "entry": [{"id": "1", "messaging": [{"message": {"mid": "m"}}]}]},
+            {
+                "object": "instagram",
+                "entry": [{"id": "1", "messaging": [{"message": {"mid": "m"}}]}],
+            },
             "malformed_item",
         ),
         (
@@ -160,16 +170,39 @@ def test_lone_surrogate_is_skipped_with_a_reason() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            ["object", "entry", "id", "time", "messaging", "changes", "sender", "recipient",
-             "message", "mid", "text", "timestamp", "field", "value", "from", "reaction",
-             "postback", "read", "referral", "is_echo", "is_deleted", "attachments"]
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "object",
+                    "entry",
+                    "id",
+                    "time",
+                    "messaging",
+                    "changes",
+                    "sender",
+                    "recipient",
+                    "message",
+                    "mid",
+                    "text",
+                    "timestamp",
+                    "field",
+                    "value",
+                    "from",
+                    "reaction",
+                    "postback",
+                    "read",
+                    "referral",
+                    "is_echo",
+                    "is_deleted",
+                    "attachments",
+                ]
+            )
+            | st.text(max_size=5),
+            children,
+            max_size=5,
         )
-        | st.text(max_size=5),
-        children,
-        max_size=5,
     ),
     max_leaves=30,
 )
