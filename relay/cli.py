@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     sandbox.set_defaults(func=_sandbox)
     args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
 
 
 if __name__ == "__main__":

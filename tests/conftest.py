@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox_harness import Sandbox, run_sandbox
+from igbridge.relay.sandbox.stack import Sandbox, run_sandbox
 
 
 @pytest.fixture

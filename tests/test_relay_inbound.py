@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from igbridge.relay.sandbox.stack import Sandbox, run_relay, run_sandbox
 from tests.fixtures_loader import CUSTOMER, fixture_names, load_fixture
-from tests.sandbox_harness import Sandbox, run_relay, run_sandbox
 
 CDN_PREFIX = "https://lookaside.fbsbx.com/ig_messaging_cdn/"
 MEDIA = {
@@ -198,7 +198,8 @@ def test_fixture_reaches_genesys(name: str, live: Sandbox, tmp_path: Path) -> No
         if text is None:
             assert msg.text is None
         else:
-            assert msg.text is not None and msg.text.startswith(text)
+            assert msg.text is not None
+            assert msg.text.startswith(text)
         content = msg.body.get("content") or []
         assert [(c["attachment"]["mediaType"], c["attachment"].get("mime")) for c in content] == (
             media

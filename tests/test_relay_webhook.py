@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from igbridge.relay.sandbox.faults import Fault
+from igbridge.relay.sandbox.stack import VERIFY_TOKEN, Sandbox, run_relay
 from tests.fixtures_loader import load_fixture
-from tests.sandbox_harness import VERIFY_TOKEN, Sandbox, run_relay
 
 INBOUND_PATH = "/api/v2/conversations/messages/"
 

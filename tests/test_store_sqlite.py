@@ -71,7 +71,7 @@ def test_order_by_timestamp_one_in_flight_per_key_keys_in_parallel(tmp_path: Pat
         for j in first:
             await store.complete(j)
         seen = []
-        for _ in range(5):
+        for _round in range(5):
             batch = await store.claim(Q, 10, 30)
             for j in batch:
                 seen.append(j.dedupe_key)

@@ -1,4 +1,7 @@
-"""Starts the simulators and a relay on loopback for tests, the demo and benchmarks."""
+"""The whole sandbox on loopback: Meta and Genesys simulators, a TLS CDN, and a relay.
+
+Used by `igbridge-relay sandbox`, the tests and the benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from igbridge.relay.app import create_app
-from igbridge.relay.config import load_settings
-from igbridge.relay.sandbox.genesys_sim import GenesysSimulator
-from igbridge.relay.sandbox.meta_sim import MetaSimulator
-from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
-from igbridge.relay.sandbox.tls import TLSFiles, make_tls
+from ..app import create_app
+from ..config import load_settings
+from .genesys_sim import GenesysSimulator
+from .meta_sim import MetaSimulator
+from .server import ThreadedServer, serve_in_thread
+from .tls import TLSFiles, make_tls
 
-VERIFY_TOKEN = "sandbox-verify-token"
-WEBHOOK_SECRET = "sandbox-genesys-webhook-secret"
+# Sandbox-only values: the simulators are the only parties that ever see them.
+VERIFY_TOKEN = "sandbox-verify-token"  # noqa: S105
+WEBHOOK_SECRET = "sandbox-genesys-webhook-secret"  # noqa: S105
 
 
 @dataclass
@@ -65,6 +69,6 @@ def run_sandbox(workdir: Path) -> Iterator[Sandbox]:
 
 
 @contextmanager
-def run_relay(env: dict[str, str]) -> Iterator[ThreadedServer]:
-    with serve_in_thread(create_app(load_settings(env))) as server:
+def run_relay(env: dict[str, str], port: int = 0) -> Iterator[ThreadedServer]:
+    with serve_in_thread(create_app(load_settings(env)), port=port) as server:
         yield server
