@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from igbridge.relay.sandbox.faults import Fault
+from igbridge.relay.sandbox.process import RelayProcess
 from igbridge.relay.sandbox.stack import Sandbox
-from tests.relay_process import RelayProcess
 
 CUSTOMERS = 5
 PER_CUSTOMER = 8
