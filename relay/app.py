@@ -33,6 +33,10 @@ from .worker import QueueWorker
 
 log = logging.getLogger(__name__)
 
+# Meta retries a webhook for up to 36 hours; a week of remembered ids covers that.
+DEDUPE_RETENTION_SECONDS = 7 * 86400.0
+MAINTENANCE_INTERVAL_SECONDS = 3600.0
+
 # Transient Genesys failures are retried this long before a message is dead-lettered:
 # past Meta's 24-hour reply window an answer cannot reach the customer anyway.
 MAX_RETRY_AGE_SECONDS = 24 * 3600.0
@@ -103,11 +107,21 @@ class Relay:
         return cls(settings, store, metrics, health, http, tokens, genesys, media, graph, worker)
 
     async def close(self) -> None:
-        await self.inbound.stop()
         await self.media.aclose()
         await self.graph.aclose()
         await self.http.aclose()
         await self.store.close()
+
+    async def maintain(self) -> None:
+        """Forget old dedupe keys now and then, so the store does not grow forever."""
+        while True:
+            try:
+                pruned = await self.store.prune_dedupe(INBOUND, DEDUPE_RETENTION_SECONDS)
+                if pruned:
+                    log.info("pruned old dedupe keys", extra={"count": pruned})
+            except StoreUnavailable as exc:
+                log.warning("dedupe pruning skipped: %s", exc)
+            await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
 
     async def refresh_gauges(self) -> None:
         m = self.metrics
@@ -129,14 +143,19 @@ def create_app(settings: Settings) -> Starlette:
         holder["relay"] = r
         webhook = InstagramWebhook(settings, r.store, metrics, r.inbound.wake)
         app.state.instagram_webhook = webhook
-        runner = asyncio.create_task(r.inbound.run(), name="inbound-worker")
+        tasks = [
+            asyncio.create_task(r.inbound.run(), name="inbound-worker"),
+            asyncio.create_task(r.maintain(), name="store-maintenance"),
+        ]
         log.info("relay started", extra={"store": settings.store_url.split("://")[0]})
         try:
             yield
         finally:
+            await r.inbound.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await r.close()
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
             log.info("relay stopped")
 
     async def instagram_get(request: Request) -> Response:

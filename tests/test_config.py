@@ -84,7 +84,17 @@ def test_serve_with_a_missing_setting_exits_with_one_line() -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != "IGBRIDGE_GENESYS_CLIENT_ID"}
     env["PATH"] = "/usr/bin:/bin"
     proc = subprocess.run(
-        [sys.executable, "-m", "igbridge.relay", "serve", "--host", "127.0.0.1", "--port", "1"],
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "igbridge.relay",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import sys
 
 def test_sandbox_command_plays_the_conversation() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "igbridge.relay", "sandbox"],
+        [sys.executable, "-P", "-m", "igbridge.relay", "sandbox"],
         capture_output=True,
         text=True,
         timeout=120,

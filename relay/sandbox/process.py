@@ -31,6 +31,7 @@ class RelayProcess:
             self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
                 [
                     sys.executable,
+                    "-P",
                     "-m",
                     "igbridge.relay",
                     "serve",
