@@ -66,7 +66,8 @@ class TokenProvider:
         if resp.status_code in (400, 401, 403):
             raise AuthError(
                 f"Genesys refused the client credentials (HTTP {resp.status_code}): "
-                "check IGBRIDGE_GENESYS_CLIENT_ID / _CLIENT_SECRET and the OAuth client's region"
+                "check IGBRIDGE_GENESYS_CLIENT_ID, IGBRIDGE_GENESYS_CLIENT_SECRET and the OAuth "
+                "client's region"
             )
         if resp.status_code != 200:
             kind = classify_response(resp.status_code)

@@ -1,0 +1,124 @@
+"""The Genesys OAuth and Open Messaging client against the Genesys simulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from igbridge.relay.genesys.auth import TokenProvider
+from igbridge.relay.genesys.client import GenesysClient
+from igbridge.relay.genesys.errors import AuthError, PermanentError, TransientError
+from igbridge.relay.genesys.payloads import From, InboundChannel, InboundMessage
+from igbridge.relay.sandbox.faults import Fault
+from igbridge.relay.sandbox.genesys_sim import GenesysSimulator
+from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def sim() -> Iterator[tuple[GenesysSimulator, ThreadedServer]]:
+    simulator = GenesysSimulator(token_ttl=3600)
+    with serve_in_thread(simulator.app) as server:
+        yield simulator, server
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def with_client(
+    server: ThreadedServer,
+    fn: Callable[[GenesysClient, Clock], Awaitable[T]],
+    secret: str = "sandbox-client-secret",  # noqa: S107 (the simulator's default)
+) -> T:
+    async def main() -> T:
+        clock = Clock()
+        async with httpx.AsyncClient(timeout=5) as http:
+            tokens = TokenProvider(http, server.url, "sandbox-client", secret, clock=clock)
+            client = GenesysClient(http, server.url, "sandbox-integration", tokens)
+            return await fn(client, clock)
+
+    return asyncio.run(main())
+
+
+def message(mid: str, sender: str = "42") -> InboundMessage:
+    return InboundMessage(
+        channel=InboundChannel(
+            message_id=mid, time="2026-01-01T10:00:00.000Z", from_=From(id=sender)
+        ),
+        text="hello ✨",
+    )
+
+
+def test_token_is_reused_then_refreshed_before_it_expires(
+    sim: tuple[GenesysSimulator, ThreadedServer],
+) -> None:
+    simulator, server = sim
+
+    async def body(client: GenesysClient, clock: Clock) -> None:
+        first = await client.tokens.token()
+        assert await client.tokens.token() == first
+        clock.now = 3600 - 301  # still outside the refresh margin
+        assert await client.tokens.token() == first
+        clock.now = 3600 - 299  # inside it: a new token before the old one dies
+        assert await client.tokens.token() != first
+
+    with_client(server, body)
+    assert simulator.token_grants == 2
+
+
+def test_bad_credentials_are_an_auth_error_without_the_secret(
+    sim: tuple[GenesysSimulator, ThreadedServer],
+) -> None:
+    _, server = sim
+
+    async def body(client: GenesysClient, _: Clock) -> None:
+        await client.tokens.token()
+
+    with pytest.raises(AuthError) as info:
+        with_client(server, body, secret="definitely-wrong")
+    assert "definitely-wrong" not in str(info.value)
+    assert "IGBRIDGE_GENESYS_CLIENT_SECRET" in str(info.value)
+
+
+def test_conversation_id_is_prefetched_and_stable(
+    sim: tuple[GenesysSimulator, ThreadedServer],
+) -> None:
+    _, server = sim
+
+    async def body(client: GenesysClient, _: Clock) -> tuple[str | None, str | None]:
+        a = await client.send_inbound(message("m1"))
+        b = await client.send_inbound(message("m2"))
+        return a.conversation_id, b.conversation_id
+
+    first, second = with_client(server, body)
+    assert first is not None
+    assert first == second
+
+
+def test_errors_are_classified(sim: tuple[GenesysSimulator, ThreadedServer]) -> None:
+    simulator, server = sim
+    simulator.faults.add(Fault(status=429, retry_after=7, path_prefix="/api/"))
+    simulator.faults.add(Fault(status=502, path_prefix="/api/"))
+
+    async def body(client: GenesysClient, _: Clock) -> None:
+        with pytest.raises(TransientError) as limited:
+            await client.send_inbound(message("m1"))
+        assert (limited.value.status, limited.value.retry_after) == (429, 7.0)
+        with pytest.raises(TransientError) as bad_gateway:
+            await client.send_inbound(message("m1"))
+        assert bad_gateway.value.status == 502
+        with pytest.raises(PermanentError) as rejected:
+            await client.send_inbound(message(""))  # no messageId: the contract says 400
+        assert rejected.value.status == 400
+        assert "messageId" in str(rejected.value)
+
+    with_client(server, body)
