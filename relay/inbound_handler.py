@@ -55,7 +55,10 @@ class InboundHandler:
         if isinstance(result, NotForwarded):
             return Ignored(result.reason)
         try:
-            accepted = await self._genesys.send_inbound(result)
+            if result.is_structured_response:
+                accepted = await self._genesys.send_structured_response(result)
+            else:
+                accepted = await self._genesys.send_inbound(result)
         except AuthError as exc:
             self._health.genesys_auth_error = str(exc)
             return Retry(AUTH_RETRY_SECONDS, "auth", str(exc))

@@ -26,6 +26,8 @@ MEDIA = {
 EXPIRED = {"1000013"}  # a story older than 24 h: its URL no longer loads
 
 DM = "Instagram_DM"
+# Answers to quick replies and buttons go to Genesys as structured responses.
+STRUCTURED = {"quick_reply": ("QuickReply", "TRACK_ORDER"), "postback": ("Button", "AGENT")}
 UNSUPPORTED = "The customer sent something Instagram does not pass on"
 # fixture → [(messageId, Source, EventType, text start (None: no text), [(mediaType, mime)])]
 Expected = list[tuple[str, str, str, str | None, list[tuple[str, str | None]]]]
@@ -200,7 +202,15 @@ def test_fixture_reaches_genesys(name: str, live: Sandbox, tmp_path: Path) -> No
         else:
             assert msg.text is not None
             assert msg.text.startswith(text)
-        content = msg.body.get("content") or []
+        all_content = msg.body.get("content") or []
+        content = [c for c in all_content if c["contentType"] == "Attachment"]
+        answers = [
+            (c["buttonResponse"]["type"], c["buttonResponse"]["payload"])
+            for c in all_content
+            if c["contentType"] == "ButtonResponse"
+        ]
+        assert answers == ([STRUCTURED[name]] if name in STRUCTURED else [])
+        assert msg.endpoint == ("structured/response" if name in STRUCTURED else "message")
         assert [(c["attachment"]["mediaType"], c["attachment"].get("mime")) for c in content] == (
             media
         )

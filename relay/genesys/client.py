@@ -52,6 +52,33 @@ class GenesysClient:
             conversation_id=conv if isinstance(conv, str) else None,
         )
 
+    async def send_structured_response(self, message: InboundMessage) -> InboundAccepted:
+        """A customer's answer to a quick reply or button (``content`` holds ButtonResponse)."""
+        body = await self._post(self._inbound_url("structured/response"), message.body())
+        msg_id = body.get("id")
+        return InboundAccepted(msg_id if isinstance(msg_id, str) else None, None)
+
+    async def send_receipt(
+        self,
+        message_id: str,
+        customer_id: str,
+        status: str,
+        *,
+        time: str,
+        reasons: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Tell Genesys the final fate of an agent's message (``Delivered`` or ``Failed``)."""
+        receipt: dict[str, object] = {
+            "id": message_id,
+            "channel": {"to": {"id": customer_id, "idType": "Opaque"}, "time": time},
+            "status": status,
+            "direction": "Outbound",
+            "isFinalReceipt": True,
+        }
+        if reasons:
+            receipt["reasons"] = reasons
+        await self._post(self._inbound_url("receipt"), receipt)
+
     async def _post(
         self, url: str, payload: object, *, params: dict[str, str] | None = None
     ) -> dict[str, Any]:

@@ -44,15 +44,28 @@ class Attachment(_Model):
     text: str | None = None
 
 
+class ButtonResponse(_Model):
+    type: Literal["QuickReply", "Button"]
+    text: str
+    payload: str
+
+
 class Content(_Model):
-    content_type: Literal["Attachment"] = Field(default="Attachment", alias="contentType")
-    attachment: Attachment
+    content_type: Literal["Attachment", "ButtonResponse"] = Field(
+        default="Attachment", alias="contentType"
+    )
+    attachment: Attachment | None = None
+    button_response: ButtonResponse | None = Field(default=None, alias="buttonResponse")
 
 
 class InboundMessage(_Model):
     channel: InboundChannel
     text: str | None = None
     content: list[Content] | None = None
+
+    @property
+    def is_structured_response(self) -> bool:
+        return any(c.button_response is not None for c in self.content or ())
 
     def body(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude_none=True, by_alias=True)

@@ -8,11 +8,12 @@ Architect flow can route on (``Source == Instagram_DM`` and friends).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ..genesys.payloads import (
     Attachment,
+    ButtonResponse,
     ChannelMetadata,
     Content,
     From,
@@ -135,6 +136,15 @@ class _Draft:
             )
         )
 
+    def answer(self, kind: Literal["QuickReply", "Button"], text: str, payload: Any) -> None:
+        """The customer answered a quick reply or a button: Genesys gets it as structured."""
+        self.content.append(
+            Content(
+                content_type="ButtonResponse",
+                button_response=ButtonResponse(type=kind, text=text, payload=_s(payload) or text),
+            )
+        )
+
     def build(self) -> InboundMessage | NotForwarded:
         text = "\n".join(t for t in self.texts if t)
         if not text and not self.content:
@@ -229,6 +239,7 @@ async def _message(event: InstagramEvent, ctx: InboundContext) -> InboundMessage
     if isinstance(quick, dict):
         draft.attrs["EventType"] = "quick_reply"
         draft.attr("QuickReplyPayload", quick.get("payload"))
+        draft.answer("QuickReply", text if isinstance(text, str) else "", quick.get("payload"))
     await _attachments(draft, message, ctx)
     if message.get("is_unsupported"):
         draft.attrs["EventType"] = "unsupported"
@@ -274,6 +285,7 @@ async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessag
             postback = data.get("postback") or {}
             title = _s(postback.get("title")) or "(tapped a button)"
             draft = await _simple(event, ctx, "postback", title)
+            draft.answer("Button", title, postback.get("payload"))
             draft.attr("PostbackTitle", postback.get("title"))
             draft.attr("PostbackPayload", postback.get("payload"))
             return draft.build()

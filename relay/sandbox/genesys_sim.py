@@ -42,6 +42,7 @@ class RecordedMessage:
     content_type: str
     conversation_id: str
     received_at: float = field(default_factory=time.time)
+    endpoint: str = "message"  # or "structured/response" for quick-reply and button answers
 
     @property
     def text(self) -> str | None:
@@ -101,6 +102,11 @@ def validate_inbound_message(body: Any) -> str | None:
     if not body.get("text") and not content:
         return "a message needs text or content"
     for item in content or []:
+        if isinstance(item, dict) and item.get("contentType") == "ButtonResponse":
+            answer = item.get("buttonResponse")
+            if not isinstance(answer, dict) or answer.get("type") not in ("QuickReply", "Button"):
+                return "buttonResponse.type must be QuickReply or Button"
+            continue
         att = item.get("attachment") if isinstance(item, dict) else None
         if not isinstance(att, dict) or att.get("mediaType") not in MEDIA_TYPES:
             return "attachment.mediaType must be one of Image, Video, Audio, File, Link"
@@ -238,7 +244,7 @@ class GenesysSimulator:
         read = await self._read_json(request)
         if isinstance(read, Response):
             return read
-        body, _ = read
+        body, raw = read
         kind = request.path_params["kind"]
         if not isinstance(body, dict) or not isinstance(body.get("channel"), dict):
             return _error(400, "channel is required")
@@ -251,7 +257,25 @@ class GenesysSimulator:
         elif kind == "event":
             target = self.events
         elif kind == "structured/response":
-            target = self.structured
+            reason = validate_inbound_message(body)
+            if reason:
+                return _error(400, reason)
+            integration = request.path_params["integration_id"]
+            from_id = str(body["channel"]["from"]["id"])
+            with self._lock:
+                conv = self._conversations.setdefault((integration, from_id), str(uuid.uuid4()))
+                self.structured.append(body)
+                self.messages.append(
+                    RecordedMessage(
+                        integration,
+                        body,
+                        raw,
+                        request.headers.get("content-type", ""),
+                        conv,
+                        endpoint=kind,
+                    )
+                )
+            return JSONResponse({"id": uuid.uuid4().hex})
         else:
             return _error(404, "not found", "not.found")
         with self._lock:

@@ -100,3 +100,14 @@ class Store(Protocol):
 
     async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
         """Forget dedupe keys older than this (Meta retries for up to 36 h); returns how many."""
+
+    async def note_customer_message(self, key: str, ts_ms: int) -> None:
+        """Remember the customer's latest message time (Meta's timestamp; the max wins)."""
+
+    async def last_customer_message(self, key: str) -> int | None:
+        """The customer's latest message time in ms, for Meta's 24-hour reply window."""
+
+    async def put_record(self, namespace: str, key: str, value: bytes) -> None:
+        """Store a small JSON record (delivery progress, a conversation's origin, ...)."""
+
+    async def get_record(self, namespace: str, key: str) -> bytes | None: ...

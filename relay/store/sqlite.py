@@ -53,6 +53,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_queue ON dead_letters (queue, id);
+CREATE TABLE IF NOT EXISTS windows (
+    key TEXT PRIMARY KEY,
+    last_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
 """
 
 # Heads of keys that are due and whose key has nothing leased, oldest due first.
@@ -232,3 +243,30 @@ class SQLiteStore:
                 "DELETE FROM dedupe WHERE queue = ? AND seen_at < ?", (queue, cutoff)
             )
             return cur.rowcount
+
+    async def note_customer_message(self, key: str, ts_ms: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO windows (key, last_ms) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                " SET last_ms = MAX(last_ms, excluded.last_ms)",
+                (key, ts_ms),
+            )
+
+    async def last_customer_message(self, key: str) -> int | None:
+        rows = await self._read("SELECT last_ms FROM windows WHERE key = ?", (key,))
+        return int(rows[0][0]) if rows else None
+
+    async def put_record(self, namespace: str, key: str, value: bytes) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO records (namespace, key, value, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                (namespace, key, value, self._clock()),
+            )
+
+    async def get_record(self, namespace: str, key: str) -> bytes | None:
+        rows = await self._read(
+            "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
+        )
+        return bytes(rows[0][0]) if rows else None

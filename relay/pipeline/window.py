@@ -1,0 +1,80 @@
+"""Meta's reply rules, decided before anything is sent.
+
+Inside 24 h of the customer's last message: a normal reply. Up to 7 days, for a person
+(not a bot) and when the channel allows it: the HUMAN_AGENT tag. A conversation that
+began with a comment is answered with one private reply to that comment (or publicly,
+when the channel says so). Otherwise nothing is sent and the agent is told why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+HOUR_MS = 3600 * 1000
+WINDOW_MS = 24 * HOUR_MS
+TAG_WINDOW_MS = 7 * 24 * HOUR_MS
+
+
+class Route(StrEnum):
+    NORMAL = "normal"
+    TAGGED = "human_agent_tag"
+    PRIVATE_REPLY = "private_reply"
+    PUBLIC_REPLY = "public_reply"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class CommentOrigin:
+    comment_id: str
+    ts_ms: int
+    private_replied: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    route: Route
+    reason: str = ""  # for EXPIRED: what the agent reads
+
+
+def _ago(ms: int) -> str:
+    hours = ms / HOUR_MS
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+def decide(
+    now_ms: int,
+    last_customer_ms: int | None,
+    *,
+    human: bool,
+    tag_allowed: bool,
+    comment: CommentOrigin | None = None,
+    public_comment_replies: bool = False,
+) -> Decision:
+    if comment is not None and (last_customer_ms is None or comment.ts_ms >= last_customer_ms):
+        if public_comment_replies:
+            return Decision(Route.PUBLIC_REPLY)
+        if not comment.private_replied and now_ms - comment.ts_ms <= TAG_WINDOW_MS:
+            return Decision(Route.PRIVATE_REPLY)
+    if last_customer_ms is None:
+        return Decision(
+            Route.EXPIRED,
+            "Not delivered: this customer has not sent a direct message that Instagram allows "
+            "a reply to (a comment gets one private reply). Wait for the customer to write.",
+        )
+    age = now_ms - last_customer_ms
+    if age <= WINDOW_MS:
+        return Decision(Route.NORMAL)
+    if age <= TAG_WINDOW_MS and tag_allowed and human:
+        return Decision(Route.TAGGED)
+    if age > TAG_WINDOW_MS:
+        why = "more than 7 days have passed, so not even a human agent reply is allowed"
+    elif not tag_allowed:
+        why = "human agent replies after 24 hours are turned off for this channel"
+    else:
+        why = "only a human agent may reply after 24 hours, and this reply came from a bot"
+    return Decision(
+        Route.EXPIRED,
+        f"Not delivered: the customer's last message was {_ago(age)} ago; Instagram allows "
+        f"replies within 24 hours, and {why}. The customer must write again first.",
+    )
