@@ -24,15 +24,19 @@ from .health import RelayHealth
 from .inbound_handler import InboundHandler
 from .meta.graph import GraphClient
 from .meta.media import MediaInfo, MediaProber
+from .meta.send import SendClient
 from .metrics import RelayMetrics
+from .outbound_handler import OutboundHandler
 from .pipeline.inbound import InboundContext
 from .store import open_store
 from .store.base import Store, StoreUnavailable
+from .webhooks_genesys import OUTBOUND, GenesysWebhook
 from .webhooks_instagram import INBOUND, InstagramWebhook
 from .worker import QueueWorker
 
 log = logging.getLogger(__name__)
 
+QUEUES = (INBOUND, OUTBOUND)
 # Meta retries a webhook for up to 36 hours; a week of remembered ids covers that.
 DEDUPE_RETENTION_SECONDS = 7 * 86400.0
 MAINTENANCE_INTERVAL_SECONDS = 3600.0
@@ -69,6 +73,7 @@ class Relay:
     media: MediaProber
     graph: GraphClient
     inbound: QueueWorker
+    outbound: QueueWorker
 
     @classmethod
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
@@ -100,11 +105,36 @@ class Relay:
             mentions=graph,
             account_id=settings.instagram_account_id,
         )
-        handler = InboundHandler(ctx, genesys, health, max_age_seconds=MAX_RETRY_AGE_SECONDS)
+        handler = InboundHandler(
+            ctx,
+            genesys,
+            health,
+            max_age_seconds=MAX_RETRY_AGE_SECONDS,
+            backoff_cap=settings.backoff_cap,
+        )
         worker = QueueWorker(
             store, INBOUND, handler, metrics, concurrency=settings.worker_concurrency
         )
-        return cls(settings, store, metrics, health, http, tokens, genesys, media, graph, worker)
+        send = SendClient(
+            graph.http, settings.graph_base, settings.meta_access_token.get_secret_value()
+        )
+        replies = OutboundHandler(
+            store,
+            send,
+            genesys,
+            health,
+            metrics,
+            human_agent_tag=settings.human_agent_tag,
+            public_comment_replies=settings.comment_replies == "public",
+            backoff_cap=settings.backoff_cap,
+            max_attempts=settings.send_max_attempts,
+        )
+        outbound = QueueWorker(
+            store, OUTBOUND, replies, metrics, concurrency=settings.worker_concurrency
+        )
+        return cls(
+            settings, store, metrics, health, http, tokens, genesys, media, graph, worker, outbound
+        )
 
     async def close(self) -> None:
         await self.media.aclose()
@@ -115,19 +145,21 @@ class Relay:
     async def maintain(self) -> None:
         """Forget old dedupe keys now and then, so the store does not grow forever."""
         while True:
-            try:
-                pruned = await self.store.prune_dedupe(INBOUND, DEDUPE_RETENTION_SECONDS)
-                if pruned:
-                    log.info("pruned old dedupe keys", extra={"count": pruned})
-            except StoreUnavailable as exc:
-                log.warning("dedupe pruning skipped: %s", exc)
+            for queue in QUEUES:
+                try:
+                    pruned = await self.store.prune_dedupe(queue, DEDUPE_RETENTION_SECONDS)
+                    if pruned:
+                        log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})
+                except StoreUnavailable as exc:
+                    log.warning("dedupe pruning skipped: %s", exc)
             await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
 
     async def refresh_gauges(self) -> None:
         m = self.metrics
-        m.queue_depth.labels(INBOUND).set(await self.store.depth(INBOUND))
-        m.dead_letters.labels(INBOUND).set(await self.store.dead_letter_count(INBOUND))
-        m.oldest_job_age.labels(INBOUND).set(await self.store.oldest_age(INBOUND) or 0.0)
+        for queue in QUEUES:
+            m.queue_depth.labels(queue).set(await self.store.depth(queue))
+            m.dead_letters.labels(queue).set(await self.store.dead_letter_count(queue))
+            m.oldest_job_age.labels(queue).set(await self.store.oldest_age(queue) or 0.0)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -143,15 +175,17 @@ def create_app(settings: Settings) -> Starlette:
         holder["relay"] = r
         webhook = InstagramWebhook(settings, r.store, metrics, r.inbound.wake)
         app.state.instagram_webhook = webhook
+        app.state.genesys_webhook = GenesysWebhook(settings, r.store, metrics, r.outbound.wake)
         tasks = [
             asyncio.create_task(r.inbound.run(), name="inbound-worker"),
+            asyncio.create_task(r.outbound.run(), name="outbound-worker"),
             asyncio.create_task(r.maintain(), name="store-maintenance"),
         ]
         log.info("relay started", extra={"store": settings.store_url.split("://")[0]})
         try:
             yield
         finally:
-            await r.inbound.stop()
+            await asyncio.gather(r.inbound.stop(), r.outbound.stop())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -164,6 +198,10 @@ def create_app(settings: Settings) -> Starlette:
 
     async def instagram_post(request: Request) -> Response:
         handler: InstagramWebhook = request.app.state.instagram_webhook
+        return await handler.receive(request)
+
+    async def genesys_post(request: Request) -> Response:
+        handler: GenesysWebhook = request.app.state.genesys_webhook
         return await handler.receive(request)
 
     async def healthz(_: Request) -> Response:
@@ -180,6 +218,8 @@ def create_app(settings: Settings) -> Starlette:
             await r.tokens.token()
         except GenesysError as exc:
             problems["genesys"] = str(exc)
+        if r.health.meta_token_error:
+            problems["instagram"] = r.health.meta_token_error
         if problems:
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -194,6 +234,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/webhooks/instagram", instagram_get, methods=["GET"]),
         Route("/webhooks/instagram", instagram_post, methods=["POST"]),
+        Route("/webhooks/genesys", genesys_post, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # ahead of anything that has waited less than ten hours longer.
     window_priority: int = Field(default=600, ge=-25_000_000, le=25_000_000)
     human_agent_tag: bool = True
+    # How to answer a conversation that began with a comment: one private DM reply to the
+    # comment (Meta allows one per comment, within 7 days) or public replies under it.
+    comment_replies: Literal["private", "public"] = "private"
 
     # Beyond DESIGN.md's table: operational knobs with safe defaults.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -75,7 +78,10 @@ class Settings(BaseSettings):
     media_timeout: float = Field(default=2.0, gt=0, le=30)
     genesys_timeout: float = Field(default=10.0, gt=0, le=120)
     worker_concurrency: int = Field(default=16, gt=0, le=1024)
-    max_attempts: int = Field(default=12, gt=0, le=1000)
+    # Retries: delays grow exponentially up to this cap; Instagram sends give up (and tell
+    # the agent) after this many attempts; Genesys deliveries keep trying for 24 h.
+    backoff_cap: float = Field(default=60.0, gt=0, le=3600)
+    send_max_attempts: int = Field(default=8, gt=0, le=100)
     log_level: str = "INFO"
 
     @classmethod

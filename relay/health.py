@@ -8,3 +8,4 @@ from dataclasses import dataclass
 @dataclass
 class RelayHealth:
     genesys_auth_error: str | None = None
+    meta_token_error: str | None = None

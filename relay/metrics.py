@@ -89,3 +89,24 @@ class RelayMetrics:
             ["outcome"],
             registry=r,
         )
+        self.outbound_sent = Counter(
+            "igbridge_outbound_sent",
+            "Send API messages Instagram accepted (a long reply counts once per part).",
+            registry=r,
+        )
+        self.outbound_failed = Counter(
+            "igbridge_outbound_failed",
+            "Agent messages that ended in a Failed receipt, by Genesys reason code.",
+            ["reason"],
+            registry=r,
+        )
+        self.outbound_tagged = Counter(
+            "igbridge_outbound_tagged",
+            "Agent messages sent after 24 h with the HUMAN_AGENT tag.",
+            registry=r,
+        )
+        self.window_expired = Counter(
+            "igbridge_window_expired",
+            "Agent messages not sent because Meta's reply window had closed.",
+            registry=r,
+        )

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .body import BodyTooLarge, read_body
 from .config import Settings
-from .meta.events import FORWARDED_KINDS, parse_webhook
+from .meta.events import FORWARDED_KINDS, EventKind, InstagramEvent, parse_webhook
 from .meta.signature import SignatureCheck, verify_meta_signature, verify_token_matches
 from .metrics import RelayMetrics
 from .store.base import NewJob, Store, StoreUnavailable
@@ -20,6 +20,11 @@ from .store.base import NewJob, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 INBOUND = "inbound"
+COMMENT_ORIGIN = "comment_origin"
+# What a customer does that opens (or keeps open) Meta's 24-hour reply window.
+WINDOW_KINDS = frozenset(
+    {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REACTION, EventKind.REFERRAL}
+)
 ROUTE = "/webhooks/instagram"
 
 
@@ -41,6 +46,23 @@ class InstagramWebhook:
         self._store = store
         self._metrics = metrics
         self._on_stored = on_stored
+
+    async def _remember_conversations(self, events: list[InstagramEvent]) -> None:
+        """What the reply path needs: each customer's last message time (Meta's clock)
+        and, for comments, which comment a private reply would answer."""
+        latest: dict[str, int] = {}
+        for event in events:
+            if event.kind in WINDOW_KINDS:
+                latest[event.customer_id] = max(
+                    latest.get(event.customer_id, 0), event.timestamp_ms
+                )
+            elif event.kind is EventKind.COMMENT:
+                origin = {"comment_id": event.dedupe_key, "ts_ms": event.timestamp_ms}
+                await self._store.put_record(
+                    COMMENT_ORIGIN, event.customer_id, json.dumps(origin).encode()
+                )
+        for customer, ts in latest.items():
+            await self._store.note_customer_message(customer, ts)
 
     async def handshake(self, request: Request) -> Response:
         params = request.query_params
@@ -105,6 +127,10 @@ class InstagramWebhook:
                 log.error("instagram webhook not stored: %s", exc)
                 return _reject(503, "store unavailable, retry later")
             accepted, duplicates = stored.accepted, stored.duplicates
+            try:
+                await self._remember_conversations(result.events)
+            except StoreUnavailable as exc:
+                log.error("reply-window records not updated: %s", exc)
             if duplicates:
                 self._metrics.duplicates.labels(INBOUND).inc(duplicates)
             if accepted:

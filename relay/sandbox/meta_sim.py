@@ -97,6 +97,7 @@ class MetaSimulator:
         self.private_replied: set[str] = set()
         self.sent: list[dict[str, Any]] = []
         self.subscriptions: list[str] = []
+        self.public_replies: list[tuple[str, str]] = []  # (comment id, text)
         self.app = self._build_app()
         self.cdn_app = Starlette(
             routes=[Route("/ig_messaging_cdn/{asset_id}", self._cdn, methods=["GET", "HEAD"])]
@@ -239,6 +240,17 @@ class MetaSimulator:
         data = {"id": user.igsid, **{f: getattr(user, f) for f in wanted if hasattr(user, f)}}
         return JSONResponse(data)
 
+    async def _reply(self, request: Request) -> Response:
+        if not self._token_ok(request):
+            return self._bad_token()
+        text = request.query_params.get("message", "")
+        if not text:
+            return graph_error(400, 100, "(#100) message is required")
+        with self._lock:
+            self.public_replies.append((request.path_params["node"], text))
+            reply_id = f"1785{next(self._ids):011d}"
+        return JSONResponse({"id": reply_id})
+
     async def _subscribed_apps(self, request: Request) -> Response:
         if not self._token_ok(request):
             return self._bad_token()
@@ -284,6 +296,7 @@ class MetaSimulator:
             routes=[
                 Route("/_sandbox/faults", self._faults, methods=["POST", "DELETE"]),
                 Route("/{version}/{node}/messages", self._send, methods=["POST"]),
+                Route("/{version}/{node}/replies", self._reply, methods=["POST"]),
                 Route(
                     "/{version}/{node}/subscribed_apps",
                     self._subscribed_apps,
