@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/relay_bench.py [--messages 2000] [--concurrency 16]
 
-The relay runs as its own process (as in production); the Meta side (load generator) and
-the Genesys simulator run here. Prints webhook-ack latency and end-to-end throughput.
+The relay runs as its own process (as in production); the load generators and the
+simulators run here. Inbound: Meta webhooks → relay → Genesys simulator. Outbound: Genesys
+agent messages → relay → Meta Send API simulator → receipts back to Genesys. Prints
+accept latency and end-to-end throughput for both directions.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from igbridge.relay.sandbox.genesys_sim import sign_genesys
 from igbridge.relay.sandbox.meta_sim import encode_like_meta, sign_meta
 from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.stack import Sandbox, run_sandbox
+from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -29,24 +32,14 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-async def send_all(
-    sb: Sandbox, url: str, messages: int, concurrency: int, customers: int
-) -> list[float]:
-    bodies = []
-    t0 = int(time.time() * 1000)
-    for i in range(messages):
-        customer = f"7{i % customers:05d}"
-        item = sb.meta.messaging(customer, {"text": f"bench message {i} 🚀"}, ts_ms=t0 + i)
-        raw = encode_like_meta(sb.meta.webhook([item]))
-        bodies.append((raw, sign_meta(raw, sb.meta.app_secret)))
+async def post_all(url: str, bodies: list[tuple[bytes, str]], concurrency: int) -> list[float]:
+    """POST every signed body with ``concurrency`` clients; per-request latencies."""
     latencies: list[float] = []
-    queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    pending = list(reversed(bodies))
 
     async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            raw, sig = queue.get_nowait()
+        while pending:
+            raw, sig = pending.pop()
             started = time.perf_counter()
             resp = await client.post(
                 url,
@@ -63,6 +56,45 @@ async def send_all(
     return latencies
 
 
+def inbound_bodies(sb: Sandbox, messages: int, customers: int) -> list[tuple[bytes, str]]:
+    bodies = []
+    t0 = int(time.time() * 1000)
+    for i in range(messages):
+        customer = f"7{i % customers:05d}"
+        item = sb.meta.messaging(customer, {"text": f"bench message {i} 🚀"}, ts_ms=t0 + i)
+        raw = encode_like_meta(sb.meta.webhook([item]))
+        bodies.append((raw, sign_meta(raw, sb.meta.app_secret)))
+    return bodies
+
+
+def outbound_bodies(sb: Sandbox, messages: int, customers: int) -> list[tuple[bytes, str]]:
+    bodies = []
+    for i in range(messages):
+        body = sb.genesys.build_agent_message(f"7{i % customers:05d}", f"agent reply {i} ✅")
+        raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        bodies.append((raw, sign_genesys(raw, WEBHOOK_SECRET)))
+    return bodies
+
+
+def phase(
+    name: str, url: str, bodies: list[tuple[bytes, str]], concurrency: int, done: Callable[[], int]
+) -> dict[str, float]:
+    started = time.perf_counter()
+    lat = asyncio.run(post_all(url, bodies, concurrency))
+    accepted = time.perf_counter() - started
+    deadline = time.monotonic() + 600
+    while done() < len(bodies) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    finished = time.perf_counter() - started
+    return {
+        f"{name}_accept_requests_per_s": len(bodies) / accepted,
+        f"{name}_accept_p50_ms": percentile(lat, 50) * 1000,
+        f"{name}_accept_p99_ms": percentile(lat, 99) * 1000,
+        f"{name}_end_to_end_messages_per_s": done() / finished,
+        f"{name}_completed": float(done()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
@@ -76,40 +108,34 @@ def main() -> None:
         )
         relay.start()
         try:
-            started = time.perf_counter()
-            lat = asyncio.run(
-                send_all(
-                    sb,
-                    f"{relay.url}/webhooks/instagram",
-                    args.messages,
-                    args.concurrency,
-                    args.customers,
-                )
+            results: dict[str, float] = {
+                "messages": args.messages,
+                "concurrency": args.concurrency,
+                "customers": args.customers,
+            }
+            results |= phase(
+                "inbound",
+                f"{relay.url}/webhooks/instagram",
+                inbound_bodies(sb, args.messages, args.customers),
+                args.concurrency,
+                lambda: len(sb.genesys.messages),
             )
-            acked = time.perf_counter() - started
-            sb.genesys.wait_for_messages(args.messages, timeout=600)
-            done = time.perf_counter() - started
-            delivered = len(sb.genesys.snapshot())
+            results |= phase(
+                "outbound",
+                f"{relay.url}/webhooks/genesys",
+                outbound_bodies(sb, args.messages, args.customers),
+                args.concurrency,
+                lambda: len(sb.genesys.receipts),
+            )
         finally:
             relay.stop()
-    results = {
-        "messages": args.messages,
-        "concurrency": args.concurrency,
-        "customers": args.customers,
-        "ack_requests_per_s": args.messages / acked,
-        "ack_p50_ms": percentile(lat, 50) * 1000,
-        "ack_p99_ms": percentile(lat, 99) * 1000,
-        "ack_mean_ms": statistics.fmean(lat) * 1000,
-        "end_to_end_messages_per_s": delivered / done,
-        "delivered": delivered,
-    }
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "relay_bench.json").write_text(json.dumps(results, indent=2))
-    print(f"{'measure':<34}{'value':>12}")
+    print(f"{'measure':<42}{'value':>12}")
     for key, value in results.items():
-        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
-        print(f"{key:<34}{shown:>12}")
+        shown = str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+        print(f"{key:<42}{shown:>12}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,15 @@ WINDOW_KINDS = frozenset(
 ROUTE = "/webhooks/instagram"
 
 
+def _latest_messages(events: list[InstagramEvent]) -> dict[str, int]:
+    """Each customer's latest window-opening message time in the batch (Meta's clock)."""
+    latest: dict[str, int] = {}
+    for event in events:
+        if event.kind in WINDOW_KINDS:
+            latest[event.customer_id] = max(latest.get(event.customer_id, 0), event.timestamp_ms)
+    return latest
+
+
 def _reject(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
@@ -47,22 +56,14 @@ class InstagramWebhook:
         self._metrics = metrics
         self._on_stored = on_stored
 
-    async def _remember_conversations(self, events: list[InstagramEvent]) -> None:
-        """What the reply path needs: each customer's last message time (Meta's clock)
-        and, for comments, which comment a private reply would answer."""
-        latest: dict[str, int] = {}
+    async def _remember_comments(self, events: list[InstagramEvent]) -> None:
+        """For a conversation that starts with a comment: which comment a reply answers."""
         for event in events:
-            if event.kind in WINDOW_KINDS:
-                latest[event.customer_id] = max(
-                    latest.get(event.customer_id, 0), event.timestamp_ms
-                )
-            elif event.kind is EventKind.COMMENT:
+            if event.kind is EventKind.COMMENT:
                 origin = {"comment_id": event.dedupe_key, "ts_ms": event.timestamp_ms}
                 await self._store.put_record(
                     COMMENT_ORIGIN, event.customer_id, json.dumps(origin).encode()
                 )
-        for customer, ts in latest.items():
-            await self._store.note_customer_message(customer, ts)
 
     async def handshake(self, request: Request) -> Response:
         params = request.query_params
@@ -121,16 +122,16 @@ class InstagramWebhook:
         accepted = duplicates = 0
         if jobs:
             try:
-                stored = await self._store.enqueue(INBOUND, jobs)
+                stored = await self._store.enqueue(INBOUND, jobs, _latest_messages(result.events))
             except StoreUnavailable as exc:
                 # 503 makes Meta retry later: better than a 200 for events we could not keep.
                 log.error("instagram webhook not stored: %s", exc)
                 return _reject(503, "store unavailable, retry later")
             accepted, duplicates = stored.accepted, stored.duplicates
             try:
-                await self._remember_conversations(result.events)
+                await self._remember_comments(result.events)
             except StoreUnavailable as exc:
-                log.error("reply-window records not updated: %s", exc)
+                log.error("comment reply records not updated: %s", exc)
             if duplicates:
                 self._metrics.duplicates.labels(INBOUND).inc(duplicates)
             if accepted:

@@ -10,7 +10,7 @@ seen before in the same queue is dropped at enqueue time (and counted as a dupli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,10 +68,17 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable when the backend is unreachable."""
 
-    async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> EnqueueResult:
-        """Durably store the new jobs in one transaction, skipping seen dedupe keys.
+    async def enqueue(
+        self,
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
+        """Durably store the new jobs in one transaction, skipping seen dedupe keys, together
+        with the customers' latest message times (``{key: ms}``, the max wins) that Meta's
+        reply window is measured from.
 
-        When this returns, a crash loses none of the accepted jobs.
+        When this returns, a crash or power cut loses none of it.
         """
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
@@ -100,9 +107,6 @@ class Store(Protocol):
 
     async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
         """Forget dedupe keys older than this (Meta retries for up to 36 h); returns how many."""
-
-    async def note_customer_message(self, key: str, ts_ms: int) -> None:
-        """Remember the customer's latest message time (Meta's timestamp; the max wins)."""
 
     async def last_customer_message(self, key: str) -> int | None:
         """The customer's latest message time in ms, for Meta's 24-hour reply window."""

@@ -1,16 +1,20 @@
 """The SQLite store: the embedded default, for one relay process.
 
-One connection, WAL journal, ``synchronous=FULL``: a webhook is answered 200 only after
-``enqueue`` committed, and that commit survives a crash or a power cut. The file belongs
-to one process, so leases left by a crashed predecessor are released at ``open``.
+One connection, WAL journal. A webhook is answered 200 only after ``enqueue`` committed
+with ``synchronous=FULL``: that commit survives a crash or a power cut. Other writes
+(leases, completions, records) commit with ``synchronous=NORMAL`` — in WAL mode they
+survive a process crash; a power cut could at worst redeliver a message, never lose
+one. The file belongs to one process, so leases left by a crashed predecessor are
+released at ``open``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -80,6 +84,12 @@ LIMIT :limit
 """
 
 
+UPSERT_WINDOW = (
+    "INSERT INTO windows (key, last_ms) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+    " SET last_ms = MAX(last_ms, excluded.last_ms)"
+)
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
     if not url.startswith("sqlite:///"):
@@ -104,7 +114,7 @@ class SQLiteStore:
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(self._path, isolation_level=None)
             await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
             await db.executescript(SCHEMA)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -119,12 +129,15 @@ class SQLiteStore:
             self._db = None
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; ``durable`` ones are fsynced before they return."""
         if self._db is None:
             raise StoreUnavailable(f"sqlite store {self._path}: not open")
         async with self._lock:
             db = self._db
             try:
+                if durable:
+                    await db.execute("PRAGMA synchronous=FULL")
                 await db.execute("BEGIN IMMEDIATE")
                 try:
                     yield db
@@ -134,6 +147,10 @@ class SQLiteStore:
                 await db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 raise self._unavailable(exc) from None
+            finally:
+                if durable:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("PRAGMA synchronous=NORMAL")
 
     async def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         if self._db is None:
@@ -148,10 +165,17 @@ class SQLiteStore:
     async def ping(self) -> None:
         await self._read("SELECT 1")
 
-    async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> EnqueueResult:
+    async def enqueue(
+        self,
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
         now = self._clock()
         accepted = duplicates = 0
-        async with self._tx() as db:
+        async with self._tx(durable=True) as db:
+            for key, ts_ms in (customer_messages or {}).items():
+                await db.execute(UPSERT_WINDOW, (key, ts_ms))
             for job in jobs:
                 cur = await db.execute(
                     "INSERT OR IGNORE INTO dedupe (queue, dedupe_key, seen_at) VALUES (?, ?, ?)",
@@ -243,14 +267,6 @@ class SQLiteStore:
                 "DELETE FROM dedupe WHERE queue = ? AND seen_at < ?", (queue, cutoff)
             )
             return cur.rowcount
-
-    async def note_customer_message(self, key: str, ts_ms: int) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO windows (key, last_ms) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
-                " SET last_ms = MAX(last_ms, excluded.last_ms)",
-                (key, ts_ms),
-            )
 
     async def last_customer_message(self, key: str) -> int | None:
         rows = await self._read("SELECT last_ms FROM windows WHERE key = ?", (key,))
