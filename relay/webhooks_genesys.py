@@ -6,30 +6,22 @@ worker does the sending.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .body import BodyTooLarge, read_body
-from .config import Settings
 from .genesys.outbound import parse_outbound, verify_genesys_signature
 from .meta.signature import SignatureCheck
-from .metrics import RelayMetrics
-from .store.base import NewJob, Store, StoreUnavailable
+from .store.base import NewJob, StoreUnavailable
+from .webhook_base import SignedWebhook, reject
 
 log = logging.getLogger(__name__)
 
 OUTBOUND = "outbound"
 ROUTE = "/webhooks/genesys"
-
-
-def _reject(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
 
 
 def _order_ms(value: str | None) -> int:
@@ -41,47 +33,23 @@ def _order_ms(value: str | None) -> int:
     return int(time.time() * 1000)
 
 
-class GenesysWebhook:
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        metrics: RelayMetrics,
-        on_stored: Callable[[], None],
-    ) -> None:
-        self._settings = settings
-        self._secret = settings.genesys_webhook_secret.get_secret_value().encode("utf-8")
-        self._store = store
-        self._metrics = metrics
-        self._on_stored = on_stored
+class GenesysWebhook(SignedWebhook):
+    route = ROUTE
+    name = "genesys"
 
-    async def receive(self, request: Request) -> Response:
-        started = time.perf_counter()
-        response = await self._receive(request)
-        self._metrics.webhook_requests.labels(ROUTE, str(response.status_code)).inc()
-        self._metrics.webhook_duration.labels(ROUTE).observe(time.perf_counter() - started)
-        return response
+    def check_signature(self, raw: bytes, header: str | None) -> SignatureCheck:
+        secret = self._settings.genesys_webhook_secret.get_secret_value().encode("utf-8")
+        return verify_genesys_signature(raw, header, secret)
 
-    async def _receive(self, request: Request) -> Response:
-        try:
-            raw = await read_body(request, self._settings.max_body_bytes)
-        except BodyTooLarge:
-            return _reject(413, f"body exceeds {self._settings.max_body_bytes} bytes")
-        check = verify_genesys_signature(
-            raw, request.headers.get("x-hub-signature-256"), self._secret
-        )
-        if check is not SignatureCheck.OK:
-            log.warning("genesys webhook refused: signature %s", check.value)
-            status = 401 if check is SignatureCheck.MISSING else 403
-            return _reject(status, f"X-Hub-Signature-256 {check.value}")
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            return _reject(400, "body is not valid UTF-8 JSON")
+    async def handle(self, request: Request) -> Response:
+        read = await self.read_signed_json(request)
+        if isinstance(read, Response):
+            return read
+        raw, body = read
         msg = parse_outbound(body)
         if isinstance(msg, str):
             log.warning("genesys webhook refused: %s", msg)
-            return _reject(400, f"not an Open Messaging outbound message: {msg}")
+            return reject(400, f"not an Open Messaging outbound message: {msg}")
         if msg.type == "Receipt" or (msg.type == "Event" and not msg.events):
             self._metrics.not_forwarded.labels(f"genesys_{msg.type.lower()}").inc()
             return JSONResponse({"accepted": 0})
@@ -90,7 +58,7 @@ class GenesysWebhook:
             stored = await self._store.enqueue(OUTBOUND, [job])
         except StoreUnavailable as exc:
             log.error("genesys webhook not stored: %s", exc)
-            return _reject(503, "store unavailable, retry later")
+            return reject(503, "store unavailable, retry later")
         if stored.duplicates:
             self._metrics.duplicates.labels(OUTBOUND).inc(stored.duplicates)
         if stored.accepted:

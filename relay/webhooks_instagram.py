@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .body import BodyTooLarge, read_body
-from .config import Settings
 from .meta.events import FORWARDED_KINDS, EventKind, InstagramEvent, parse_webhook
 from .meta.signature import SignatureCheck, verify_meta_signature, verify_token_matches
-from .metrics import RelayMetrics
-from .store.base import NewJob, Store, StoreUnavailable
+from .store.base import NewJob, StoreUnavailable
+from .webhook_base import SignedWebhook, reject
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +33,12 @@ def _latest_messages(events: list[InstagramEvent]) -> dict[str, int]:
     return latest
 
 
-def _reject(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
+class InstagramWebhook(SignedWebhook):
+    route = ROUTE
+    name = "instagram"
 
-
-class InstagramWebhook:
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        metrics: RelayMetrics,
-        on_stored: Callable[[], None],
-    ) -> None:
-        self._settings = settings
-        self._secrets = settings.app_secrets
-        self._verify_token = settings.meta_verify_token.get_secret_value()
-        self._store = store
-        self._metrics = metrics
-        self._on_stored = on_stored
+    def check_signature(self, raw: bytes, header: str | None) -> SignatureCheck:
+        return verify_meta_signature(raw, header, self._settings.app_secrets)
 
     async def _remember_comments(self, events: list[InstagramEvent]) -> None:
         """For a conversation that starts with a comment: which comment a reply answers."""
@@ -67,42 +51,23 @@ class InstagramWebhook:
 
     async def handshake(self, request: Request) -> Response:
         params = request.query_params
+        expected = self._settings.meta_verify_token.get_secret_value()
         if params.get("hub.mode") == "subscribe" and verify_token_matches(
-            params.get("hub.verify_token"), self._verify_token
+            params.get("hub.verify_token"), expected
         ):
             log.info("meta webhook verification accepted")
             return PlainTextResponse(params.get("hub.challenge", ""))
         log.warning("meta webhook verification refused: wrong mode or verify token")
         return PlainTextResponse("verification failed", status_code=403)
 
-    async def receive(self, request: Request) -> Response:
-        started = time.perf_counter()
-        response = await self._receive(request)
-        self._metrics.webhook_requests.labels(ROUTE, str(response.status_code)).inc()
-        self._metrics.webhook_duration.labels(ROUTE).observe(time.perf_counter() - started)
-        return response
-
-    async def _receive(self, request: Request) -> Response:
-        try:
-            raw = await read_body(request, self._settings.max_body_bytes)
-        except BodyTooLarge:
-            log.warning("instagram webhook refused: body too large")
-            return _reject(413, f"body exceeds {self._settings.max_body_bytes} bytes")
-        check = verify_meta_signature(
-            raw, request.headers.get("x-hub-signature-256"), self._secrets
-        )
-        if check is not SignatureCheck.OK:
-            status = 401 if check is SignatureCheck.MISSING else 403
-            log.warning("instagram webhook refused: signature %s", check.value)
-            return _reject(status, f"X-Hub-Signature-256 {check.value}")
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            log.warning("instagram webhook refused: malformed JSON (%s)", type(exc).__name__)
-            return _reject(400, "body is not valid UTF-8 JSON")
+    async def handle(self, request: Request) -> Response:
+        read = await self.read_signed_json(request)
+        if isinstance(read, Response):
+            return read
+        _, body = read
         if not isinstance(body, dict) or body.get("object") != "instagram":
             log.warning("instagram webhook refused: not an instagram object")
-            return _reject(400, 'expected a JSON object with "object": "instagram"')
+            return reject(400, 'expected a JSON object with "object": "instagram"')
 
         result = parse_webhook(body, account_id=self._settings.instagram_account_id)
         for skipped in result.skipped:
@@ -126,7 +91,7 @@ class InstagramWebhook:
             except StoreUnavailable as exc:
                 # 503 makes Meta retry later: better than a 200 for events we could not keep.
                 log.error("instagram webhook not stored: %s", exc)
-                return _reject(503, "store unavailable, retry later")
+                return reject(503, "store unavailable, retry later")
             accepted, duplicates = stored.accepted, stored.duplicates
             try:
                 await self._remember_comments(result.events)

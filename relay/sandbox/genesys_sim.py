@@ -214,6 +214,18 @@ class GenesysSimulator:
         except (UnicodeDecodeError, ValueError):
             return _error(400, "body is not valid UTF-8 JSON")
 
+    def _record(self, request: Request, body: dict[str, Any], raw: bytes, endpoint: str) -> str:
+        """Keep a customer message as received; returns its (stable) conversation id."""
+        integration = request.path_params["integration_id"]
+        from_id = str(body["channel"]["from"]["id"])
+        content_type = request.headers.get("content-type", "")
+        with self._lock:
+            conv = self._conversations.setdefault((integration, from_id), str(uuid.uuid4()))
+            self.messages.append(
+                RecordedMessage(integration, body, raw, content_type, conv, endpoint=endpoint)
+            )
+        return conv
+
     async def _inbound_message(self, request: Request) -> Response:
         read = await self._read_json(request)
         if isinstance(read, Response):
@@ -223,14 +235,7 @@ class GenesysSimulator:
         if reason:
             return _error(400, reason)
         integration = request.path_params["integration_id"]
-        from_id = str(body["channel"]["from"]["id"])
-        with self._lock:
-            conv = self._conversations.setdefault((integration, from_id), str(uuid.uuid4()))
-            self.messages.append(
-                RecordedMessage(
-                    integration, body, raw, request.headers.get("content-type", ""), conv
-                )
-            )
+        conv = self._record(request, body, raw, "message")
         answer: dict[str, Any] = {
             "id": uuid.uuid4().hex,
             "channel": {"messageId": body["channel"]["messageId"], "id": integration},
@@ -260,21 +265,9 @@ class GenesysSimulator:
             reason = validate_inbound_message(body)
             if reason:
                 return _error(400, reason)
-            integration = request.path_params["integration_id"]
-            from_id = str(body["channel"]["from"]["id"])
+            self._record(request, body, raw, kind)
             with self._lock:
-                conv = self._conversations.setdefault((integration, from_id), str(uuid.uuid4()))
                 self.structured.append(body)
-                self.messages.append(
-                    RecordedMessage(
-                        integration,
-                        body,
-                        raw,
-                        request.headers.get("content-type", ""),
-                        conv,
-                        endpoint=kind,
-                    )
-                )
             return JSONResponse({"id": uuid.uuid4().hex})
         else:
             return _error(404, "not found", "not.found")

@@ -1,0 +1,74 @@
+"""What both webhook routes share: a size limit, a signature check over the raw bytes,
+JSON decoding, and the metrics every answer is counted in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .body import BodyTooLarge, read_body
+from .config import Settings
+from .meta.signature import SignatureCheck
+from .metrics import RelayMetrics
+from .store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def reject(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+class SignedWebhook:
+    route = ""
+    name = ""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: RelayMetrics,
+        on_stored: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._on_stored = on_stored
+
+    def check_signature(self, raw: bytes, header: str | None) -> SignatureCheck:
+        raise NotImplementedError
+
+    async def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def receive(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self.handle(request)
+        self._metrics.webhook_requests.labels(self.route, str(response.status_code)).inc()
+        self._metrics.webhook_duration.labels(self.route).observe(time.perf_counter() - started)
+        return response
+
+    async def read_signed_json(self, request: Request) -> tuple[bytes, Any] | Response:
+        """The raw bytes and decoded body, or the 4xx that refuses them (and a log line)."""
+        limit = self._settings.max_body_bytes
+        try:
+            raw = await read_body(request, limit)
+        except BodyTooLarge:
+            log.warning("%s webhook refused: body over %d bytes", self.name, limit)
+            return reject(413, f"body exceeds {limit} bytes")
+        check = self.check_signature(raw, request.headers.get("x-hub-signature-256"))
+        if check is not SignatureCheck.OK:
+            log.warning("%s webhook refused: signature %s", self.name, check.value)
+            status = 401 if check is SignatureCheck.MISSING else 403
+            return reject(status, f"X-Hub-Signature-256 {check.value}")
+        try:
+            return raw, json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            log.warning("%s webhook refused: malformed JSON (%s)", self.name, type(exc).__name__)
+            return reject(400, "body is not valid UTF-8 JSON")
