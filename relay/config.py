@@ -21,7 +21,11 @@ from pydantic_settings import (
 
 ENV_PREFIX = "IGBRIDGE_"
 
+# Settings that may come from a file named by <NAME>_FILE: the secrets, plus values that
+# live in the same Kubernetes Secrets (the client id, a store URL with a password).
 SECRET_FIELDS = (
+    "genesys_client_id",
+    "store_url",
     "meta_app_secret",
     "meta_verify_token",
     "meta_access_token",
@@ -83,6 +87,10 @@ class Settings(BaseSettings):
     backoff_cap: float = Field(default=60.0, gt=0, le=3600)
     send_max_attempts: int = Field(default=8, gt=0, le=100)
     log_level: str = "INFO"
+    # Set by the operator's Deployment: where the relay reports into status.relay.
+    channel_name: str | None = None
+    channel_namespace: str | None = None
+    pod_name: str | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,310 @@
+"""Pure builders: an InstagramChannel in, the manifests it owns out.
+
+No I/O here. The kopf handlers call these and apply the results, so what the operator
+creates can be tested (and read) as plain data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .spec import ChannelSpec
+
+API_VERSION = "igbridge.dev/v1"
+KIND = "InstagramChannel"
+RELAY_PORT = 8080
+# Paths and key names, not secrets.
+SECRET_MOUNT = "/var/run/igbridge"  # noqa: S105
+DATA_DIR = "/data"
+CHECKSUM_ANNOTATION = "igbridge.dev/config-checksum"
+VERIFY_TOKEN_KEY = "verify-token"  # noqa: S105
+WEBHOOK_SECRET_KEY = "genesys-webhook-secret"  # noqa: S105
+
+Manifest = dict[str, Any]
+
+
+def relay_name(channel: str) -> str:
+    return f"{channel}-relay"
+
+
+def generated_secret_name(channel: str) -> str:
+    return f"{channel}-igbridge"
+
+
+def data_claim_name(channel: str) -> str:
+    return f"{channel}-relay-data"
+
+
+def labels(channel: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "igbridge-relay",
+        "app.kubernetes.io/instance": channel,
+        "app.kubernetes.io/managed-by": "igbridge-operator",
+        "igbridge.dev/channel": channel,
+    }
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(name: str, namespace: str, channel: str, uid: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels(channel),
+        "ownerReferences": [owner_reference(channel, uid)],
+    }
+
+
+def build_generated_secret(
+    channel: str, namespace: str, uid: str, verify_token: str, webhook_secret: str
+) -> Manifest:
+    """The values igbridge generates: Meta's verify token, Genesys's signing secret."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(generated_secret_name(channel), namespace, channel, uid),
+        "type": "Opaque",
+        "stringData": {VERIFY_TOKEN_KEY: verify_token, WEBHOOK_SECRET_KEY: webhook_secret},
+    }
+
+
+def config_checksum(spec: Mapping[str, Any], secrets: Mapping[str, Mapping[str, str]]) -> str:
+    """Changes when the spec or any referenced Secret's data changes: the relay then rolls."""
+    blob = json.dumps({"spec": spec, "secrets": secrets}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _env(spec: ChannelSpec, integration_id: str) -> list[dict[str, Any]]:
+    ig, gen, relay = spec.instagram, spec.genesys, spec.relay
+    meta_dir, gen_dir, own_dir = (
+        f"{SECRET_MOUNT}/meta",
+        f"{SECRET_MOUNT}/genesys",
+        (f"{SECRET_MOUNT}/channel"),
+    )
+    store = (
+        {
+            "name": "IGBRIDGE_STORE_URL_FILE",
+            "value": f"{SECRET_MOUNT}/store/{relay.store.redis.url_key}",
+        }
+        if relay.store.redis
+        else {"name": "IGBRIDGE_STORE_URL", "value": f"sqlite:///{DATA_DIR}/igbridge.db"}
+    )
+    values = {
+        "IGBRIDGE_META_GRAPH_URL": ig.graph_url,
+        "IGBRIDGE_META_API_VERSION": ig.api_version,
+        "IGBRIDGE_INSTAGRAM_ACCOUNT_ID": ig.account_id,
+        "IGBRIDGE_META_APP_SECRET_FILE": f"{meta_dir}/{ig.credentials.app_secret_key}",
+        "IGBRIDGE_META_ACCESS_TOKEN_FILE": f"{meta_dir}/{ig.credentials.access_token_key}",
+        "IGBRIDGE_META_VERIFY_TOKEN_FILE": f"{own_dir}/{VERIFY_TOKEN_KEY}",
+        "IGBRIDGE_GENESYS_API_URL": gen.api_url,
+        "IGBRIDGE_GENESYS_LOGIN_URL": gen.login_url,
+        "IGBRIDGE_GENESYS_CLIENT_ID_FILE": f"{gen_dir}/{gen.credentials.client_id_key}",
+        "IGBRIDGE_GENESYS_CLIENT_SECRET_FILE": f"{gen_dir}/{gen.credentials.client_secret_key}",
+        "IGBRIDGE_GENESYS_INTEGRATION_ID": integration_id,
+        "IGBRIDGE_GENESYS_WEBHOOK_SECRET_FILE": f"{own_dir}/{WEBHOOK_SECRET_KEY}",
+        "IGBRIDGE_WINDOW_ESCALATE_AFTER": str(spec.window.escalate_after),
+        "IGBRIDGE_WINDOW_PRIORITY": str(spec.window.priority),
+        "IGBRIDGE_HUMAN_AGENT_TAG": str(spec.window.human_agent_tag).lower(),
+        "IGBRIDGE_COMMENT_REPLIES": relay.comment_replies,
+        "IGBRIDGE_LOG_LEVEL": relay.log_level,
+    }
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    env.append(store)
+    env.append(
+        {
+            "name": "IGBRIDGE_CHANNEL_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['igbridge.dev/channel']"}},
+        }
+    )
+    env.append(
+        {
+            "name": "IGBRIDGE_CHANNEL_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        }
+    )
+    env.append(
+        {"name": "IGBRIDGE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    )
+    return env
+
+
+def _volumes(channel: str, spec: ChannelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    secret_volumes = {
+        "meta": spec.instagram.credentials.name,
+        "genesys": spec.genesys.credentials.name,
+        "channel": generated_secret_name(channel),
+    }
+    if spec.relay.store.redis:
+        secret_volumes["store"] = spec.relay.store.redis.name
+    volumes: list[dict[str, Any]] = [
+        {"name": f"{key}-secret", "secret": {"secretName": name, "defaultMode": 0o440}}
+        for key, name in secret_volumes.items()
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": f"{key}-secret", "mountPath": f"{SECRET_MOUNT}/{key}", "readOnly": True}
+        for key in secret_volumes
+    ]
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})  # noqa: S108 (a container's own /tmp)
+    if not spec.relay.store.redis:
+        volumes.append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": data_claim_name(channel)}}
+        )
+        mounts.append({"name": "data", "mountPath": DATA_DIR})
+    return volumes, mounts
+
+
+def build_deployment(
+    channel: str,
+    namespace: str,
+    uid: str,
+    spec: ChannelSpec,
+    *,
+    integration_id: str,
+    image: str,
+    checksum: str,
+) -> Manifest:
+    volumes, mounts = _volumes(channel, spec)
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    container = {
+        "name": "relay",
+        "image": spec.relay.image or image,
+        # The pod's own address space: the Service and the probes reach it from outside.
+        "command": ["igbridge-relay", "serve", "--host", "0.0.0.0", "--port", str(RELAY_PORT)],  # noqa: S104
+        "ports": [{"name": "http", "containerPort": RELAY_PORT, "protocol": "TCP"}],
+        "env": _env(spec, integration_id),
+        "volumeMounts": mounts,
+        "livenessProbe": {**probe, "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": spec.relay.resources
+        or {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    # One SQLite file on a ReadWriteOnce volume: the old pod must stop before the new starts.
+    strategy = {"type": "RollingUpdate"} if spec.relay.store.redis else {"type": "Recreate"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(relay_name(channel), namespace, channel, uid),
+        "spec": {
+            "replicas": spec.relay.replicas,
+            "strategy": strategy,
+            "selector": {
+                "matchLabels": {
+                    "igbridge.dev/channel": channel,
+                    "app.kubernetes.io/name": "igbridge-relay",
+                }
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(channel),
+                    "annotations": {CHECKSUM_ANNOTATION: checksum},
+                },
+                "spec": {
+                    "serviceAccountName": relay_name(channel),
+                    "automountServiceAccountToken": True,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def build_data_claim(channel: str, namespace: str, uid: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(data_claim_name(channel), namespace, channel, uid),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+
+
+def build_service(channel: str, namespace: str, uid: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(relay_name(channel), namespace, channel, uid),
+        "spec": {
+            "selector": {
+                "igbridge.dev/channel": channel,
+                "app.kubernetes.io/name": "igbridge-relay",
+            },
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_service_account(channel: str, namespace: str, uid: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(relay_name(channel), namespace, channel, uid),
+    }
+
+
+def build_role(channel: str, namespace: str, uid: str) -> Manifest:
+    """The relay may read and patch its own channel's status, and nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(relay_name(channel), namespace, channel, uid),
+        "rules": [
+            {
+                "apiGroups": ["igbridge.dev"],
+                "resources": ["instagramchannels/status"],
+                "resourceNames": [channel],
+                "verbs": ["get", "patch"],
+            },
+            {
+                "apiGroups": ["igbridge.dev"],
+                "resources": ["instagramchannels"],
+                "resourceNames": [channel],
+                "verbs": ["get"],
+            },
+        ],
+    }
+
+
+def build_role_binding(channel: str, namespace: str, uid: str) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(relay_name(channel), namespace, channel, uid),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": relay_name(channel),
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": relay_name(channel), "namespace": namespace}
+        ],
+    }
