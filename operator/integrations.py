@@ -1,0 +1,96 @@
+"""Provisioning Genesys Open Messaging integrations (reference/genesys.md, "Integration
+provisioning"), on the relay's Genesys auth and REST client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from igbridge.relay.genesys.errors import GenesysError, PermanentError
+from igbridge.relay.genesys.rest import GenesysRest, NotFound
+
+BASE = "/api/v2/conversations/messaging/integrations/open"
+
+
+class IntegrationFailed(PermanentError):
+    """Genesys reported ``createStatus: Error``; the message carries its ``createError``."""
+
+
+class CreateStillPending(GenesysError):
+    """``createStatus`` is still ``Initiated``: check again later."""
+
+
+class Integrations:
+    def __init__(self, rest: GenesysRest) -> None:
+        self._rest = rest
+
+    async def get(self, integration_id: str) -> dict[str, Any] | None:
+        try:
+            return await self._rest.request("GET", f"{BASE}/{integration_id}")
+        except NotFound:
+            return None
+
+    async def find_by_name(self, name: str) -> dict[str, Any] | None:
+        page = await self._rest.request("GET", BASE, params={"pageSize": "100"})
+        for item in page.get("entities") or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                return item
+        return None
+
+    async def create(
+        self,
+        name: str,
+        webhook_url: str,
+        signing_secret: str,
+        *,
+        supported_content_id: str | None = None,
+        messaging_setting_id: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": name,
+            "outboundNotificationWebhookUrl": webhook_url,
+            "outboundNotificationWebhookSignatureSecretToken": signing_secret,
+            "webhookHeaders": {},
+        }
+        if supported_content_id:
+            body["supportedContent"] = {"id": supported_content_id}
+        if messaging_setting_id:
+            body["messagingSetting"] = {"id": messaging_setting_id}
+        return await self._rest.request("POST", BASE, body)
+
+    async def update(self, integration_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return await self._rest.request("PATCH", f"{BASE}/{integration_id}", fields)
+
+    async def delete(self, integration_id: str) -> None:
+        """Delete it; one that is already gone (404) counts as deleted."""
+        try:
+            await self._rest.request("DELETE", f"{BASE}/{integration_id}")
+        except NotFound:
+            return
+
+    async def wait_created(
+        self, integration_id: str, *, timeout: float = 10.0, poll: float = 0.2
+    ) -> dict[str, Any]:
+        """Poll until ``createStatus`` settles; Completed returns, Error raises."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.get(integration_id)
+            if current is None:
+                raise IntegrationFailed(f"integration {integration_id} disappeared", status=404)
+            status = current.get("createStatus")
+            if status == "Error":
+                raise IntegrationFailed(
+                    f"Genesys could not create the integration: {current.get('createError')}",
+                    status=400,
+                )
+            if status in (None, "Completed"):
+                return current
+            if time.monotonic() >= deadline:
+                raise CreateStillPending(f"integration {integration_id} is still being created")
+            await asyncio.sleep(poll)
+
+    async def attach_flow(self, recipient_id: str, flow_id: str) -> None:
+        await self._rest.request(
+            "PUT", f"/api/v2/routing/message/recipients/{recipient_id}", {"flow": {"id": flow_id}}
+        )

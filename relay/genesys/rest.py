@@ -1,0 +1,76 @@
+"""Authenticated JSON requests to the Genesys Cloud API, with errors sorted into the
+error tree: one place for tokens, the single retry on 401, and status classification."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from .auth import TokenProvider
+from .errors import PermanentError, TransientError
+from .http import classify_response, error_reason, retry_after_seconds
+
+# Genesys (and the seed's "???" failure) need the charset spelled out.
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+def encode_json(body: object) -> bytes:
+    """UTF-8 JSON with characters as themselves, never ``?`` and never lossy."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class NotFound(PermanentError):
+    """HTTP 404: the object is gone (callers that delete treat this as success)."""
+
+
+class GenesysRest:
+    def __init__(self, http: httpx.AsyncClient, api_url: str, tokens: TokenProvider) -> None:
+        self.http = http
+        self.api = api_url.rstrip("/")
+        self.tokens = tokens
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: object | None = None,
+        *,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        content = encode_json(body) if body is not None else None
+        for attempt in (1, 2):
+            token = await self.tokens.token()
+            headers = {"Authorization": f"Bearer {token}"}
+            if content is not None:
+                headers["Content-Type"] = JSON_UTF8
+            try:
+                resp = await self.http.request(
+                    method, f"{self.api}{path}", content=content, params=params, headers=headers
+                )
+            except httpx.TimeoutException:
+                raise TransientError("Genesys timed out") from None
+            except httpx.HTTPError as exc:
+                raise TransientError(f"Genesys unreachable: {type(exc).__name__}") from None
+            if resp.status_code == 401 and attempt == 1:
+                # The token was revoked or expired early: fetch a new one, try once more.
+                self.tokens.invalidate(token)
+                continue
+            kind = classify_response(resp.status_code)
+            if kind == "ok":
+                try:
+                    parsed = resp.json() if resp.content else {}
+                except ValueError:
+                    return {}
+                return parsed if isinstance(parsed, dict) else {"entities": parsed}
+            if kind == "transient":
+                raise TransientError(
+                    error_reason(resp),
+                    status=resp.status_code,
+                    retry_after=retry_after_seconds(resp),
+                )
+            if resp.status_code == 404:
+                raise NotFound(error_reason(resp), status=404)
+            raise PermanentError(error_reason(resp), status=resp.status_code)
+        raise TransientError("Genesys refused a freshly issued token (HTTP 401)", status=401)
