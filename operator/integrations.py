@@ -70,10 +70,10 @@ class Integrations:
             return
 
     async def wait_created(
-        self, integration_id: str, *, timeout: float = 10.0, poll: float = 0.2
+        self, integration_id: str, *, within: float = 10.0, poll: float = 0.2
     ) -> dict[str, Any]:
         """Poll until ``createStatus`` settles; Completed returns, Error raises."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             current = await self.get(integration_id)
             if current is None:
