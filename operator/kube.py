@@ -1,0 +1,80 @@
+"""A small generic Kubernetes client on kubernetes-asyncio: get, create, merge-patch,
+delete and status patches for any kind the operator owns, by apiVersion and kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+PLURALS = {
+    "Secret": "secrets",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Deployment": "deployments",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "InstagramChannel": "instagramchannels",
+}
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{PLURALS[kind]}"
+    return f"{path}/{name}" if name else path
+
+
+class Kube:
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> dict[str, Any]:
+        data = await self._api.call_api(
+            path,
+            method,
+            body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            response_types_map={200: "object", 201: "object", 202: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=True,
+        )
+        return data if isinstance(data, dict) else {}
+
+    async def get(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        try:
+            return await self._call("GET", resource_path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        found = await self._call("GET", resource_path(api_version, kind, namespace))
+        items = found.get("items") or []
+        return [i for i in items if isinstance(i, dict)]
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object, or merge-patch an existing one to match the manifest."""
+        meta = manifest["metadata"]
+        args = (manifest["apiVersion"], manifest["kind"], meta["namespace"])
+        current = await self.get(*args, meta["name"])
+        if current is None:
+            return await self._call("POST", resource_path(*args), manifest)
+        patch = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "status")}
+        return await self._call(
+            "PATCH", resource_path(*args, meta["name"]), patch, content_type=MERGE_PATCH
+        )
+
+    async def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = resource_path(api_version, kind, namespace, name) + "/status"
+        return await self._call("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
