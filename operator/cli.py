@@ -1,0 +1,45 @@
+"""``igbridge-operator``: run the kopf operator for InstagramChannel resources."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="igbridge-operator", description=__doc__)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL"
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if not args.namespace and not args.all_namespaces:
+        parser.error(
+            "say which namespaces to watch: --namespace NS (repeatable) or --all-namespaces"
+        )
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_prefix=False)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespace,
+            standalone=True,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""kopf registrations. Thin on purpose: they translate between kopf and the reconciler."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import httpx
+import kopf
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient
+
+from igbridge.relay.genesys.auth import TokenProvider
+from igbridge.relay.genesys.rest import GenesysRest
+
+from .integrations import Integrations
+from .kube import Kube
+from .reconcile import Channel, OperatorConfig, Reconciler, RetryLater, SpecProblem
+from .spec import ChannelSpec
+from .subscriptions import ensure_subscribed
+
+GROUP, VERSION, PLURAL = "igbridge.dev", "v1", "instagramchannels"
+FINALIZER = "igbridge.dev/finalizer"
+log = logging.getLogger(__name__)
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+RESYNC_SECONDS = _seconds("IGBRIDGE_OPERATOR_RESYNC_SECONDS", 60.0)
+# A missing Secret or refused credentials: someone must act; look again at this pace.
+WAIT_FOR_PEOPLE_SECONDS = _seconds("IGBRIDGE_OPERATOR_RECHECK_SECONDS", 30.0)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        await kube_config.load_kube_config()
+    api = ApiClient()
+    http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
+    memo["api"], memo["http"] = api, http
+
+    def integrations(spec: ChannelSpec, client_id: str, client_secret: str) -> Integrations:
+        tokens = TokenProvider(http, spec.genesys.login_url, client_id, client_secret)
+        return Integrations(GenesysRest(http, spec.genesys.api_url, tokens))
+
+    config = OperatorConfig(
+        relay_image=os.environ.get("IGBRIDGE_RELAY_IMAGE", OperatorConfig.relay_image),
+        relay_grace_seconds=_seconds("IGBRIDGE_RELAY_GRACE_SECONDS", 90.0),
+    )
+    memo["reconciler"] = Reconciler(Kube(api), integrations, ensure_subscribed, config)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo["http"].aclose()
+    await memo["api"].close()
+
+
+def _channel(body: kopf.Body) -> Channel:
+    meta = body.get("metadata", {})
+    return Channel(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta.get("uid", ""),
+        generation=meta.get("generation"),
+        spec=dict(body.get("spec") or {}),
+        status=dict(body.get("status") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+    )
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    try:
+        await reconciler.reconcile(_channel(body))
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
+    except SpecProblem as exc:
+        # Not a hot loop: the condition says what to fix; look again at a human's pace.
+        raise kopf.TemporaryError(str(exc), delay=WAIT_FOR_PEOPLE_SECONDS) from None
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _reconcile(body, memo)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Repair drift (the integration, the workload, Meta's subscription), roll the relay
+    when a referenced Secret changed, and notice a relay that stopped reporting."""
+    await _reconcile(body, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    try:
+        await reconciler.finalize(_channel(body))
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
+    except SpecProblem as exc:
+        raise kopf.TemporaryError(str(exc), delay=WAIT_FOR_PEOPLE_SECONDS) from None
