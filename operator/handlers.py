@@ -34,6 +34,12 @@ RESYNC_SECONDS = _seconds("IGBRIDGE_OPERATOR_RESYNC_SECONDS", 60.0)
 WAIT_FOR_PEOPLE_SECONDS = _seconds("IGBRIDGE_OPERATOR_RECHECK_SECONDS", 30.0)
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: the kubeconfig (no client library needed)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
@@ -42,7 +48,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     try:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:
-        await kube_config.load_kube_config()
+        # Read KUBECONFIG now: the library's default was fixed when it was imported.
+        await kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     api = ApiClient()
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
     memo["api"], memo["http"] = api, http

@@ -1,45 +1,58 @@
 """A Genesys Cloud simulator: OAuth, Open Messaging inbound, receipts, routing, integrations.
 
 It follows reference/genesys.md: it accepts what Genesys documents and answers 400 with
-a reason for what Genesys documents as rejected, so the relay is tested against the
-contract rather than against itself.
+a reason for what Genesys documents as rejected. State is guarded by one lock: the app
+runs on a uvicorn thread while tests read from theirs.
+
+Observation for other processes (benchmarks): ``GET /_sandbox/messages[?since=N]``;
+faults: ``POST|DELETE /_sandbox/faults`` (see faults.py).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 import json
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .faults import FaultMiddleware, FaultPlan, fault_control
+from .faults import FaultPlan, app_with_faults
+from .genesys_agent import build_agent_message, post_agent_message, sign_genesys, typing_event
+from .genesys_contract import (
+    genesys_error,
+    validate_event,
+    validate_inbound_message,
+    validate_receipt,
+)
+from .genesys_integrations import IntegrationRegistry
 
-MEDIA_TYPES = {"Image", "Video", "Audio", "File", "Link"}
-INBOUND = "/api/v2/conversations/messages/{integration_id}/inbound/open/{kind}"
+__all__ = ["GenesysSimulator", "RecordedMessage", "sign_genesys"]
+
+INBOUND = "/api/v2/conversations/messages/{integration_id}/inbound/open"
+PRIORITY_LIMIT = 25_000_000
 
 
 @dataclass
 class RecordedMessage:
+    """One accepted customer message, as it arrived."""
+
     integration_id: str
-    body: dict[str, Any]
-    raw: bytes
-    content_type: str
+    body: dict[str, Any]  # parsed
+    raw: bytes  # the exact bytes received
+    content_type: str  # the request's Content-Type header
     conversation_id: str
     received_at: float = field(default_factory=time.time)
     endpoint: str = "message"  # or "structured/response" for quick-reply and button answers
@@ -54,70 +67,23 @@ class RecordedMessage:
         return str(self.body["channel"]["messageId"])
 
     @property
+    def from_id(self) -> str:
+        return str(self.body["channel"]["from"]["id"])
+
+    @property
     def attributes(self) -> dict[str, str]:
         meta = self.body["channel"].get("metadata") or {}
-        attrs = meta.get("customAttributes") or {}
-        return dict(attrs)
+        return dict(meta.get("customAttributes") or {})
 
-
-def _error(status: int, message: str, code: str = "bad.request") -> JSONResponse:
-    return JSONResponse({"message": message, "code": code, "status": status}, status_code=status)
-
-
-def _iso(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-def validate_inbound_message(body: Any) -> str | None:
-    """The reason Genesys would answer 400, or None."""
-    if not isinstance(body, dict):
-        return "body must be a JSON object"
-    if isinstance(body.get("metadata"), dict) and "customAttributes" in body["metadata"]:
-        return "customAttributes belong in channel.metadata, not top-level metadata"
-    channel = body.get("channel")
-    if not isinstance(channel, dict):
-        return "channel is required"
-    if not isinstance(channel.get("messageId"), str) or not channel["messageId"]:
-        return "channel.messageId is required"
-    sender = channel.get("from")
-    if not isinstance(sender, dict) or not sender.get("id") or not sender.get("idType"):
-        return "channel.from.id and channel.from.idType are required"
-    if not _iso(channel.get("time")):
-        return "channel.time must be an ISO-8601 date-time"
-    meta = channel.get("metadata")
-    if meta is not None:
-        attrs = meta.get("customAttributes") if isinstance(meta, dict) else None
-        if attrs is not None and (
-            not isinstance(attrs, dict)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in attrs.items())
-        ):
-            return "channel.metadata.customAttributes must map strings to strings"
-    content = body.get("content")
-    if not body.get("text") and not content:
-        return "a message needs text or content"
-    for item in content or []:
-        if isinstance(item, dict) and item.get("contentType") == "ButtonResponse":
-            answer = item.get("buttonResponse")
-            if not isinstance(answer, dict) or answer.get("type") not in ("QuickReply", "Button"):
-                return "buttonResponse.type must be QuickReply or Button"
-            continue
-        att = item.get("attachment") if isinstance(item, dict) else None
-        if not isinstance(att, dict) or att.get("mediaType") not in MEDIA_TYPES:
-            return "attachment.mediaType must be one of Image, Video, Audio, File, Link"
-        if not isinstance(att.get("url"), str) or not att["url"]:
-            return "attachment.url is required"
-    return None
-
-
-def sign_genesys(body: bytes, secret: str) -> str:
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
-    return "sha256=" + base64.b64encode(digest).decode("ascii")
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "integrationId": self.integration_id,
+            "endpoint": self.endpoint,
+            "body": self.body,
+            "conversationId": self.conversation_id,
+            "contentType": self.content_type,
+            "receivedAt": self.received_at,
+        }
 
 
 class GenesysSimulator:
@@ -125,94 +91,148 @@ class GenesysSimulator:
         self,
         client_id: str = "sandbox-client",
         client_secret: str = "sandbox-client-secret",  # noqa: S107 (simulator only)
-        integration_ids: tuple[str, ...] = ("sandbox-integration",),
+        integration_ids: str | Iterable[str] = ("sandbox-integration",),
         *,
         token_ttl: int = 86400,
         create_delay: float = 0.2,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
-        self.integration_ids = set(integration_ids)
+        ids = [integration_ids] if isinstance(integration_ids, str) else list(integration_ids)
+        if not ids:
+            raise ValueError("at least one integration id is needed")
+        self.integration_ids = ids  # the first is the default one
         self.token_ttl = token_ttl
-        self.create_delay = create_delay
+        self.clock = clock  # seconds; tests may pass a settable one to expire tokens
         self.faults = FaultPlan()
         self._lock = threading.Lock()
-        self._tokens: dict[str, float] = {}
-        self._conversations: dict[tuple[str, str], str] = {}
+        self._tokens: dict[str, float] = {}  # token → expiry (clock seconds)
+        self._conversations: dict[tuple[str, str], str] = {}  # (integration, from.id) → id
         self.token_grants = 0
         self.messages: list[RecordedMessage] = []
         self.receipts: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.structured: list[dict[str, Any]] = []
-        self.priority_changes: list[tuple[str, int]] = []
-        self.integrations: dict[str, dict[str, Any]] = {}
-        self.flow_assignments: dict[str, str] = {}
+        self.priority_changes: list[tuple[str, int]] = []  # (conversation id, priority)
+        self.registry = IntegrationRegistry(
+            authorised=self._authorised,
+            on_change=self._integration_changed,
+            clock=clock,
+            create_delay=create_delay,
+        )
         self.app = self._build_app()
 
-    # -- test-side controls -------------------------------------------------------
+    # -- test-side controls and observation ---------------------------------------------
+    @property
+    def default_integration_id(self) -> str:
+        return self.integration_ids[0]
+
+    @property
+    def integrations(self) -> dict[str, dict[str, Any]]:
+        return self.registry.integrations
+
+    @property
+    def flow_assignments(self) -> dict[str, str]:
+        return self.registry.flow_assignments
+
     def revoke_tokens(self) -> None:
+        """Every issued token stops working (the client must fetch a new one on 401)."""
         with self._lock:
             self._tokens.clear()
 
     def end_conversation(self, from_id: str) -> None:
+        """The customer's conversations end; their next message starts a new one."""
         with self._lock:
             for key in [k for k in self._conversations if k[1] == from_id]:
                 del self._conversations[key]
+
+    def conversation_id(self, from_id: str, integration_id: str | None = None) -> str | None:
+        with self._lock:
+            return self._conversations.get((integration_id or self.integration_ids[0], from_id))
 
     def snapshot(self) -> list[RecordedMessage]:
         with self._lock:
             return list(self.messages)
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    def wait_for(
+        self, predicate: Callable[[], bool] | int, timeout: float = 10.0, poll: float = 0.01
+    ) -> bool:
+        """Poll until ``predicate()`` holds (an int means: that many messages recorded)."""
+
+        def enough() -> bool:
+            return len(self.messages) >= predicate if isinstance(predicate, int) else predicate()
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate():
+            if enough():
                 return True
-            time.sleep(0.01)
-        return predicate()
+            time.sleep(poll)
+        return enough()
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[RecordedMessage]:
-        self.wait_for(lambda: len(self.messages) >= count, timeout)
+        """All recorded messages once there are ``count`` (fewer if the timeout passes)."""
+        self.wait_for(count, timeout)
         return self.snapshot()
 
-    # -- routes ---------------------------------------------------------------------
+    def _integration_changed(self, integration_id: str, exists: bool) -> None:
+        with self._lock:
+            if exists and integration_id not in self.integration_ids:
+                self.integration_ids.append(integration_id)
+            elif not exists and integration_id in self.integration_ids:
+                self.integration_ids.remove(integration_id)
+
+    # -- OAuth ------------------------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer "):
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
             return False
         with self._lock:
-            expiry = self._tokens.get(header[len("Bearer ") :])
-        return expiry is not None and expiry > time.time()
+            expiry = self._tokens.get(token)
+        return expiry is not None and expiry > self.clock()
+
+    def _client_authenticated(self, request: Request) -> bool:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        expected = f"{self.client_id}:{self.client_secret}".encode()
+        return hmac.compare_digest(given, expected)
 
     async def _token(self, request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        try:
-            given = base64.b64decode(header.removeprefix("Basic ")).decode()
-        except ValueError:
-            given = ""
-        if given != f"{self.client_id}:{self.client_secret}":
-            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        if not self._client_authenticated(request):
+            return JSONResponse(
+                {"error": "invalid_client", "description": "client authentication failed"},
+                status_code=401,
+            )
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         if form.get("grant_type") != ["client_credentials"]:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._tokens[token] = time.time() + self.token_ttl
+            self._tokens[token] = self.clock() + self.token_ttl
             self.token_grants += 1
         return JSONResponse(
             {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl}
         )
 
+    # -- Open Messaging inbound ------------------------------------------------------------------
     async def _read_json(self, request: Request) -> tuple[Any, bytes] | Response:
+        """Auth, integration and body checks shared by the inbound routes."""
         if not self._authorised(request):
-            return _error(401, "authentication required", "authentication.required")
-        if request.path_params["integration_id"] not in self.integration_ids:
-            return _error(404, "integration not found", "not.found")
+            return genesys_error(401, "authentication required", "authentication.required")
+        with self._lock:
+            known = request.path_params["integration_id"] in self.integration_ids
+        if not known:
+            return genesys_error(404, "integration not found", "not.found")
         raw = await request.body()
         try:
             return json.loads(raw.decode("utf-8")), raw
         except (UnicodeDecodeError, ValueError):
-            return _error(400, "body is not valid UTF-8 JSON")
+            return genesys_error(400, "body is not valid UTF-8 JSON")
 
     def _record(self, request: Request, body: dict[str, Any], raw: bytes, endpoint: str) -> str:
         """Keep a customer message as received; returns its (stable) conversation id."""
@@ -224,6 +244,8 @@ class GenesysSimulator:
             self.messages.append(
                 RecordedMessage(integration, body, raw, content_type, conv, endpoint=endpoint)
             )
+            if endpoint != "message":
+                self.structured.append(body)
         return conv
 
     async def _inbound_message(self, request: Request) -> Response:
@@ -233,196 +255,114 @@ class GenesysSimulator:
         body, raw = read
         reason = validate_inbound_message(body)
         if reason:
-            return _error(400, reason)
-        integration = request.path_params["integration_id"]
+            return genesys_error(400, reason)
         conv = self._record(request, body, raw, "message")
         answer: dict[str, Any] = {
             "id": uuid.uuid4().hex,
-            "channel": {"messageId": body["channel"]["messageId"], "id": integration},
+            "channel": {
+                **body["channel"],
+                "id": request.path_params["integration_id"],
+                "platform": "Open",
+                "type": "Private",
+            },
             "direction": "Inbound",
         }
         if request.query_params.get("prefetchConversationId") == "true":
             answer["conversationId"] = conv
         return JSONResponse(answer)
 
-    async def _inbound_other(self, request: Request) -> Response:
+    async def _structured_response(self, request: Request) -> Response:
         read = await self._read_json(request)
         if isinstance(read, Response):
             return read
         body, raw = read
-        kind = request.path_params["kind"]
-        if not isinstance(body, dict) or not isinstance(body.get("channel"), dict):
-            return _error(400, "channel is required")
-        if kind == "receipt":
-            if body.get("status") not in ("Delivered", "Failed", "Read", "Sent", "Published"):
-                return _error(400, "receipt status is invalid")
-            if not body.get("id"):
-                return _error(400, "receipt id (the outbound message id) is required")
-            target = self.receipts
-        elif kind == "event":
-            target = self.events
-        elif kind == "structured/response":
-            reason = validate_inbound_message(body)
-            if reason:
-                return _error(400, reason)
-            self._record(request, body, raw, kind)
-            with self._lock:
-                self.structured.append(body)
-            return JSONResponse({"id": uuid.uuid4().hex})
-        else:
-            return _error(404, "not found", "not.found")
-        with self._lock:
-            target.append(body)
-        return JSONResponse({"id": uuid.uuid4().hex})
+        reason = validate_inbound_message(body)
+        if reason:
+            return genesys_error(400, reason)
+        self._record(request, body, raw, "structured/response")
+        return JSONResponse({"id": uuid.uuid4().hex, "direction": "Inbound"})
 
+    async def _receipt_or_event(self, request: Request) -> Response:
+        read = await self._read_json(request)
+        if isinstance(read, Response):
+            return read
+        body, _ = read
+        is_receipt = request.url.path.endswith("/receipt")
+        reason = validate_receipt(body) if is_receipt else validate_event(body)
+        if reason:
+            return genesys_error(400, reason)
+        with self._lock:
+            (self.receipts if is_receipt else self.events).append(body)
+        return JSONResponse({"id": body.get("id") or uuid.uuid4().hex})
+
+    # -- routing priority ---------------------------------------------------------------------
     async def _routing_priority(self, request: Request) -> Response:
         if not self._authorised(request):
-            return _error(401, "authentication required", "authentication.required")
+            return genesys_error(401, "authentication required", "authentication.required")
         conv = request.path_params["conversation_id"]
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            return genesys_error(400, "body is not valid UTF-8 JSON")
         priority = body.get("priority") if isinstance(body, dict) else None
-        if not isinstance(priority, int) or not -25_000_000 <= priority <= 25_000_000:
-            return _error(400, "priority must be an integer within ±25,000,000")
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT
+        ):
+            return genesys_error(400, "priority must be an integer within ±25,000,000")
         with self._lock:
             if conv not in self._conversations.values():
-                return _error(404, "conversation not found", "not.found")
+                return genesys_error(404, "conversation not found", "not.found")
             self.priority_changes.append((conv, priority))
-        return JSONResponse({"priority": priority})
+        return JSONResponse({"id": conv, "priority": priority})
 
-    async def _integrations(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "authentication required", "authentication.required")
-        if request.method == "GET":
-            with self._lock:
-                entities = [self._settled(i) for i in self.integrations.values()]
-            return JSONResponse({"entities": entities, "total": len(entities)})
-        body = await request.json()
-        if not isinstance(body, dict) or not body.get("name"):
-            return _error(400, "name is required")
-        url = body.get("outboundNotificationWebhookUrl")
-        if not isinstance(url, str) or not url.startswith("https://"):
-            return _error(400, "outboundNotificationWebhookUrl must be an https URL")
-        token = body.get("outboundNotificationWebhookSignatureSecretToken")
-        if not isinstance(token, str) or len(token) <= 15:
-            return _error(400, "signature secret token must be more than 15 characters")
-        integration = {
-            **body,
-            "id": str(uuid.uuid4()),
-            "recipient": {"id": str(uuid.uuid4())},
-            "createStatus": "Initiated",
-            "_created": time.time(),
-        }
-        with self._lock:
-            self.integrations[integration["id"]] = integration
-            self.integration_ids.add(integration["id"])
-        return JSONResponse(self._settled(integration))
-
-    def _settled(self, integration: dict[str, Any]) -> dict[str, Any]:
-        if integration["createStatus"] == "Initiated" and (
-            time.time() - integration["_created"] >= self.create_delay
-        ):
-            integration["createStatus"] = "Completed"
-        return {k: v for k, v in integration.items() if not k.startswith("_")}
-
-    async def _integration(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "authentication required", "authentication.required")
-        iid = request.path_params["iid"]
-        with self._lock:
-            integration = self.integrations.get(iid)
-            if integration is None:
-                return _error(404, "integration not found", "not.found")
-            if request.method == "DELETE":
-                del self.integrations[iid]
-                self.integration_ids.discard(iid)
-                return Response(status_code=204)
-        if request.method == "PATCH":
-            patch = await request.json()
-            with self._lock:
-                integration.update({k: v for k, v in patch.items() if k not in ("id", "recipient")})
-        return JSONResponse(self._settled(integration))
-
-    async def _recipient_flow(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return _error(401, "authentication required", "authentication.required")
-        body = await request.json()
-        flow = body.get("flow", {}).get("id") if isinstance(body, dict) else None
-        if not flow:
-            return _error(400, "flow.id is required")
-        with self._lock:
-            self.flow_assignments[request.path_params["rid"]] = flow
-        return JSONResponse({"id": request.path_params["rid"], "flow": {"id": flow}})
-
-    async def _recorded(self, _: Request) -> Response:
-        return JSONResponse(
-            [
-                {"body": m.body, "conversationId": m.conversation_id, "contentType": m.content_type}
-                for m in self.snapshot()
-            ]
-        )
-
-    async def _faults(self, request: Request) -> Response:
-        return await fault_control(request, self.faults)
+    # -- app --------------------------------------------------------------------------------
+    async def _recorded(self, request: Request) -> Response:
+        try:
+            since = max(0, int(request.query_params.get("since", "0")))
+        except ValueError:
+            return genesys_error(400, "since must be an integer")
+        return JSONResponse([m.to_json() for m in self.snapshot()[since:]])
 
     def _build_app(self) -> Starlette:
-        base = "/api/v2/conversations/messages/{integration_id}/inbound/open"
-        integrations = "/api/v2/conversations/messaging/integrations/open"
-        return Starlette(
-            routes=[
+        return app_with_faults(
+            [
                 Route("/oauth/token", self._token, methods=["POST"]),
-                Route(f"{base}/message", self._inbound_message, methods=["POST"]),
-                Route(f"{base}/{{kind:path}}", self._inbound_other, methods=["POST"]),
+                Route(f"{INBOUND}/message", self._inbound_message, methods=["POST"]),
+                Route(f"{INBOUND}/receipt", self._receipt_or_event, methods=["POST"]),
+                Route(f"{INBOUND}/event", self._receipt_or_event, methods=["POST"]),
+                Route(
+                    f"{INBOUND}/structured/response", self._structured_response, methods=["POST"]
+                ),
                 Route(
                     "/api/v2/routing/conversations/{conversation_id}",
                     self._routing_priority,
                     methods=["PATCH"],
                 ),
-                Route(integrations, self._integrations, methods=["GET", "POST"]),
-                Route(
-                    integrations + "/{iid}", self._integration, methods=["GET", "PATCH", "DELETE"]
-                ),
-                Route(
-                    "/api/v2/routing/message/recipients/{rid}",
-                    self._recipient_flow,
-                    methods=["PUT"],
-                ),
+                *self.registry.routes(),
                 Route("/_sandbox/messages", self._recorded, methods=["GET"]),
-                Route("/_sandbox/faults", self._faults, methods=["POST", "DELETE"]),
             ],
-            middleware=[Middleware(FaultMiddleware, plan=self.faults)],
+            self.faults,
         )
 
-    # -- the agent's side: outbound webhooks to the relay --------------------------------
+    # -- the agent's side: outbound webhooks to the relay (see genesys_agent.py) -------------
     def build_agent_message(
-        self, to_id: str, text: str, integration_id: str | None = None, **extra: Any
+        self, to_id: str, text: str | None, integration_id: str | None = None, **extra: Any
     ) -> dict[str, Any]:
-        iid = integration_id or next(iter(self.integration_ids))
-        message_id = uuid.uuid4().hex
-        body: dict[str, Any] = {
-            "id": message_id,
-            "conversationId": str(uuid.uuid4()),
-            "direction": "Outbound",
-            "originatingEntity": "Human",
-            "type": "Text",
-            "channel": {
-                "id": iid,
-                "platform": "Open",
-                "type": "Private",
-                "to": {"id": to_id, "idType": "Opaque"},
-                "from": {"id": iid, "idType": "Opaque", "nickname": "Agent"},
-                "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                "messageId": message_id,
-            },
-            "text": text,
-        }
+        """An agent's message to ``to_id``; ``extra`` overrides top-level fields
+        (``type="Structured", content=[...]``, ``originatingEntity="Bot"``, ...)."""
+        body = build_agent_message(integration_id or self.integration_ids[0], to_id, text)
         body.update(extra)
         return body
 
+    def build_agent_typing(self, to_id: str, on: bool = True) -> dict[str, Any]:
+        return build_agent_message(
+            self.integration_ids[0], to_id, message_type="Event", events=[typing_event(on)]
+        )
+
     @staticmethod
-    def post_agent_message(url: str, body: dict[str, Any], secret: str) -> httpx.Response:
-        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        headers = {
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": sign_genesys(raw, secret),
-        }
-        return httpx.post(url, content=raw, headers=headers, timeout=15)
+    def post_agent_message(
+        url: str, body: dict[str, Any] | bytes, secret: str, timeout: float = 15.0
+    ) -> httpx.Response:
+        return post_agent_message(url, body, secret, timeout=timeout)

@@ -1,65 +1,68 @@
 """A Meta simulator: the Instagram Graph API (Send API, profiles, mentions, subscriptions),
-the media CDN, and the webhook side (Meta-shaped, signed event deliveries).
+the media CDN (meta_cdn.py) and the webhook side (meta_webhooks.py).
 
-It follows reference/instagram.md, including the 24-hour window and Graph error bodies.
+It follows reference/instagram.md, including the 24-hour window and Graph error bodies
+(rules in meta_contract.py). Graph routes answer under any ``/{version}/``. Faults:
+``sim.faults`` for the Graph API, ``sim.cdn.faults`` for the CDN (see faults.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .faults import FaultMiddleware, FaultPlan, fault_control
+from . import meta_webhooks
+from .faults import FaultPlan, app_with_faults
+from .meta_cdn import Media, MediaCDN
+from .meta_contract import (
+    BAD_TOKEN,
+    NO_USER,
+    OUTSIDE_WINDOW,
+    TAG_WINDOW_MS,
+    GraphProblem,
+    check_send_body,
+    invalid,
+    is_human_agent_tagged,
+    window_problem,
+)
+from .meta_webhooks import MetaWebhooks, encode_like_meta, sign_meta
 
-DAY_MS = 24 * 3600 * 1000
-TEXT_LIMIT_BYTES = 1000
-WINDOW_SUBCODE = 2534022
+__all__ = ["MetaSimulator", "User", "encode_like_meta", "sign_meta"]
 
-
-def graph_error(
-    status: int, code: int, message: str, subcode: int | None = None, kind: str = "OAuthException"
-) -> JSONResponse:
-    err: dict[str, Any] = {
-        "message": message,
-        "type": kind,
-        "code": code,
-        "fbtrace_id": uuid.uuid4().hex[:12],
+# ?fields=mentioned_comment.comment_id(ID){id,text,timestamp,username}; the braces are
+# optional (then only the id is returned), nothing else is parsed.
+_MENTION_FIELDS = re.compile(r"mentioned_comment\.comment_id\(([^()]+)\)(?:\{([^{}]*)\})?")
+SUBSCRIBABLE_FIELDS = frozenset(
+    {
+        "comments",
+        "live_comments",
+        "mentions",
+        "message_edit",
+        "message_reactions",
+        "messages",
+        "messaging_handover",
+        "messaging_optins",
+        "messaging_postbacks",
+        "messaging_referral",
+        "messaging_seen",
+        "standby",
+        "story_insights",
     }
-    if subcode is not None:
-        err["error_subcode"] = subcode
-    return JSONResponse({"error": err}, status_code=status)
-
-
-def sign_meta(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def encode_like_meta(body: dict[str, Any]) -> bytes:
-    """Meta escapes non-ASCII as \\uXXXX; the signature covers exactly these bytes."""
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
-
-
-@dataclass
-class Media:
-    mime: str
-    size: int = 2048
-    expired: bool = False
-    requests: list[tuple[str, bool]] = field(default_factory=list)  # (method, ranged)
-    bytes_served: int = 0
+)
 
 
 @dataclass
@@ -74,6 +77,13 @@ class User:
     is_verified_user: bool = False
 
 
+PROFILE_FIELDS = frozenset(asdict(User("", "")).keys() - {"igsid"})
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class MetaSimulator:
     def __init__(
         self,
@@ -82,219 +92,236 @@ class MetaSimulator:
         account_id: str = "17841400000000001",
         *,
         api_version: str = "v21.0",
+        username: str = "sandbox_business",
     ) -> None:
         self.app_secret = app_secret
         self.access_token = access_token
         self.account_id = account_id
         self.api_version = api_version
+        self.username = username
         self.faults = FaultPlan()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.users: dict[str, User] = {}
-        self.media: dict[str, Media] = {}
         self.mentions: dict[str, dict[str, str]] = {}
         self.last_customer_message_ms: dict[str, int] = {}
+        self.comment_times_ms: dict[str, int] = {}  # comments seen through the builders
         self.private_replied: set[str] = set()
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # accepted Send API bodies, in order
         self.subscriptions: list[str] = []
         self.public_replies: list[tuple[str, str]] = []  # (comment id, text)
-        self.app = self._build_app()
-        self.cdn_app = Starlette(
-            routes=[Route("/ig_messaging_cdn/{asset_id}", self._cdn, methods=["GET", "HEAD"])]
+        self.cdn = MediaCDN()
+        self.media: dict[str, Media] = self.cdn.assets
+        self.cdn_app: Starlette = self.cdn.app
+        self.webhooks = MetaWebhooks(
+            account_id, on_customer=self._customer_wrote, on_comment=self._comment_seen
         )
+        self.app = self._build_app()
 
-    # -- state set up by tests ---------------------------------------------------------
-    def add_user(self, igsid: str, username: str, **fields: Any) -> None:
+    # -- state set up by tests ---------------------------------------------------------------
+    def add_user(
+        self,
+        igsid: str,
+        username: str,
+        name: str | None = None,
+        profile_pic: str | None = None,
+        follower_count: int = 0,
+        is_user_follow_business: bool = False,
+        is_business_follow_user: bool = False,
+        is_verified_user: bool = False,
+    ) -> None:
+        user = User(
+            igsid,
+            username,
+            name,
+            profile_pic,
+            follower_count,
+            is_user_follow_business,
+            is_business_follow_user,
+            is_verified_user,
+        )
         with self._lock:
-            self.users[igsid] = User(igsid, username, **fields)
+            self.users[igsid] = user
 
-    def add_media(self, asset_id: str, mime: str, size: int = 2048, expired: bool = False) -> None:
-        with self._lock:
-            self.media[asset_id] = Media(mime, size, expired)
+    def add_media(self, asset_id: str, mime: str, size: int = 2048, expired: bool = False) -> Media:
+        return self.cdn.add(asset_id, mime, size, expired)
 
-    def add_mention(self, comment_id: str, text: str, username: str) -> None:
+    def add_mention(
+        self, comment_id: str, text: str, username: str, timestamp: str | None = None
+    ) -> None:
+        when = timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
         with self._lock:
-            self.mentions[comment_id] = {"id": comment_id, "text": text, "username": username}
+            self.mentions[comment_id] = {
+                "id": comment_id,
+                "text": text,
+                "timestamp": when,
+                "username": username,
+            }
 
     def set_last_customer_message(self, igsid: str, ms: int) -> None:
+        """Meta's clock: the customer last wrote at ``ms`` (epoch milliseconds)."""
         with self._lock:
             self.last_customer_message_ms[igsid] = ms
 
+    def _customer_wrote(self, igsid: str, ms: int) -> None:
+        # Webhooks may arrive out of order: an older event never closes the window.
+        with self._lock:
+            previous = self.last_customer_message_ms.get(igsid, ms)
+            self.last_customer_message_ms[igsid] = max(ms, previous)
+
+    def _comment_seen(self, comment_id: str, ms: int) -> None:
+        with self._lock:
+            self.comment_times_ms[comment_id] = ms
+
     def drop_subscription(self) -> None:
+        """Meta unsubscribes the account (after about an hour of failed deliveries)."""
         with self._lock:
             self.subscriptions.clear()
 
-    # -- Graph API ----------------------------------------------------------------------
+    # -- Graph API -----------------------------------------------------------------------------
     def _token_ok(self, request: Request) -> bool:
         given = request.query_params.get("access_token")
-        header = request.headers.get("authorization", "")
-        if header.startswith("Bearer "):
-            given = header[len("Bearer ") :]
-        return given is not None and hmac.compare_digest(given, self.access_token)
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and bearer:
+            given = bearer
+        return given is not None and hmac.compare_digest(given.encode(), self.access_token.encode())
 
-    def _bad_token(self) -> JSONResponse:
-        return graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+    def _is_account(self, node: str) -> bool:
+        return node in ("me", self.account_id)
 
     async def _send(self, request: Request) -> Response:
         if not self._token_ok(request):
-            return self._bad_token()
-        page = request.path_params["node"]
-        if page not in ("me", self.account_id):
-            return graph_error(400, 100, "Unsupported post request", kind="GraphMethodException")
+            return BAD_TOKEN.response()
+        if not self._is_account(request.path_params["node"]):
+            return GraphProblem(
+                400, 100, "Unsupported post request", 33, "GraphMethodException"
+            ).response()
         try:
             body = json.loads((await request.body()).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            return graph_error(400, 100, "Invalid JSON body")
-        if not isinstance(body, dict) or not isinstance(body.get("recipient"), dict):
-            return graph_error(400, 100, "(#100) param recipient must be an object")
-        problem = self._check_send(body)
+            return invalid("the request body is not valid JSON").response()
+        problem = check_send_body(body) or self._check_recipient(body)
         if problem is not None:
-            return problem
+            return problem.response()
         recipient = body["recipient"]
         with self._lock:
             self.sent.append(body)
-            message_id = f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{next(self._ids)}"
+            message_id = f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{next(self._ids):012d}"
         return JSONResponse(
             {
-                "recipient_id": recipient.get("id", recipient.get("comment_id")),
+                "recipient_id": str(recipient.get("id", recipient.get("comment_id"))),
                 "message_id": message_id,
             }
         )
 
-    def _check_send(self, body: dict[str, Any]) -> Response | None:
+    def _check_recipient(self, body: dict[str, Any]) -> GraphProblem | None:
+        """Who may be written to now; a private reply uses up its comment's one reply."""
         recipient = body["recipient"]
-        message = body.get("message")
-        action = body.get("sender_action")
-        if (message is None) == (action is None):
-            return graph_error(400, 100, "(#100) exactly one of message or sender_action")
-        if "comment_id" in recipient:
-            comment = str(recipient["comment_id"])
-            with self._lock:
-                if comment in self.private_replied:
-                    return graph_error(400, 10900, "Activity already replied to")
-                self.private_replied.add(comment)
-            return None
-        igsid = str(recipient.get("id", ""))
+        now = _now_ms()
         with self._lock:
+            if "comment_id" in recipient:
+                comment = str(recipient["comment_id"])
+                if comment in self.private_replied:
+                    return GraphProblem(400, 10900, "Activity already replied to")
+                seen = self.comment_times_ms.get(comment)  # unknown comments: age not checked
+                if seen is not None and now - seen > TAG_WINDOW_MS:
+                    return OUTSIDE_WINDOW
+                self.private_replied.add(comment)
+                return None
+            igsid = str(recipient["id"])
             last = self.last_customer_message_ms.get(igsid)
-        if igsid not in self.users and last is None:
-            return graph_error(400, 100, "No matching user found", subcode=2018001)
-        if isinstance(message, dict):
-            problem = self._check_message(message)
-            if problem is not None:
-                return problem
-        age = time.time() * 1000 - (last or 0)
-        tagged = body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") == "HUMAN_AGENT"
-        if age > DAY_MS and not (tagged and age <= 7 * DAY_MS):
-            return graph_error(
-                400,
-                10,
-                "(#10) This message is sent outside of allowed window.",
-                subcode=WINDOW_SUBCODE,
-            )
-        return None
-
-    def _check_message(self, message: dict[str, Any]) -> Response | None:
-        text = message.get("text")
-        attachment = message.get("attachment")
-        if (text is None) == (attachment is None):
-            return graph_error(400, 100, "(#100) message needs exactly one of text or attachment")
-        if isinstance(text, str) and len(text.encode("utf-8")) > TEXT_LIMIT_BYTES:
-            return graph_error(400, 100, "(#100) Length of param message[text] must be <= 1000")
-        if attachment is not None:
-            kind = attachment.get("type") if isinstance(attachment, dict) else None
-            if kind not in ("image", "audio", "video", "file", "template"):
-                return graph_error(400, 100, "(#100) Invalid attachment type")
-        replies = message.get("quick_replies")
-        if replies is not None:
-            if not isinstance(replies, list) or len(replies) > 13:
-                return graph_error(400, 100, "(#100) at most 13 quick replies")
-            for reply in replies:
-                if len(str(reply.get("title", ""))) > 20:
-                    return graph_error(400, 100, "(#100) quick reply title over 20 characters")
-        return None
+            if igsid not in self.users and last is None:
+                return NO_USER
+        if last is None:  # known, but never wrote to the business: no window is open
+            return OUTSIDE_WINDOW
+        return window_problem(now - last, is_human_agent_tagged(body))
 
     async def _node(self, request: Request) -> Response:
         if not self._token_ok(request):
-            return self._bad_token()
+            return BAD_TOKEN.response()
         node = request.path_params["node"]
         fields = request.query_params.get("fields", "")
-        if node == self.account_id and fields.startswith("mentioned_comment"):
-            comment_id = fields.split("comment_id(", 1)[-1].split(")", 1)[0]
-            with self._lock:
-                mention = self.mentions.get(comment_id)
-            if mention is None:
-                return graph_error(400, 100, "Invalid comment id", kind="GraphMethodException")
-            return JSONResponse({"mentioned_comment": mention, "id": node})
+        if self._is_account(node):
+            return self._account(fields)
         with self._lock:
             user = self.users.get(node)
         if user is None:
-            return graph_error(
+            return GraphProblem(
                 400,
                 100,
-                "Unsupported get request: user consent missing",
-                subcode=33,
-                kind="GraphMethodException",
-            )
+                f"Unsupported get request. Object with ID '{node}' does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation",
+                33,
+                "GraphMethodException",
+            ).response()
         wanted = [f for f in fields.split(",") if f] or ["name", "username"]
-        data = {"id": user.igsid, **{f: getattr(user, f) for f in wanted if hasattr(user, f)}}
-        return JSONResponse(data)
+        unknown = [f for f in wanted if f not in PROFILE_FIELDS and f != "id"]
+        if unknown:
+            return invalid(f"Tried accessing nonexisting field ({unknown[0]})").response()
+        profile = asdict(user)
+        return JSONResponse({"id": user.igsid, **{f: profile[f] for f in wanted if f != "id"}})
+
+    def _account(self, fields: str) -> Response:
+        """The business account: its id and username, or a mentioned comment."""
+        match = _MENTION_FIELDS.fullmatch(fields)
+        if match is not None:
+            comment_id, sub = match.groups()
+            with self._lock:
+                mention = self.mentions.get(comment_id)
+            if mention is None:
+                return invalid("Invalid comment id").response()
+            wanted = [f for f in (sub or "id").split(",") if f]
+            found = {f: mention[f] for f in wanted if f in mention}
+            return JSONResponse({"mentioned_comment": found, "id": self.account_id})
+        wanted = [f for f in fields.split(",") if f] or ["id"]
+        if any(f not in ("id", "username") for f in wanted):
+            return invalid("this simulator knows only the account's id and username").response()
+        return JSONResponse({"id": self.account_id, "username": self.username})
 
     async def _reply(self, request: Request) -> Response:
+        """A public reply under a comment: ``POST /{comment-id}/replies?message=…``."""
         if not self._token_ok(request):
-            return self._bad_token()
+            return BAD_TOKEN.response()
         text = request.query_params.get("message", "")
         if not text:
-            return graph_error(400, 100, "(#100) message is required")
+            return invalid("param message is required").response()
         with self._lock:
             self.public_replies.append((request.path_params["node"], text))
-            reply_id = f"1785{next(self._ids):011d}"
+            reply_id = f"1785{next(self._ids):013d}"
         return JSONResponse({"id": reply_id})
 
     async def _subscribed_apps(self, request: Request) -> Response:
         if not self._token_ok(request):
-            return self._bad_token()
+            return BAD_TOKEN.response()
+        if not self._is_account(request.path_params["node"]):
+            return invalid("subscribed_apps exists on the business account only").response()
+        if request.method == "POST":
+            # Graph takes parameters in the query string or a form-encoded body.
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            raw = request.query_params.get("subscribed_fields") or ",".join(
+                form.get("subscribed_fields", [])
+            )
+            wanted = [f for f in raw.split(",") if f]
+            if not wanted or any(f not in SUBSCRIBABLE_FIELDS for f in wanted):
+                return invalid("param subscribed_fields must name webhook fields").response()
+            with self._lock:
+                self.subscriptions = wanted
+            return JSONResponse({"success": True})
         with self._lock:
-            if request.method == "POST":
-                fields = request.query_params.get("subscribed_fields", "")
-                self.subscriptions = [f for f in fields.split(",") if f]
-                return JSONResponse({"success": True})
             if request.method == "DELETE":
                 self.subscriptions.clear()
                 return JSONResponse({"success": True})
             data = [{"subscribed_fields": list(self.subscriptions)}] if self.subscriptions else []
         return JSONResponse({"data": data})
 
-    async def _cdn(self, request: Request) -> Response:
-        asset = request.query_params.get("asset_id") or request.path_params["asset_id"]
+    async def _sent(self, _: Request) -> Response:
         with self._lock:
-            media = self.media.get(asset)
-            if media is not None:
-                media.requests.append((request.method, "range" in request.headers))
-        if media is None:
-            return Response("not found", status_code=404)
-        if media.expired:
-            return Response("URL signature expired", status_code=403)
-        headers = {"Content-Type": media.mime, "Accept-Ranges": "bytes"}
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(media.size)
-            return Response(status_code=200, headers=headers)
-        if request.headers.get("range") == "bytes=0-0":
-            headers["Content-Range"] = f"bytes 0-0/{media.size}"
-            with self._lock:
-                media.bytes_served += 1
-            return Response(b"\0", status_code=206, headers=headers)
-        with self._lock:
-            media.bytes_served += media.size
-        return Response(b"\0" * media.size, headers=headers)
-
-    async def _faults(self, request: Request) -> Response:
-        return await fault_control(request, self.faults)
+            return JSONResponse(list(self.sent))
 
     def _build_app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/_sandbox/faults", self._faults, methods=["POST", "DELETE"]),
+        return app_with_faults(
+            [
+                Route("/_sandbox/sent", self._sent, methods=["GET"]),
                 Route("/{version}/{node}/messages", self._send, methods=["POST"]),
                 Route("/{version}/{node}/replies", self._reply, methods=["POST"]),
                 Route(
@@ -304,10 +331,10 @@ class MetaSimulator:
                 ),
                 Route("/{version}/{node}", self._node, methods=["GET"]),
             ],
-            middleware=[Middleware(FaultMiddleware, plan=self.faults)],
+            self.faults,
         )
 
-    # -- the webhook side -------------------------------------------------------------
+    # -- the webhook side (builders: ``sim.webhooks``, see meta_webhooks.py) ---------------------
     def messaging(
         self,
         sender: str,
@@ -317,32 +344,14 @@ class MetaSimulator:
         **other: Any,
     ) -> dict[str, Any]:
         """One ``messaging[]`` item from a customer; records it for the 24-hour window."""
-        ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
-        item: dict[str, Any] = {
-            "sender": {"id": sender},
-            "recipient": {"id": self.account_id},
-            "timestamp": ts,
-        }
-        if message is not None:
-            item["message"] = {"mid": f"aWdfZAG1faXRlbTox{uuid.uuid4().hex}", **message}
-        item.update(other)
-        if message is not None and not message.get("is_echo"):
-            with self._lock:
-                prev = self.last_customer_message_ms.get(sender, 0)
-                self.last_customer_message_ms[sender] = max(prev, ts)
-        return item
+        return self.webhooks.messaging(sender, message, ts_ms=ts_ms, **other)
 
     def webhook(
         self,
         messaging: list[dict[str, Any]] | None = None,
         changes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        entry: dict[str, Any] = {"id": self.account_id, "time": int(time.time() * 1000)}
-        if messaging:
-            entry["messaging"] = messaging
-        if changes:
-            entry["changes"] = changes
-        return {"object": "instagram", "entry": [entry]}
+        return self.webhooks.body(messaging, changes)
 
     def deliver_webhook(
         self,
@@ -351,18 +360,9 @@ class MetaSimulator:
         secret: str | None = None,
         timeout: float = 20.0,
     ) -> httpx.Response:
-        raw = body if isinstance(body, bytes) else encode_like_meta(body)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": sign_meta(raw, secret or self.app_secret),
-        }
-        return httpx.post(url, content=raw, headers=headers, timeout=timeout)
+        """Serialise like Meta (``\\uXXXX`` escapes), sign those exact bytes, POST them."""
+        return meta_webhooks.deliver_webhook(url, body, secret or self.app_secret, timeout=timeout)
 
     @staticmethod
     def verify_webhook(url: str, verify_token: str, challenge: str) -> httpx.Response:
-        params = {
-            "hub.mode": "subscribe",
-            "hub.verify_token": verify_token,
-            "hub.challenge": challenge,
-        }
-        return httpx.get(url, params=params, timeout=10)
+        return meta_webhooks.verify_webhook(url, verify_token, challenge)

@@ -1,0 +1,352 @@
+"""A Kubernetes API for tests: kmock's emulator plus what a real apiserver adds.
+
+kmock (by kopf's author) stores objects and serves list/watch/create/patch/delete over
+real HTTP. This subclass adds uid, resourceVersion, generation and creationTimestamp,
+422 for a failed JSON-patch ``test`` (kopf ≥1.44 guards finalizer patches with one), the
+status subresource, ``kind`` on lists, core-group discovery, Secret ``stringData``, label
+selectors and owner-reference garbage collection. It runs on its own thread and loop so
+kopf and kubectl, both talking HTTP to it, never block it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import datetime
+import itertools
+import json
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+from kmock._internal import enums, rendering
+
+from igbridge.relay.sandbox.server import free_port
+
+KINDS = {
+    ("igbridge.dev", "v1", "instagramchannels"): ("InstagramChannel", True),
+    ("", "v1", "secrets"): ("Secret", False),
+    ("", "v1", "services"): ("Service", False),
+    ("", "v1", "serviceaccounts"): ("ServiceAccount", False),
+    ("", "v1", "persistentvolumeclaims"): ("PersistentVolumeClaim", False),
+    ("", "v1", "events"): ("Event", False),
+    ("", "v1", "configmaps"): ("ConfigMap", False),
+    ("apps", "v1", "deployments"): ("Deployment", True),
+    ("rbac.authorization.k8s.io", "v1", "roles"): ("Role", False),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"): ("RoleBinding", False),
+}
+# Cluster-scoped: kopf waits for namespaces (and CRDs) to appear in discovery.
+CLUSTER_KINDS = {
+    ("", "v1", "namespaces"): "Namespace",
+    ("apiextensions.k8s.io", "v1", "customresourcedefinitions"): "CustomResourceDefinition",
+}
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key(resource: Any) -> tuple[str, str, str]:
+    return (resource.group or "", resource.version or "", resource.plural or "")
+
+
+class PatchTestFailed(kmock.KubernetesError):
+    pass
+
+
+@attrs.define(kw_only=True)
+class ClusterEmulator(kmock.KubernetesEmulator):
+    _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for (group, version, plural), (kind, status) in KINDS.items():
+            path = f"{group}/{version}/{plural}" if group else f"{version}/{plural}"
+            self.resources[path] = kmock.ResourceInfo(
+                kind=kind,
+                singular=kind.lower(),
+                namespaced=True,
+                verbs={"list", "watch", "get", "create", "patch", "delete", "update"},
+                shortnames={"igch"} if kind == "InstagramChannel" else set(),
+                subresources={"status"} if status else set(),
+            )
+        for (group, version, plural), kind in CLUSTER_KINDS.items():
+            path = f"{group}/{version}/{plural}" if group else f"{version}/{plural}"
+            self.resources[path] = kmock.ResourceInfo(
+                kind=kind,
+                singular=kind.lower(),
+                namespaced=False,
+                verbs={"list", "watch", "get", "create", "patch", "delete"},
+            )
+        self.objects[kmock.resource("v1/namespaces"), None, "default"] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "default", "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+        }
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        if isinstance(exc, PatchTestFailed):
+            body = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Invalid",
+                "code": 422,
+                "message": "the test operation failed",
+            }
+            return aiohttp.web.json_response(body, status=422)
+        response: aiohttp.web.StreamResponse = await super()._render_error(exc)
+        return response
+
+    def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+        if request.resource is None or request.name is None:
+            return None
+        key = (request.resource, request.namespace, request.name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return copy.deepcopy(dict(self._objects[key].raw))
+
+    def _prepare(self, request: rendering.Request) -> None:
+        """Turn a request into what a real apiserver would store, before kmock stores it."""
+        _, has_status = KINDS.get(_key(request.resource), ("", False))
+        version = str(next(self._versions))
+        if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta.update(
+                uid=str(uuid.uuid4()),
+                creationTimestamp=_now(),
+                resourceVersion=version,
+                generation=1,
+            )
+            if request.namespace and not meta.get("namespace"):
+                meta["namespace"] = request.namespace
+            _string_data(request.data)
+            return
+        if request.action != enums.action.UPDATE:
+            return
+        current = self._current(request)
+        if current is None:
+            return
+        if isinstance(request.data, list):  # JSON patch
+            for op in request.data:
+                if op.get("op") == "test":
+                    try:
+                        jsonpatch.apply_patch(current, [op])
+                    except jsonpatch.JsonPatchTestFailed:
+                        raise PatchTestFailed() from None
+            after = jsonpatch.apply_patch(
+                current, [o for o in request.data if o.get("op") != "test"]
+            )
+            request.data.clear()
+            request.data.extend(jsonpatch.make_patch(current, after).patch)
+            changes_spec = after.get("spec") != current.get("spec")
+            request.data.append(
+                {"op": "replace", "path": "/metadata/resourceVersion", "value": version}
+            )
+            if changes_spec:
+                gen = int(current["metadata"].get("generation", 1)) + 1
+                request.data.append({"op": "replace", "path": "/metadata/generation", "value": gen})
+            return
+        data: dict[str, Any] = request.data if isinstance(request.data, dict) else {}
+        if has_status and request.subresource == "status":
+            for field in [k for k in data if k not in ("status", "metadata")]:
+                del data[field]
+            data.pop("metadata", None)
+        elif has_status:
+            data.pop("status", None)
+        _string_data(data)
+        merged = jsonpatch.apply_patch(current, [])  # copy
+        _merge(merged, data)
+        meta = data.setdefault("metadata", {})
+        meta["resourceVersion"] = version
+        if merged.get("spec") != current.get("spec"):
+            meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None:
+            async with self._lock:
+                self._prepare(request)
+        # A delete, or a patch that removes the last finalizer, may remove the object:
+        # then what it owned goes too.
+        removable = request.action in (enums.action.DELETE, enums.action.UPDATE) and request.name
+        uid = ((self._current(request) or {}).get("metadata", {}).get("uid")) if removable else None
+        response: aiohttp.web.StreamResponse = await super()._handle(request)
+        if uid and self._current(request) is None:
+            await self._collect_garbage(uid)
+        return response
+
+    async def _collect_garbage(self, owner_uid: str) -> None:
+        """Delete what the deleted object owned, and what those owned, and so on."""
+        if not owner_uid:
+            return
+        doomed: list[str] = []
+        async with self._lock:
+            for key, obj in list(self._objects.items()):
+                if obj.deleted:
+                    continue
+                refs = obj.raw.get("metadata", {}).get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    raw = obj.raw
+                    obj.delete()
+                    await self._buses[key[0]].put({"type": "DELETED", "object": raw})
+                    doomed.append(raw.get("metadata", {}).get("uid", ""))
+        for uid in doomed:
+            await self._collect_garbage(uid)
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        result = cast(dict[str, Any], await super()._serve_list(request))
+        assert request.resource is not None
+        kind, _ = KINDS.get(
+            _key(request.resource), (CLUSTER_KINDS.get(_key(request.resource), "Object"), False)
+        )
+        group, version = request.resource.group, request.resource.version
+        result["kind"] = f"{kind}List"
+        result["apiVersion"] = f"{group}/{version}" if group else version
+        result["metadata"] = {"resourceVersion": str(next(self._versions))}
+        selector = request.params.get("labelSelector")
+        if selector:
+            result["items"] = [i for i in result["items"] if _selected(i, selector)]
+        return result
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        result = cast(dict[str, Any], await super()._serve_version(request))
+        if str(result.get("groupVersion", "")).startswith("/"):
+            result["groupVersion"] = result["groupVersion"][1:]
+        return result
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _string_data(obj: dict[str, Any]) -> None:
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict):
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+
+
+def _selected(obj: dict[str, Any], selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in selector.split(","):
+        if "=" in term:
+            key, _, value = term.partition("=")
+            if labels.get(key.rstrip("=!")) != value:
+                return False
+        elif term and term not in labels:
+            return False
+    return True
+
+
+@dataclass
+class Cluster:
+    emulator: ClusterEmulator
+    url: str
+    kubeconfig: Path
+    loop: asyncio.AbstractEventLoop
+
+    def get(
+        self, plural: str, namespace: str, name: str, group: str = "", version: str = "v1"
+    ) -> dict[str, Any] | None:
+        for (g, v, p), _ in KINDS.items():
+            if p == plural and (not group or g == group):
+                group, version = g, v
+                break
+        path = f"{group}/{version}/{plural}" if group else f"{version}/{plural}"
+        key = (kmock.resource(path), namespace, name)
+
+        async def read() -> dict[str, Any] | None:
+            async with self.emulator._lock:
+                objs = self.emulator.objects
+                if key not in objs or objs[key].deleted:
+                    return None
+                return copy.deepcopy(dict(objs[key].raw))
+
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+
+    def kubectl(
+        self, *args: str, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        return subprocess.run(
+            ["kubectl", *args],
+            env=env,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        done = self.kubectl("apply", "--validate=false", "-f", "-", input_text=json.dumps(manifest))
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr)
+
+
+@contextmanager
+def run_cluster(workdir: Path) -> Iterator[Cluster]:
+    port = free_port()
+    ready = threading.Event()
+    stop: dict[str, asyncio.Event] = {}
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        emulator = ClusterEmulator()
+        async with emulator, kmock.Server(emulator, host="127.0.0.1", port=port):
+            holder["emulator"] = emulator
+            holder["loop"] = asyncio.get_running_loop()
+            stop["event"] = asyncio.Event()
+            ready.set()
+            await stop["event"].wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), name="k8s-emulator", daemon=True)
+    thread.start()
+    if not ready.wait(15):
+        raise RuntimeError("the cluster emulator did not start")
+    url = f"http://127.0.0.1:{port}"
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "emulator",
+                "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {
+                        "name": "emulator",
+                        "context": {
+                            "cluster": "emulator",
+                            "user": "tester",
+                            "namespace": "default",
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    try:
+        yield Cluster(holder["emulator"], url, kubeconfig, holder["loop"])
+    finally:
+        holder["loop"].call_soon_threadsafe(stop["event"].set)
+        thread.join(10)
