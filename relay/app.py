@@ -28,6 +28,7 @@ from .meta.send import SendClient
 from .metrics import RelayMetrics
 from .outbound_handler import OutboundHandler
 from .pipeline.inbound import InboundContext
+from .status_report import StatusReporter
 from .store import open_store
 from .store.base import Store, StoreUnavailable
 from .webhooks_genesys import OUTBOUND, GenesysWebhook
@@ -181,6 +182,11 @@ def create_app(settings: Settings) -> Starlette:
             asyncio.create_task(r.outbound.run(), name="outbound-worker"),
             asyncio.create_task(r.maintain(), name="store-maintenance"),
         ]
+        if settings.channel_name and settings.channel_namespace:
+            reporter = StatusReporter(
+                settings, r.store, metrics, r.health, interval=settings.status_interval
+            )
+            tasks.append(asyncio.create_task(reporter.run(), name="status-report"))
         log.info("relay started", extra={"store": settings.store_url.split("://")[0]})
         try:
             yield

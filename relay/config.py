@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     channel_name: str | None = None
     channel_namespace: str | None = None
     pod_name: str | None = None
+    status_interval: float = Field(default=15.0, gt=0, le=3600)
 
     @classmethod
     def settings_customise_sources(

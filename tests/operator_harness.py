@@ -21,6 +21,7 @@ NAMESPACE = "default"
 
 @contextmanager
 def run_operator(cluster: Cluster, **env: str) -> Iterator[None]:
+    saved = dict(os.environ)
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     os.environ.setdefault("IGBRIDGE_OPERATOR_RESYNC_SECONDS", "1")
     os.environ.setdefault("IGBRIDGE_OPERATOR_RECHECK_SECONDS", "1")
@@ -55,6 +56,8 @@ def run_operator(cluster: Cluster, **env: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(30)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def secrets_and_channel(sb: Sandbox, name: str = "shop", **spec: Any) -> list[dict[str, Any]]:

@@ -1,13 +1,21 @@
-"""The operator's lifecycle through kopf and kubectl against the cluster emulator."""
+"""The operator's lifecycle through kopf and kubectl against the cluster emulator, with the
+sandbox's Genesys and Meta simulators and a real relay reporting into the status."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.relay.sandbox.faults import Fault
+from igbridge.relay.sandbox.server import ThreadedServer
+from igbridge.relay.sandbox.stack import Sandbox, run_relay
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import (
     NAMESPACE,
@@ -17,6 +25,8 @@ from tests.operator_harness import (
     wait_until,
 )
 
+INTEGRATIONS = "/api/v2/conversations/messaging/integrations/open"
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -24,23 +34,265 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
 
 
-def test_create_reaches_synced_with_every_owned_object(sandbox: Sandbox, cluster: Cluster) -> None:
+def channel(cluster: Cluster, name: str = "shop") -> dict[str, Any]:
+    found = cluster.get("instagramchannels", NAMESPACE, name)
+    assert found is not None
+    return found
+
+
+def status_of(cluster: Cluster, kind: str, name: str = "shop") -> str | None:
+    obj = cluster.get("instagramchannels", NAMESPACE, name)
+    return condition(obj, kind).get("status")
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+@contextmanager
+def relay_for(sandbox: Sandbox, tmp_path: Path, name: str = "shop") -> Iterator[ThreadedServer]:
+    """A relay configured as the Deployment would be, reporting into the channel's status."""
+    env = sandbox.relay_env(
+        tmp_path / f"{name}.db",
+        IGBRIDGE_CHANNEL_NAME=name,
+        IGBRIDGE_CHANNEL_NAMESPACE=NAMESPACE,
+        IGBRIDGE_POD_NAME=f"{name}-relay-0",
+        IGBRIDGE_STATUS_INTERVAL="0.3",
+    )
+    with run_relay(env) as relay:
+        yield relay
+
+
+def test_create_to_ready_with_every_owned_object(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path
+) -> None:
     with run_operator(cluster):
         for manifest in secrets_and_channel(sandbox):
             cluster.apply(manifest)
-        wait_until(
-            lambda: (
-                condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "Synced").get(
-                    "status"
-                )
-                == "True"
-            ),
-            what="Synced=True",
-        )
-        channel = cluster.get("instagramchannels", NAMESPACE, "shop")
-    assert channel is not None
-    print(channel["status"])
-    integration_id = channel["status"]["integrationId"]
-    assert integration_id in sandbox.genesys.integrations
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        assert status_of(cluster, "Ready") == "False"  # no relay has reported yet
+        assert condition(channel(cluster), "Ready")["reason"] == "WaitingForRelay"
+        with relay_for(sandbox, tmp_path):
+            wait_until(lambda: status_of(cluster, "Ready") == "True", what="Ready")
+            listed = cluster.kubectl("get", "igch", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    (item,) = json.loads(listed.stdout)["items"]
+    status = item["status"]
+    assert status["observedGeneration"] == item["metadata"]["generation"]
+    assert status["webhookUrls"] == {
+        "instagram": "https://shop.example.com/ig/webhooks/instagram",
+        "genesys": "https://shop.example.com/ig/webhooks/genesys",
+    }
+    assert status["relay"]["pod"] == "shop-relay-0"
+    assert status["relay"]["ready"] is True
+    assert status["relay"]["queueDepth"] == 0
+    # Genesys: the integration points at the relay and is signed with the generated secret.
+    integration = sandbox.genesys.integrations[status["integrationId"]]
+    assert integration["outboundNotificationWebhookUrl"] == status["webhookUrls"]["genesys"]
+    assert integration["name"] == "igbridge-default-shop"
+    generated = cluster.get("secrets", NAMESPACE, "shop-igbridge")
+    assert generated is not None
+    signing = base64.b64decode(generated["data"]["genesys-webhook-secret"]).decode()
+    assert integration["outboundNotificationWebhookSignatureSecretToken"] == signing
+    assert len(base64.b64decode(generated["data"]["verify-token"])) >= 24
+    # Meta: the account is subscribed to the webhooks.
+    assert "messages" in sandbox.meta.subscriptions
+    assert status_of(cluster, "WebhookSubscribed") == "True"
+    # The relay's workload, owned by the channel.
+    uid = item["metadata"]["uid"]
+    for plural, name in [
+        ("deployments", "shop-relay"),
+        ("services", "shop-relay"),
+        ("serviceaccounts", "shop-relay"),
+        ("roles", "shop-relay"),
+        ("rolebindings", "shop-relay"),
+        ("persistentvolumeclaims", "shop-relay-data"),
+        ("secrets", "shop-igbridge"),
+    ]:
+        obj = cluster.get(plural, NAMESPACE, name)
+        assert obj is not None, plural
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
     deployment = cluster.get("deployments", NAMESPACE, "shop-relay")
     assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = env_of(deployment)
+    assert env["IGBRIDGE_GENESYS_INTEGRATION_ID"] == status["integrationId"]
+    assert env["IGBRIDGE_META_APP_SECRET_FILE"] == "/var/run/igbridge/meta/app-secret"
+    assert not any(sandbox.meta.app_secret in v for v in env.values())  # no secret values
+    role = cluster.get("roles", NAMESPACE, "shop-relay")
+    assert role is not None
+    assert role["rules"][0]["resources"] == ["instagramchannels/status"]
+    assert role["rules"][0]["resourceNames"] == ["shop"]
+
+
+def test_spec_change_updates_the_integration_and_the_deployment(
+    sandbox: Sandbox, cluster: Cluster
+) -> None:
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        integration_id = channel(cluster)["status"]["integrationId"]
+        patched = cluster.kubectl(
+            "patch",
+            "instagramchannels.igbridge.dev",
+            "shop",
+            "--type",
+            "merge",
+            "-p",
+            json.dumps(
+                {"spec": {"publicUrl": "https://new.example.com", "window": {"priority": 900}}}
+            ),
+        )
+        assert patched.returncode == 0, patched.stderr
+        wait_until(
+            lambda: (
+                sandbox.genesys.integrations[integration_id]["outboundNotificationWebhookUrl"]
+                == "https://new.example.com/webhooks/genesys"
+            ),
+            what="integration updated",
+        )
+        wait_until(
+            lambda: (
+                env_of(cluster.get("deployments", NAMESPACE, "shop-relay") or {})[
+                    "IGBRIDGE_WINDOW_PRIORITY"
+                ]
+                == "900"
+            ),
+            what="deployment updated",
+        )
+        wait_until(
+            lambda: channel(cluster)["status"]["observedGeneration"] == 2, what="generation 2"
+        )
+    assert list(sandbox.genesys.integrations) == [integration_id]  # updated, not recreated
+
+
+def test_secret_rotation_rolls_the_relay(sandbox: Sandbox, cluster: Cluster) -> None:
+    def checksum() -> str:
+        deployment = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
+        template = deployment.get("spec", {}).get("template", {})
+        return str(
+            template.get("metadata", {}).get("annotations", {}).get("igbridge.dev/config-checksum")
+        )
+
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        before = checksum()
+        rotated = cluster.kubectl(
+            "patch",
+            "secret",
+            "shop-meta",
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"stringData": {"app-secret": "rotated-app-secret"}}),
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        wait_until(lambda: checksum() != before, what="new pod-template checksum")
+
+
+def test_genesys_outage_then_recovery(sandbox: Sandbox, cluster: Cluster) -> None:
+    sandbox.genesys.faults.add(Fault(status=503, count=10_000, path_prefix=INTEGRATIONS))
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "False", what="Synced=False")
+        synced = condition(channel(cluster), "Synced")
+        assert synced["reason"] == "GenesysUnavailable"
+        assert "503" in synced["message"]
+        calls = sandbox.genesys.faults.injected
+        sandbox.genesys.faults.clear()
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="recovery")
+    assert calls < 50  # retried with backoff, not in a hot loop
+    assert len(sandbox.genesys.integrations) == 1
+
+
+def test_missing_secret_names_it_then_recovers(sandbox: Sandbox, cluster: Cluster) -> None:
+    meta_secret, genesys_secret, ig_channel = secrets_and_channel(sandbox)
+    with run_operator(cluster):
+        cluster.apply(meta_secret)
+        cluster.apply(ig_channel)
+        wait_until(
+            lambda: status_of(cluster, "CredentialsReady") == "False", what="CredentialsReady=False"
+        )
+        message = condition(channel(cluster), "CredentialsReady")["message"]
+        assert "Secret default/shop-genesys not found" in message
+        cluster.apply(genesys_secret)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="recovered")
+        assert status_of(cluster, "CredentialsReady") == "True"
+
+
+def test_existing_integration_is_adopted_not_duplicated(sandbox: Sandbox, cluster: Cluster) -> None:
+    with run_operator(cluster):
+        manifests = secrets_and_channel(sandbox)
+        # Someone (or an earlier operator) already created it under the deterministic name.
+        for manifest in manifests[:2]:
+            cluster.apply(manifest)
+        token = httpx.post(
+            f"{sandbox.genesys_server.url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(sandbox.genesys.client_id, sandbox.genesys.client_secret),
+        ).json()["access_token"]
+        existing = httpx.post(
+            f"{sandbox.genesys_server.url}{INTEGRATIONS}",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "name": "igbridge-default-shop",
+                "outboundNotificationWebhookUrl": "https://old.example.com/webhooks/genesys",
+                "outboundNotificationWebhookSignatureSecretToken": "an-old-secret-of-some-length",
+            },
+        ).json()["id"]
+        cluster.apply(manifests[2])
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+    assert channel(cluster)["status"]["integrationId"] == existing
+    assert list(sandbox.genesys.integrations) == [existing]
+    assert sandbox.genesys.integrations[existing]["outboundNotificationWebhookUrl"] == (
+        "https://shop.example.com/ig/webhooks/genesys"
+    )
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Orphan"])
+def test_delete_with_each_policy(sandbox: Sandbox, cluster: Cluster, policy: str) -> None:
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox, deletionPolicy=policy):
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        integration_id = channel(cluster)["status"]["integrationId"]
+        deleted = cluster.kubectl(
+            "delete", "instagramchannels.igbridge.dev", "shop", "--wait=false"
+        )
+        assert deleted.returncode == 0, deleted.stderr
+        wait_until(
+            lambda: cluster.get("instagramchannels", NAMESPACE, "shop") is None, what="deleted"
+        )
+    assert (integration_id in sandbox.genesys.integrations) is (policy == "Orphan")
+    assert cluster.get("deployments", NAMESPACE, "shop-relay") is None  # garbage-collected
+    assert cluster.get("secrets", NAMESPACE, "shop-igbridge") is None
+
+
+def test_a_relay_that_stops_reporting_turns_unavailable(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path
+) -> None:
+    with run_operator(cluster, IGBRIDGE_RELAY_GRACE_SECONDS="2"):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        with relay_for(sandbox, tmp_path):
+            wait_until(lambda: status_of(cluster, "RelayAvailable") == "True", what="available")
+        wait_until(lambda: status_of(cluster, "RelayAvailable") == "False", what="stale")
+        relay = condition(channel(cluster), "RelayAvailable")
+        assert relay["reason"] == "RelayNotReporting"
+        assert status_of(cluster, "Ready") == "False"

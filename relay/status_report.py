@@ -1,0 +1,128 @@
+"""The relay's own report into its InstagramChannel's ``status.relay``.
+
+Every pod patches the status subresource on a timer (kubernetes-asyncio, with the Role the
+operator grants it: its own channel's status only). The operator turns a report that
+stops arriving into ``RelayAvailable=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient
+
+from .config import Settings
+from .health import RelayHealth
+from .metrics import RelayMetrics
+from .store.base import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("inbound", "outbound")
+WINDOW_SECONDS = 24 * 3600
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: RelayMetrics,
+        health: RelayHealth,
+        *,
+        interval: float = 15.0,
+    ) -> None:
+        assert settings.channel_name
+        assert settings.channel_namespace
+        self._settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._health = health
+        self._interval = interval
+        self._path = (
+            f"/apis/igbridge.dev/v1/namespaces/{settings.channel_namespace}"
+            f"/instagramchannels/{settings.channel_name}/status"
+        )
+
+    def _counter(self, name: str, labels: dict[str, str] | None = None) -> int:
+        value = self._metrics.registry.get_sample_value(name, labels or {})
+        return int(value or 0)
+
+    async def report(self) -> dict[str, Any]:
+        """What this pod says about itself now."""
+        depth = dead = near = 0
+        store_error = None
+        now = time.time()
+        try:
+            for queue in QUEUES:
+                depth += await self._store.depth(queue)
+                dead += await self._store.dead_letter_count(queue)
+            near = await self._store.customers_waiting(
+                int((now - WINDOW_SECONDS) * 1000),
+                int((now - self._settings.window_escalate_after) * 1000),
+            )
+        except StoreUnavailable as exc:
+            store_error = str(exc)
+        problems = [
+            p
+            for p in (self._health.genesys_auth_error, self._health.meta_token_error, store_error)
+            if p
+        ]
+        return {
+            "lastHeartbeat": _iso(now),
+            "pod": self._settings.pod_name,
+            "ready": not problems,
+            "messagesIn": self._counter("igbridge_delivered_total", {"queue": "inbound"}),
+            "messagesOut": self._counter("igbridge_outbound_sent_total"),
+            "queueDepth": depth,
+            "deadLetters": dead,
+            "nearWindowEnd": near,
+            "lastError": problems[0] if problems else None,
+        }
+
+    async def run(self) -> None:
+        api = await _api_client()
+        try:
+            while True:
+                try:
+                    body = {"status": {"relay": await self.report()}}
+                    await api.call_api(
+                        self._path,
+                        "PATCH",
+                        body=body,
+                        header_params={
+                            "Content-Type": "application/merge-patch+json",
+                            "Accept": "application/json",
+                        },
+                        auth_settings=["BearerToken"],
+                        _return_http_data_only=True,
+                        response_types_map={200: "object"},
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # reporting must never take the relay down
+                    log.warning(
+                        "status report failed",
+                        extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+                    )
+                await asyncio.sleep(self._interval)
+        finally:
+            await api.close()
+
+
+async def _api_client() -> ApiClient:
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        await kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    return ApiClient()
