@@ -30,12 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    settings = kopf.OperatorSettings()
+    # Watching named namespaces needs no namespace listing (and so no cluster-wide list
+    # permission); cluster-wide, keep scanning so a CRD installed later is noticed.
+    settings.scanning.disabled = not args.all_namespaces
     asyncio.run(
         kopf.operator(
             clusterwide=args.all_namespaces,
             namespaces=args.namespace,
             standalone=True,
             liveness_endpoint=args.liveness,
+            settings=settings,
         )
     )
     return 0

@@ -296,3 +296,40 @@ def test_a_relay_that_stops_reporting_turns_unavailable(
         relay = condition(channel(cluster), "RelayAvailable")
         assert relay["reason"] == "RelayNotReporting"
         assert status_of(cluster, "Ready") == "False"
+
+
+def test_drift_flow_and_dropped_subscription_are_repaired(
+    sandbox: Sandbox, cluster: Cluster
+) -> None:
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        integration_id = channel(cluster)["status"]["integrationId"]
+        # Someone edits the integration in the Genesys admin UI; Meta drops the subscription.
+        sandbox.genesys.integrations[integration_id]["outboundNotificationWebhookUrl"] = (
+            "https://wrong.example.com/hook"
+        )
+        sandbox.meta.drop_subscription()
+        wait_until(
+            lambda: (
+                sandbox.genesys.integrations[integration_id]["outboundNotificationWebhookUrl"]
+                == "https://shop.example.com/ig/webhooks/genesys"
+            ),
+            what="drift repaired",
+        )
+        wait_until(lambda: "comments" in sandbox.meta.subscriptions, what="re-subscribed")
+        cluster.kubectl(
+            "patch",
+            "instagramchannels.igbridge.dev",
+            "shop",
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": {"genesys": {"inboundFlowId": "flow-123"}}}),
+        )
+        recipient = sandbox.genesys.integrations[integration_id]["recipient"]["id"]
+        wait_until(
+            lambda: sandbox.genesys.flow_assignments.get(recipient) == "flow-123",
+            what="flow attached",
+        )

@@ -1,0 +1,76 @@
+"""``igbridge-operator`` as a process: JSON logs, a liveness endpoint, a namespace to watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from igbridge.relay.sandbox.server import free_port
+from igbridge.relay.sandbox.stack import Sandbox
+from tests.cluster import run_cluster
+from tests.operator_harness import NAMESPACE, condition, secrets_and_channel, wait_until
+
+
+def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "operator.log"
+    with run_cluster(tmp_path) as cluster, log_path.open("wb") as log:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "IGBRIDGE_OPERATOR_RESYNC_SECONDS": "1",
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "igbridge.operator",
+                "--namespace",
+                NAMESPACE,
+                "--liveness",
+                f"http://127.0.0.1:{port}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            for manifest in secrets_and_channel(sandbox):
+                cluster.apply(manifest)
+            wait_until(
+                lambda: (
+                    condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "Synced").get(
+                        "status"
+                    )
+                    == "True"
+                ),
+                what="Synced",
+            )
+            alive = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert alive.status_code == 200
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert lines
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any("message" in r or "msg" in r for r in records)
+    assert sandbox.genesys.client_secret not in log_path.read_text()
+
+
+def test_operator_command_requires_a_scope() -> None:
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "igbridge.operator"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--namespace" in done.stderr
