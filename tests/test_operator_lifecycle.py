@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from igbridge.relay.sandbox.faults import Fault
 from igbridge.relay.sandbox.server import ThreadedServer
@@ -333,3 +334,30 @@ def test_drift_flow_and_dropped_subscription_are_repaired(
             lambda: sandbox.genesys.flow_assignments.get(recipient) == "flow-123",
             what="flow attached",
         )
+
+
+def test_printer_columns_show_the_truth(sandbox: Sandbox, cluster: Cluster, tmp_path: Path) -> None:
+    """Renders the CRD's own printer columns with kubectl (custom-columns are evaluated the
+    same way; the emulator cannot serve the apiserver's Table format)."""
+    crd_path = (
+        Path(__file__).parents[1] / "charts/igbridge/crds/instagramchannels.igbridge.dev.yaml"
+    )
+    crd = yaml.safe_load(crd_path.read_text())
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    names = [c["name"] for c in columns]
+    for wanted in ("Ready", "Synced", "Integration", "Webhook URL", "Age"):
+        assert wanted in names
+    spec = ",".join(f"{c['name'].upper().replace(' ', '_')}:{{{c['jsonPath']}}}" for c in columns)
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        with relay_for(sandbox, tmp_path):
+            wait_until(lambda: status_of(cluster, "Ready") == "True", what="Ready")
+            shown = cluster.kubectl("get", "instagramchannels", "-o", f"custom-columns={spec}")
+    assert shown.returncode == 0, shown.stderr
+    header, row = shown.stdout.splitlines()
+    assert header.split() == ["READY", "SYNCED", "INTEGRATION", "WEBHOOK_URL", "QUEUE", "AGE"]
+    ready, synced, integration, url, queue, _age = row.split()
+    assert (ready, synced, queue) == ("True", "True", "0")
+    assert integration == channel(cluster)["status"]["integrationId"]
+    assert url == "https://shop.example.com/ig/webhooks/instagram"
