@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -161,6 +162,13 @@ class Relay:
             m.queue_depth.labels(queue).set(await self.store.depth(queue))
             m.dead_letters.labels(queue).set(await self.store.dead_letter_count(queue))
             m.oldest_job_age.labels(queue).set(await self.store.oldest_age(queue) or 0.0)
+        now = time.time()
+        m.near_window_end.set(
+            await self.store.customers_waiting(
+                int((now - 24 * 3600) * 1000),
+                int((now - self.settings.window_escalate_after) * 1000),
+            )
+        )
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -110,3 +110,9 @@ class RelayMetrics:
             "Agent messages not sent because Meta's reply window had closed.",
             registry=r,
         )
+        self.near_window_end = Gauge(
+            "igbridge_conversations_near_window_end",
+            "Customers whose last message is older than IGBRIDGE_WINDOW_ESCALATE_AFTER but "
+            "inside Meta's 24-hour reply window.",
+            registry=r,
+        )

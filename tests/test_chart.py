@@ -1,0 +1,157 @@
+"""The Helm chart, checked for real: lint, render, schema, Kubernetes schemas, one CRD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[1]
+CHART = ROOT / "charts" / "igbridge"
+CRD = CHART / "crds" / "instagramchannels.igbridge.dev.yaml"
+K8S_VERSION = "1.30.0"
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def render(
+    values: dict[str, Any] | None = None, namespace: str = "igbridge"
+) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(CHART)
+    files = chart.render(values or {}, name="ig", namespace=namespace, is_install=True)
+    docs: list[dict[str, Any]] = []
+    for path, text in files.items():
+        if path.endswith(".yaml"):
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_lint_is_clean() -> None:
+    result = helm.lint(CHART, strict=True)
+    assert result["errors"] == []
+    # Severity 1 is helm's INFO ("icon is recommended"); warnings (2) and errors (>2) fail.
+    assert [m for m in result["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"watchNamespaces": ["shop-a", "shop-b"], "relayImage": "registry.example.com/ig:1"},
+        {
+            "watchNamespaces": ["*"],
+            "secretNamespaces": ["shop-a"],
+            "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+        },
+    ],
+)
+def test_rendered_manifests_are_valid_kubernetes(values: dict[str, Any]) -> None:
+    docs = render(values)
+    assert by_kind(docs, "Deployment")
+    for doc in docs:
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_default_install_is_namespaced_and_least_privilege() -> None:
+    docs = render()
+    assert not by_kind(docs, "ClusterRole")
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "igbridge"
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"]
+        assert "*" not in rule["resources"]
+    (deployment,) = by_kind(docs, "Deployment")
+    spec = deployment["spec"]
+    assert (spec["replicas"], spec["strategy"]["type"]) == (1, "Recreate")
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "--namespace=igbridge"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["image"] == "ghcr.io/igbridge/igbridge:0.1.0"
+
+
+def test_cluster_wide_mode_never_grants_cluster_wide_secrets() -> None:
+    docs = render({"watchNamespaces": ["*"], "secretNamespaces": ["shop-a", "shop-b"]})
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert all("secrets" not in rule["resources"] for rule in cluster_role["rules"])
+    secret_roles = [
+        r for r in by_kind(docs, "Role") if any("secrets" in x["resources"] for x in r["rules"])
+    ]
+    assert sorted(r["metadata"]["namespace"] for r in secret_roles) == ["shop-a", "shop-b"]
+    (deployment,) = by_kind(docs, "Deployment")
+    assert "--all-namespaces" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_monitoring_is_off_by_default_and_renders_when_asked() -> None:
+    assert not [d for d in render() if d["kind"] in CUSTOM_KINDS]
+    docs = render(
+        {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
+    )
+    (rules,) = by_kind(docs, "PrometheusRule")
+    alerts = {r["alert"] for r in rules["spec"]["groups"][0]["rules"]}
+    assert alerts == {
+        "IgbridgeDeadLetters",
+        "IgbridgeRelayStale",
+        "IgbridgeConversationsNearWindowEnd",
+    }
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"unknownKey": True},
+        {"image": {"repository": "x", "pullPolicy": "Sometimes"}},
+        {"resyncSeconds": "often"},
+        {"watchNamespaces": "everything"},
+        {"metrics": {"serviceMonitor": {"enabled": "yes"}}},
+    ],
+)
+def test_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
+    chart = helm.Chart.load(CHART)
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema(bad)
+
+
+def test_every_value_is_documented() -> None:
+    """Each key in values.yaml, down to two levels, has a comment on the line above it."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "-")) or ":" not in stripped:
+            continue
+        indent = len(line) - len(line.lstrip())
+        above = lines[index - 1].strip() if index else ""
+        # Keys deeper than two levels are plain data (e.g. resources.requests.cpu).
+        assert above.startswith("#") or indent >= 4, f"undocumented: {line}"
+
+
+def test_crd_is_the_one_the_operator_tests_use() -> None:
+    """One source of truth: the chart's crds/ file, checked against the emulator's
+    registration and the operator's constants."""
+    from igbridge.operator.handlers import GROUP, PLURAL, VERSION
+    from tests.cluster import KINDS
+
+    crd = yaml.safe_load(CRD.read_text())
+    names = crd["spec"]["names"]
+    assert (crd["spec"]["group"], crd["spec"]["versions"][0]["name"], names["plural"]) == (
+        GROUP,
+        VERSION,
+        PLURAL,
+    )
+    kind, has_status = KINDS[(GROUP, VERSION, PLURAL)]
+    assert names["kind"] == kind
+    assert has_status == ("status" in crd["spec"]["versions"][0]["subresources"])
+    assert names["shortNames"] == ["igch"]
+    assert helm.Chart.load(CHART).crds  # the chart ships it
+    kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
