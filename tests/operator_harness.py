@@ -20,7 +20,7 @@ NAMESPACE = "default"
 
 
 @contextmanager
-def run_operator(cluster: Cluster, **env: str) -> Iterator[None]:
+def run_operator(cluster: Cluster, namespace: str = NAMESPACE, **env: str) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     os.environ.setdefault("IGBRIDGE_OPERATOR_RESYNC_SECONDS", "1")
@@ -39,7 +39,7 @@ def run_operator(cluster: Cluster, **env: str) -> Iterator[None]:
     def main() -> None:
         asyncio.run(
             kopf.operator(
-                namespaces=[NAMESPACE],
+                namespaces=[namespace],
                 standalone=True,
                 stop_flag=stop,
                 ready_flag=ready,
