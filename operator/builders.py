@@ -13,7 +13,8 @@ from typing import Any
 
 from .spec import ChannelSpec
 
-API_VERSION = "igbridge.dev/v1"
+GROUP, VERSION, PLURAL = "igbridge.dev", "v1", "instagramchannels"
+API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "InstagramChannel"
 RELAY_PORT = 8080
 # Paths and key names, not secrets.

@@ -14,13 +14,13 @@ from kubernetes_asyncio.client import ApiClient
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
 
+from .builders import GROUP, PLURAL, VERSION
 from .integrations import Integrations
 from .kube import Kube
 from .reconcile import Channel, OperatorConfig, Reconciler, RetryLater, SpecProblem
 from .spec import ChannelSpec
 from .subscriptions import ensure_subscribed
 
-GROUP, VERSION, PLURAL = "igbridge.dev", "v1", "instagramchannels"
 FINALIZER = "igbridge.dev/finalizer"
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,13 @@ def _seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+# Read when this module is imported (kopf fixes a timer's interval at registration).
 RESYNC_SECONDS = _seconds("IGBRIDGE_OPERATOR_RESYNC_SECONDS", 60.0)
-# A missing Secret or refused credentials: someone must act; look again at this pace.
-WAIT_FOR_PEOPLE_SECONDS = _seconds("IGBRIDGE_OPERATOR_RECHECK_SECONDS", 30.0)
+
+
+def recheck_seconds() -> float:
+    """A missing Secret or refused credentials: someone must act; look again at this pace."""
+    return _seconds("IGBRIDGE_OPERATOR_RECHECK_SECONDS", 30.0)
 
 
 @kopf.on.login()
@@ -92,7 +96,7 @@ async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
     except SpecProblem as exc:
         # Not a hot loop: the condition says what to fix; look again at a human's pace.
-        raise kopf.TemporaryError(str(exc), delay=WAIT_FOR_PEOPLE_SECONDS) from None
+        raise kopf.TemporaryError(str(exc), delay=recheck_seconds()) from None
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -117,4 +121,4 @@ async def delete_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
     except SpecProblem as exc:
-        raise kopf.TemporaryError(str(exc), delay=WAIT_FOR_PEOPLE_SECONDS) from None
+        raise kopf.TemporaryError(str(exc), delay=recheck_seconds()) from None
