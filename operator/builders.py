@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .spec import ChannelSpec
 
@@ -120,6 +122,7 @@ def _env(spec: ChannelSpec, integration_id: str) -> list[dict[str, Any]]:
         "IGBRIDGE_HUMAN_AGENT_TAG": str(spec.window.human_agent_tag).lower(),
         "IGBRIDGE_COMMENT_REPLIES": relay.comment_replies,
         "IGBRIDGE_LOG_LEVEL": relay.log_level,
+        "IGBRIDGE_BASE_PATH": urlsplit(spec.base_url).path.rstrip("/"),
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env.append(store)
@@ -309,3 +312,57 @@ def build_role_binding(channel: str, namespace: str, uid: str) -> Manifest:
             {"kind": "ServiceAccount", "name": relay_name(channel), "namespace": namespace}
         ],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class IngressOptions:
+    """Optional, chart-enabled: an Ingress per channel for its publicUrl's host and path."""
+
+    class_name: str
+    annotations: dict[str, str]
+    tls_secret_template: str = ""  # e.g. "{name}-tls"; empty: no TLS section
+
+
+def build_ingress(
+    channel: str, namespace: str, uid: str, spec: ChannelSpec, options: IngressOptions
+) -> Manifest:
+    url = urlsplit(spec.base_url)
+    path = url.path.rstrip("/") + "/webhooks"
+    ingress: Manifest = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            **_meta(relay_name(channel), namespace, channel, uid),
+            "annotations": dict(options.annotations),
+        },
+        "spec": {
+            "ingressClassName": options.class_name,
+            "rules": [
+                {
+                    "host": url.hostname,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": path,
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {
+                                        "name": relay_name(channel),
+                                        "port": {"name": "http"},
+                                    }
+                                },
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    if options.tls_secret_template:
+        ingress["spec"]["tls"] = [
+            {
+                "hosts": [url.hostname],
+                "secretName": options.tls_secret_template.format(name=channel),
+            }
+        ]
+    return ingress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -14,7 +15,7 @@ from kubernetes_asyncio.client import ApiClient
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
 
-from .builders import GROUP, PLURAL, VERSION
+from .builders import GROUP, PLURAL, VERSION, IngressOptions
 from .integrations import Integrations
 from .kube import Kube
 from .reconcile import Channel, OperatorConfig, Reconciler, RetryLater, SpecProblem
@@ -62,9 +63,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tokens = TokenProvider(http, spec.genesys.login_url, client_id, client_secret)
         return Integrations(GenesysRest(http, spec.genesys.api_url, tokens))
 
+    ingress_class = os.environ.get("IGBRIDGE_CHANNEL_INGRESS_CLASS")
     config = OperatorConfig(
         relay_image=os.environ.get("IGBRIDGE_RELAY_IMAGE", OperatorConfig.relay_image),
         relay_grace_seconds=_seconds("IGBRIDGE_RELAY_GRACE_SECONDS", 90.0),
+        ingress=IngressOptions(
+            class_name=ingress_class,
+            annotations=json.loads(os.environ.get("IGBRIDGE_CHANNEL_INGRESS_ANNOTATIONS", "{}")),
+            tls_secret_template=os.environ.get("IGBRIDGE_CHANNEL_INGRESS_TLS_SECRET", ""),
+        )
+        if ingress_class
+        else None,
     )
     memo["reconciler"] = Reconciler(Kube(api), integrations, ensure_subscribed, config)
 

@@ -17,6 +17,7 @@ PLURALS = {
     "Role": "roles",
     "RoleBinding": "rolebindings",
     "InstagramChannel": "instagramchannels",
+    "Ingress": "ingresses",
 }
 MERGE_PATCH = "application/merge-patch+json"
 

@@ -70,6 +70,7 @@ SubscriptionCheck = Callable[[ChannelSpec, str], Awaitable[bool]]
 class OperatorConfig:
     relay_image: str = "ghcr.io/igbridge/igbridge:latest"
     relay_grace_seconds: float = 90.0
+    ingress: builders.IngressOptions | None = None
 
 
 def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
@@ -347,6 +348,8 @@ class Reconciler:
                 checksum=checksum,
             )
         )
+        if self._config.ingress is not None:
+            manifests.append(builders.build_ingress(n, ns, uid, spec, self._config.ingress))
         for manifest in manifests:
             await self._kube.apply(manifest)
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from .config import Settings
 from .genesys.auth import TokenProvider
@@ -245,10 +245,16 @@ def create_app(settings: Settings) -> Starlette:
             await r.refresh_gauges()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    webhooks = [
         Route("/webhooks/instagram", instagram_get, methods=["GET"]),
         Route("/webhooks/instagram", instagram_post, methods=["POST"]),
         Route("/webhooks/genesys", genesys_post, methods=["POST"]),
+    ]
+    routes: list[BaseRoute] = list(webhooks)
+    if settings.base_path:
+        # Behind a proxy that forwards https://host/<path>/webhooks/... unchanged.
+        routes.append(Mount(settings.base_path, routes=webhooks))
+    routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     channel_namespace: str | None = None
     pod_name: str | None = None
     status_interval: float = Field(default=15.0, gt=0, le=3600)
+    # The path of the public URL, when a proxy forwards it unchanged (e.g. /shop).
+    base_path: str = ""
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or " " in value):
+            raise ValueError("must be empty or a path starting with /")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -45,6 +45,7 @@ KINDS = {
     ("apps", "v1", "deployments"): ("Deployment", True),
     ("rbac.authorization.k8s.io", "v1", "roles"): ("Role", False),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"): ("RoleBinding", False),
+    ("networking.k8s.io", "v1", "ingresses"): ("Ingress", False),
 }
 # Cluster-scoped: kopf waits for namespaces (and CRDs) to appear in discovery.
 CLUSTER_KINDS = {

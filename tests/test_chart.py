@@ -155,3 +155,32 @@ def test_crd_is_the_one_the_operator_tests_use() -> None:
     assert names["shortNames"] == ["igch"]
     assert helm.Chart.load(CHART).crds  # the chart ships it
     kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
+
+
+def test_channel_ingress_is_opt_in_and_granted_only_then() -> None:
+    def ingress_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            r
+            for role in by_kind(docs, "Role")
+            for r in role["rules"]
+            if "ingresses" in r["resources"]
+        ]
+
+    assert ingress_rules(render()) == []
+    docs = render(
+        {
+            "channelIngress": {
+                "enabled": True,
+                "className": "nginx",
+                "tlsSecretTemplate": "{name}-tls",
+            }
+        }
+    )
+    assert ingress_rules(docs)
+    (deployment,) = by_kind(docs, "Deployment")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["IGBRIDGE_CHANNEL_INGRESS_CLASS"] == "nginx"
+    assert env["IGBRIDGE_CHANNEL_INGRESS_TLS_SECRET"] == "{name}-tls"

@@ -361,3 +361,25 @@ def test_printer_columns_show_the_truth(sandbox: Sandbox, cluster: Cluster, tmp_
     assert (ready, synced, queue) == ("True", "True", "0")
     assert integration == channel(cluster)["status"]["integrationId"]
     assert url == "https://shop.example.com/ig/webhooks/instagram"
+
+
+def test_optional_ingress_per_channel(sandbox: Sandbox, cluster: Cluster) -> None:
+    with run_operator(
+        cluster,
+        IGBRIDGE_CHANNEL_INGRESS_CLASS="nginx",
+        IGBRIDGE_CHANNEL_INGRESS_ANNOTATIONS='{"cert-manager.io/cluster-issuer": "le"}',
+        IGBRIDGE_CHANNEL_INGRESS_TLS_SECRET="{name}-tls",
+    ):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+    ingress = cluster.get("ingresses", NAMESPACE, "shop-relay")
+    assert ingress is not None
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "shop.example.com"
+    assert rule["http"]["paths"][0]["path"] == "/ig/webhooks"
+    assert ingress["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "le"}
+    env = env_of(cluster.get("deployments", NAMESPACE, "shop-relay") or {})
+    assert env["IGBRIDGE_BASE_PATH"] == "/ig"

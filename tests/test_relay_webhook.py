@@ -206,3 +206,12 @@ def test_not_ready_with_wrong_genesys_credentials_and_the_reason_is_given(
         )
         assert ok.status_code == 200
         assert json.loads(ok.text)["accepted"] == 1
+
+
+def test_webhooks_also_answer_under_the_public_urls_path(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_BASE_PATH="/shop/")
+    with run_relay(env) as relay:
+        for base in (f"{relay.url}/shop", relay.url):
+            ok = sandbox.meta.verify_webhook(f"{base}/webhooks/instagram", VERIFY_TOKEN, "42")
+            assert (ok.status_code, ok.text) == (200, "42")
+        assert httpx.get(f"{relay.url}/shop/healthz").status_code == 404  # probes stay at /
