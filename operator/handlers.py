@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -97,15 +99,22 @@ def _channel(body: kopf.Body) -> Channel:
     )
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
-    reconciler: Reconciler = memo["reconciler"]
+@contextmanager
+def _retry_as_kopf() -> Iterator[None]:
+    """The reconciler's two kinds of "not now" as kopf retries; neither is a hot loop."""
     try:
-        await reconciler.reconcile(_channel(body))
+        yield
     except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
     except SpecProblem as exc:
-        # Not a hot loop: the condition says what to fix; look again at a human's pace.
+        # The condition says what to fix; look again at a human's pace.
         raise kopf.TemporaryError(str(exc), delay=recheck_seconds()) from None
+
+
+async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    with _retry_as_kopf():
+        await reconciler.reconcile(_channel(body))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -125,9 +134,5 @@ async def resync_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo["reconciler"]
-    try:
+    with _retry_as_kopf():
         await reconciler.finalize(_channel(body))
-    except RetryLater as exc:
-        raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
-    except SpecProblem as exc:
-        raise kopf.TemporaryError(str(exc), delay=recheck_seconds()) from None

@@ -28,15 +28,6 @@ log = logging.getLogger(__name__)
 
 API_VERSION = builders.API_VERSION
 ADOPT_ANNOTATION = "igbridge.dev/integration-id"
-WEBHOOK_FIELDS = (
-    "messages",
-    "messaging_postbacks",
-    "message_reactions",
-    "messaging_seen",
-    "messaging_referral",
-    "comments",
-    "mentions",
-)
 
 
 class RetryLater(Exception):
