@@ -271,7 +271,8 @@ class Reconciler:
             drift: dict[str, Any] = {}
             if settled.get("outboundNotificationWebhookUrl") != spec.genesys_webhook_url:
                 drift["outboundNotificationWebhookUrl"] = spec.genesys_webhook_url
-            if settled.get("name") != name:
+            # An adopted integration keeps its name unless the spec names one explicitly.
+            if spec.genesys.integration_name and settled.get("name") != name:
                 drift["name"] = name
             if drift or settled.get("outboundNotificationWebhookSignatureSecretToken") not in (
                 None,

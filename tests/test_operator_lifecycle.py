@@ -383,3 +383,54 @@ def test_optional_ingress_per_channel(sandbox: Sandbox, cluster: Cluster) -> Non
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "le"}
     env = env_of(cluster.get("deployments", NAMESPACE, "shop-relay") or {})
     assert env["IGBRIDGE_BASE_PATH"] == "/ig"
+
+
+def test_adoption_by_annotation_and_no_leak_after_a_lost_create_response(
+    sandbox: Sandbox, cluster: Cluster
+) -> None:
+    """An integration named by the annotation is adopted (and keeps its name); and one that
+    a create made without its id ever being saved (a lost response: what the pending
+    record guards against) is found by its deterministic name, not created twice."""
+    token = httpx.post(
+        f"{sandbox.genesys_server.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(sandbox.genesys.client_id, sandbox.genesys.client_secret),
+    ).json()["access_token"]
+
+    def create(name: str) -> str:
+        created = httpx.post(
+            f"{sandbox.genesys_server.url}{INTEGRATIONS}",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "name": name,
+                "outboundNotificationWebhookUrl": "https://x.example.com/h",
+                "outboundNotificationWebhookSignatureSecretToken": "sixteen-plus-chars-secret",
+            },
+        )
+        return str(created.json()["id"])
+
+    chosen = create("hand-made-integration")
+    manifests = secrets_and_channel(sandbox)
+    manifests[2]["metadata"]["annotations"] = {"igbridge.dev/integration-id": chosen}
+    with run_operator(cluster):
+        for manifest in manifests:
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+    assert channel(cluster)["status"]["integrationId"] == chosen
+    assert list(sandbox.genesys.integrations) == [chosen]  # adopted, nothing new created
+    adopted = sandbox.genesys.integrations[chosen]
+    assert adopted["name"] == "hand-made-integration"  # its name is the owner's choice
+    assert (
+        adopted["outboundNotificationWebhookUrl"] == "https://shop.example.com/ig/webhooks/genesys"
+    )
+
+    # A second channel whose earlier create reached Genesys but whose response was lost
+    # (simulated by creating it under the deterministic name before the channel exists).
+    lost = create("igbridge-default-other")
+    other = secrets_and_channel(sandbox, name="other")
+    with run_operator(cluster):
+        for manifest in other:
+            cluster.apply(manifest)
+        wait_until(lambda: status_of(cluster, "Synced", "other") == "True", what="Synced")
+    assert channel(cluster, "other")["status"]["integrationId"] == lost
+    assert len(sandbox.genesys.integrations) == 2
