@@ -123,6 +123,7 @@ def _env(spec: ChannelSpec, integration_id: str) -> list[dict[str, Any]]:
         "IGBRIDGE_COMMENT_REPLIES": relay.comment_replies,
         "IGBRIDGE_LOG_LEVEL": relay.log_level,
         "IGBRIDGE_BASE_PATH": urlsplit(spec.base_url).path.rstrip("/"),
+        "IGBRIDGE_GUARD": json.dumps(spec.guard, sort_keys=True) if spec.guard else "",
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env.append(store)

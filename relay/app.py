@@ -28,6 +28,7 @@ from .meta.media import MediaInfo, MediaProber
 from .meta.send import SendClient
 from .metrics import RelayMetrics
 from .outbound_handler import OutboundHandler
+from .pipeline.guard import SpamFilter, parse_rules
 from .pipeline.inbound import InboundContext
 from .status_report import StatusReporter
 from .store import open_store
@@ -113,6 +114,8 @@ class Relay:
             health,
             max_age_seconds=MAX_RETRY_AGE_SECONDS,
             backoff_cap=settings.backoff_cap,
+            spam=SpamFilter(parse_rules(settings.guard)) if settings.guard else None,
+            metrics=metrics,
         )
         worker = QueueWorker(
             store, INBOUND, handler, metrics, concurrency=settings.worker_concurrency

@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     channel_namespace: str | None = None
     pod_name: str | None = None
     status_interval: float = Field(default=15.0, gt=0, le=3600)
+    # Spam rules as JSON (the InstagramChannel's spec.guard); see relay/pipeline/guard.py.
+    guard: str = ""
+
+    @field_validator("guard")
+    @classmethod
+    def _guard(cls, value: str) -> str:
+        from .pipeline.guard import parse_rules
+
+        try:
+            parse_rules(value)
+        except ValueError as exc:
+            first = str(exc).splitlines()
+            raise ValueError("invalid rules: " + " ".join(first[1:3]).strip()) from None
+        return value
+
     # The path of the public URL, when a proxy forwards it unchanged (e.g. /shop).
     base_path: str = ""
 

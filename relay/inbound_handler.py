@@ -8,8 +8,11 @@ import time
 from .backoff import backoff_delay
 from .genesys.client import GenesysClient
 from .genesys.errors import AuthError, PermanentError, TransientError
+from .genesys.payloads import ChannelMetadata, InboundMessage
 from .health import RelayHealth
 from .meta.events import InstagramEvent
+from .metrics import RelayMetrics
+from .pipeline.guard import SpamFilter
 from .pipeline.inbound import InboundContext, NotForwarded, translate
 from .store.base import Job
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
@@ -30,6 +33,16 @@ def transient_reason(exc: TransientError) -> str:
     return "network"
 
 
+def flag_spam(message: InboundMessage, rule: str) -> InboundMessage:
+    """The channel asked to flag rather than drop: the agent and the flow see why."""
+    metadata = message.channel.metadata or ChannelMetadata()
+    attrs = {**metadata.custom_attributes, "Spam": "true", "SpamRule": rule}
+    channel = message.channel.model_copy(
+        update={"metadata": ChannelMetadata(custom_attributes=attrs)}
+    )
+    return message.model_copy(update={"channel": channel})
+
+
 class InboundHandler:
     def __init__(
         self,
@@ -39,7 +52,11 @@ class InboundHandler:
         *,
         max_age_seconds: float,
         backoff_cap: float = 60.0,
+        spam: SpamFilter | None = None,
+        metrics: RelayMetrics | None = None,
     ) -> None:
+        self._spam = spam
+        self._metrics = metrics or RelayMetrics()
         self._ctx = ctx
         self._genesys = genesys
         self._health = health
@@ -51,9 +68,29 @@ class InboundHandler:
             event = InstagramEvent.from_json(job.payload)
         except (ValueError, KeyError, TypeError) as exc:
             return DeadLetter("undecodable", f"stored event cannot be decoded: {exc}"[:300])
+        verdict = self._spam.check(event) if self._spam else None
+        if verdict is not None and verdict.spam and self._spam is not None:
+            outcome = "dropped" if self._spam.action == "drop" else "flagged"
+            self._metrics.guard.labels(verdict.rule, outcome).inc()
+            log.info(
+                "spam rule matched",
+                extra={
+                    "rule": verdict.rule,
+                    "detail": verdict.detail,
+                    "outcome": outcome,
+                    "message_id": event.dedupe_key,
+                    "customer": event.customer_id,
+                },
+            )
+            if outcome == "dropped":
+                return Ignored("spam")
+        elif verdict is not None:
+            self._metrics.guard.labels("none", "passed").inc()
         result = await translate(event, self._ctx)
         if isinstance(result, NotForwarded):
             return Ignored(result.reason)
+        if verdict is not None and verdict.spam:
+            result = flag_spam(result, verdict.rule or "")
         try:
             if result.is_structured_response:
                 accepted = await self._genesys.send_structured_response(result)

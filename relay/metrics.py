@@ -116,3 +116,9 @@ class RelayMetrics:
             "inside Meta's 24-hour reply window.",
             registry=r,
         )
+        self.guard = Counter(
+            "igbridge_guard",
+            "Customer messages checked by the spam rules, by rule and outcome.",
+            ["rule", "outcome"],
+            registry=r,
+        )

@@ -1,0 +1,155 @@
+"""The spam filter in front of the agents: rules per channel, each verdict named by the
+rule that matched, so it can be counted, logged and explained.
+
+Rules apply to what a customer wrote (texts, captions of shares); emoji-only and
+non-Latin messages are ordinary messages. State (repeats, rates) is per relay process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..meta.events import EventKind, InstagramEvent
+
+URL = re.compile(
+    r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|link|xyz|top|shop|info|biz)(?:/\S*)?\b"
+)
+
+
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    messages: int = Field(default=20, gt=0)
+    per_seconds: float = Field(default=60.0, gt=0, alias="perSeconds")
+
+
+class GuardRules(BaseModel):
+    """The ``guard`` section of an InstagramChannel (and ``IGBRIDGE_GUARD``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    blocked_senders: list[str] = Field(default_factory=list, alias="blockedSenders")
+    keywords: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    # Every rule is off until the channel turns it on: a frustrated customer who repeats
+    # "hello?" must reach an agent unless the brand decided otherwise.
+    link_only: bool = Field(default=False, alias="blockLinkOnly")
+    max_repeats: int | None = Field(default=None, ge=1, alias="maxRepeats")
+    repeat_window_seconds: float = Field(default=600.0, gt=0, alias="repeatWindowSeconds")
+    rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
+    action: Literal["drop", "flag"] = "drop"
+
+    @field_validator("patterns")
+    @classmethod
+    def _compilable(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    rule: str | None  # None: not spam
+    detail: str = ""
+
+    @property
+    def spam(self) -> bool:
+        return self.rule is not None
+
+
+CLEAN = Verdict(None)
+
+
+def customer_text(event: InstagramEvent) -> str:
+    """What the customer wrote, for the rules (never used to change the message)."""
+    data = event.data
+    if event.kind is EventKind.COMMENT:
+        text = data.get("text")
+        return text if isinstance(text, str) else ""
+    message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    assert isinstance(message, dict)
+    text = message.get("text")
+    return text if isinstance(text, str) else ""
+
+
+class SpamFilter:
+    def __init__(self, rules: GuardRules, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rules = rules
+        self._clock = clock
+        self._blocked = {s.strip() for s in rules.blocked_senders}
+        self._keywords = [k.casefold() for k in rules.keywords if k.strip()]
+        self._patterns = [re.compile(p, re.IGNORECASE) for p in rules.patterns]
+        self._recent: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
+        self._rate: dict[str, deque[float]] = defaultdict(deque)
+
+    @property
+    def action(self) -> str:
+        return self._rules.action
+
+    def check(self, event: InstagramEvent) -> Verdict:
+        if event.kind not in (EventKind.MESSAGE, EventKind.COMMENT):
+            return CLEAN
+        sender = event.customer_id
+        if sender in self._blocked:
+            return Verdict("blocked_sender", f"sender {sender} is blocked")
+        now = self._clock()
+        text = customer_text(event)
+        verdict = self._content(text)
+        if verdict.spam:
+            return verdict
+        return self._behaviour(sender, text, now)
+
+    def _content(self, text: str) -> Verdict:
+        folded = text.casefold()
+        for keyword in self._keywords:
+            if keyword in folded:
+                return Verdict("keyword", f"contains {keyword!r}")
+        for pattern in self._patterns:
+            if pattern.search(text):
+                return Verdict("pattern", f"matches {pattern.pattern!r}")
+        if self._rules.link_only and text.strip():
+            rest = URL.sub("", text).strip()
+            if rest != text.strip() and not any(ch.isalnum() for ch in rest):
+                return Verdict("link_only", "a message that is only a link")
+        return CLEAN
+
+    def _behaviour(self, sender: str, text: str, now: float) -> Verdict:
+        limit = self._rules.rate_limit
+        if limit is not None:
+            times = self._rate[sender]
+            while times and now - times[0] > limit.per_seconds:
+                times.popleft()
+            times.append(now)
+            if len(times) > limit.messages:
+                return Verdict(
+                    "rate_limit", f"more than {limit.messages} messages in {limit.per_seconds:.0f}s"
+                )
+        if self._rules.max_repeats is not None and text.strip():
+            digest = hashlib.sha256(" ".join(text.casefold().split()).encode()).hexdigest()
+            recent = self._recent[sender]
+            while recent and now - recent[0][0] > self._rules.repeat_window_seconds:
+                recent.popleft()
+            recent.append((now, digest))
+            repeats = sum(1 for _, d in recent if d == digest)
+            if repeats > self._rules.max_repeats:
+                return Verdict("repeated", f"the same text {repeats} times")
+        return CLEAN
+
+
+def parse_rules(raw: str | dict[str, Any] | None) -> GuardRules:
+    if raw is None or raw == "":
+        return GuardRules()
+    if isinstance(raw, str):
+        return GuardRules.model_validate_json(raw)
+    return GuardRules.model_validate(raw)

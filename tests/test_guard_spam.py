@@ -1,0 +1,137 @@
+"""The spam rules: each catches what it should and lets through what it should not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from igbridge.relay.config import ConfigError, load_settings
+from igbridge.relay.meta.events import EventKind, InstagramEvent
+from igbridge.relay.pipeline.guard import GuardRules, SpamFilter
+from igbridge.relay.sandbox.stack import Sandbox, run_relay
+from tests.test_config import BASE_ENV
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def dm(text: str, sender: str = "42", n: int = 1) -> InstagramEvent:
+    data: dict[str, Any] = {"sender": {"id": sender}, "message": {"mid": f"m{n}", "text": text}}
+    return InstagramEvent(EventKind.MESSAGE, "1", sender, f"m{n}", n, data)
+
+
+def rules(**kw: Any) -> GuardRules:
+    return GuardRules.model_validate(kw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "😍😍😍",
+        "👍",
+        "مرحبا، هل الطلب جاهز؟",
+        "你好，我的订单在哪里？",
+        "Привет!",
+        "ok",
+        "Olá 👋🏽",
+    ],
+)
+def test_ordinary_messages_pass_every_rule(text: str) -> None:
+    f = SpamFilter(
+        rules(
+            keywords=["crypto"],
+            patterns=[r"free\s+followers"],
+            blockLinkOnly=True,
+            maxRepeats=2,
+            rateLimit={"messages": 5, "perSeconds": 60},
+        )
+    )
+    assert not f.check(dm(text)).spam
+
+
+def test_blocked_sender_keyword_and_pattern() -> None:
+    f = SpamFilter(
+        rules(blockedSenders=["666"], keywords=["CRYPTO"], patterns=[r"free\s+followers"])
+    )
+    assert f.check(dm("hi", sender="666")).rule == "blocked_sender"
+    assert f.check(dm("Best crypto deal!!")).rule == "keyword"
+    assert f.check(dm("Get FREE   followers now")).rule == "pattern"
+    assert not f.check(dm("Is shipping free?")).spam
+
+
+def test_link_only_messages() -> None:
+    f = SpamFilter(rules(blockLinkOnly=True))
+    assert f.check(dm("https://bit.ly/x1y2")).rule == "link_only"
+    assert f.check(dm("  www.example.xyz/promo  ")).rule == "link_only"
+    assert not f.check(dm("My order https://shop.example.com/o/12 never came")).spam
+
+
+def test_repeats_and_rate_limit_use_a_window() -> None:
+    clock = Clock()
+    f = SpamFilter(rules(maxRepeats=2, repeatWindowSeconds=60), clock=clock)
+    verdicts = [f.check(dm("Hello??", n=i)).rule for i in range(4)]
+    assert verdicts == [None, None, "repeated", "repeated"]
+    clock.now += 61
+    assert not f.check(dm("Hello??", n=9)).spam
+    limited = SpamFilter(rules(rateLimit={"messages": 3, "perSeconds": 10}), clock=clock)
+    assert [limited.check(dm(f"msg {i}", n=i)).rule for i in range(5)] == [
+        None,
+        None,
+        None,
+        "rate_limit",
+        "rate_limit",
+    ]
+    clock.now += 11
+    assert not limited.check(dm("later")).spam
+
+
+def test_every_rule_is_off_by_default() -> None:
+    f = SpamFilter(GuardRules())
+    assert [f.check(dm("hello?", n=i)).spam for i in range(30)] == [False] * 30
+    assert not f.check(dm("https://bit.ly/x")).spam
+
+
+def test_bad_rules_stop_start_up_with_the_variable_named() -> None:
+    with pytest.raises(ConfigError, match="IGBRIDGE_GUARD"):
+        load_settings({**BASE_ENV, "IGBRIDGE_GUARD": json.dumps({"patterns": ["(unclosed"]})})
+    with pytest.raises(ConfigError, match="IGBRIDGE_GUARD"):
+        load_settings({**BASE_ENV, "IGBRIDGE_GUARD": json.dumps({"keywordz": ["x"]})})
+
+
+@pytest.mark.parametrize("action", ["drop", "flag"])
+def test_spam_is_kept_out_of_genesys_or_flagged(
+    sandbox: Sandbox, tmp_path: Path, action: str
+) -> None:
+    guard = json.dumps({"keywords": ["crypto"], "action": action})
+    with run_relay(sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_GUARD=guard)) as relay:
+        url = f"{relay.url}/webhooks/instagram"
+        spam = sandbox.meta.webhook(
+            [sandbox.meta.messaging("77", {"text": "crypto giveaway"}, ts_ms=1)]
+        )
+        real = sandbox.meta.webhook(
+            [sandbox.meta.messaging("77", {"text": "Where is my order? 📦"}, ts_ms=2)]
+        )
+        sandbox.meta.deliver_webhook(url, spam)
+        sandbox.meta.deliver_webhook(url, real)
+        expected = 1 if action == "drop" else 2
+        got = sandbox.genesys.wait_for_messages(expected)
+        sandbox.genesys.wait_for(lambda: len(sandbox.genesys.messages) > expected, timeout=0.5)
+        metrics = httpx.get(f"{relay.url}/metrics").text
+    texts = [m.text for m in sandbox.genesys.snapshot()]
+    if action == "drop":
+        assert texts == ["Where is my order? 📦"]
+        assert 'igbridge_guard_total{outcome="dropped",rule="keyword"} 1.0' in metrics
+    else:
+        assert texts == ["crypto giveaway", "Where is my order? 📦"]
+        assert got[0].attributes["Spam"] == "true"
+        assert got[0].attributes["SpamRule"] == "keyword"
+        assert "Spam" not in got[1].attributes
+        assert 'igbridge_guard_total{outcome="flagged",rule="keyword"} 1.0' in metrics
