@@ -30,6 +30,7 @@ from .metrics import RelayMetrics
 from .outbound_handler import OutboundHandler
 from .pipeline.guard import SpamFilter, parse_rules
 from .pipeline.inbound import InboundContext
+from .pipeline.loops import LoopBreaker
 from .status_report import StatusReporter
 from .store import open_store
 from .store.base import Store, StoreUnavailable
@@ -102,6 +103,8 @@ class Relay:
         )
         graph = GraphClient(settings.graph_base, settings.meta_access_token.get_secret_value())
         health = RelayHealth()
+        rules = parse_rules(settings.guard)
+        loops = LoopBreaker(rules.loops)
         ctx = InboundContext(
             media=MeteredMedia(media, metrics),
             profiles=graph,
@@ -114,8 +117,9 @@ class Relay:
             health,
             max_age_seconds=MAX_RETRY_AGE_SECONDS,
             backoff_cap=settings.backoff_cap,
-            spam=SpamFilter(parse_rules(settings.guard)) if settings.guard else None,
+            spam=SpamFilter(rules) if settings.guard else None,
             metrics=metrics,
+            loops=loops,
         )
         worker = QueueWorker(
             store, INBOUND, handler, metrics, concurrency=settings.worker_concurrency
@@ -133,6 +137,7 @@ class Relay:
             public_comment_replies=settings.comment_replies == "public",
             backoff_cap=settings.backoff_cap,
             max_attempts=settings.send_max_attempts,
+            loops=loops,
         )
         outbound = QueueWorker(
             store, OUTBOUND, replies, metrics, concurrency=settings.worker_concurrency

@@ -10,10 +10,11 @@ from .genesys.client import GenesysClient
 from .genesys.errors import AuthError, PermanentError, TransientError
 from .genesys.payloads import ChannelMetadata, InboundMessage
 from .health import RelayHealth
-from .meta.events import InstagramEvent
+from .meta.events import EventKind, InstagramEvent
 from .metrics import RelayMetrics
-from .pipeline.guard import SpamFilter
+from .pipeline.guard import SpamFilter, customer_text
 from .pipeline.inbound import InboundContext, NotForwarded, translate
+from .pipeline.loops import LoopBreaker
 from .store.base import Job
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
@@ -33,10 +34,11 @@ def transient_reason(exc: TransientError) -> str:
     return "network"
 
 
-def flag_spam(message: InboundMessage, rule: str) -> InboundMessage:
-    """The channel asked to flag rather than drop: the agent and the flow see why."""
+def flag_spam(message: InboundMessage, rule: str, flag: str) -> InboundMessage:
+    """Mark a message the guard let through (flag-mode spam, a suspected loop): the agent
+    and the flow see why."""
     metadata = message.channel.metadata or ChannelMetadata()
-    attrs = {**metadata.custom_attributes, "Spam": "true", "SpamRule": rule}
+    attrs = {**metadata.custom_attributes, flag: "true", f"{flag}Rule": rule}
     channel = message.channel.model_copy(
         update={"metadata": ChannelMetadata(custom_attributes=attrs)}
     )
@@ -54,8 +56,10 @@ class InboundHandler:
         backoff_cap: float = 60.0,
         spam: SpamFilter | None = None,
         metrics: RelayMetrics | None = None,
+        loops: LoopBreaker | None = None,
     ) -> None:
         self._spam = spam
+        self._loops = loops
         self._metrics = metrics or RelayMetrics()
         self._ctx = ctx
         self._genesys = genesys
@@ -90,7 +94,17 @@ class InboundHandler:
         if isinstance(result, NotForwarded):
             return Ignored(result.reason)
         if verdict is not None and verdict.spam:
-            result = flag_spam(result, verdict.rule or "")
+            result = flag_spam(result, verdict.rule or "", "Spam")
+        if self._loops is not None and event.kind is EventKind.MESSAGE:
+            found_before = self._loops.loops_detected
+            if self._loops.customer_wrote(event.customer_id, customer_text(event)):
+                if self._loops.loops_detected > found_before:
+                    self._metrics.loops_detected.inc()
+                    log.warning(
+                        "bot-on-bot loop detected: holding back bot replies",
+                        extra={"customer": event.customer_id},
+                    )
+                result = flag_spam(result, "bot_loop", "LoopSuspected")
         try:
             if result.is_structured_response:
                 accepted = await self._genesys.send_structured_response(result)

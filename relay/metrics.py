@@ -122,3 +122,13 @@ class RelayMetrics:
             ["rule", "outcome"],
             registry=r,
         )
+        self.loops_detected = Counter(
+            "igbridge_loops_detected",
+            "Bot-on-bot loops detected (bot replies to that customer are held back).",
+            registry=r,
+        )
+        self.loop_held = Counter(
+            "igbridge_loop_held",
+            "Bot replies not sent because their customer is in a detected loop.",
+            registry=r,
+        )

@@ -24,6 +24,7 @@ from .inbound_handler import AUTH_RETRY_SECONDS, transient_reason
 from .meta.graph import GraphError
 from .meta.send import SendClient, SendError, SendErrorKind
 from .metrics import RelayMetrics
+from .pipeline.loops import LoopBreaker
 from .pipeline.outbound import Part, Refusal, message_parts, typing_parts
 from .pipeline.timefmt import format_time
 from .pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
@@ -71,8 +72,10 @@ class OutboundHandler:
         public_comment_replies: bool = False,
         backoff_cap: float = 60.0,
         max_attempts: int = 8,
+        loops: LoopBreaker | None = None,
     ) -> None:
         self._max_attempts = max_attempts
+        self._loops = loops
         self._store = store
         self._send = send
         self._genesys = genesys
@@ -118,6 +121,21 @@ class OutboundHandler:
             progress.fail(parts.code, parts.message)
             await self._save(msg.id, progress)
             return None
+        if (
+            progress.sent == 0
+            and not msg.from_human
+            and self._loops is not None
+            and self._loops.holding(msg.customer_id)
+        ):
+            self._metrics.loop_held.inc()
+            progress.fail(
+                "MessageNotAllowed",
+                "Not sent: this customer looks like an automated sender answering our bot "
+                "(a bot-on-bot loop); bot replies resume when the conversation calms down. "
+                "A human agent can still reply.",
+            )
+            await self._save(msg.id, progress)
+            return None
         if progress.route is None:
             decision = await self._decide(msg)
             if decision.route is Route.EXPIRED:
@@ -139,6 +157,8 @@ class OutboundHandler:
             self._metrics.outbound_sent.inc()
             await self._save(msg.id, progress)
         progress.status = "Delivered"
+        if self._loops is not None and not msg.from_human:
+            self._loops.bot_replied(msg.customer_id)
         if progress.route == Route.TAGGED:
             self._metrics.outbound_tagged.inc()
         if progress.route == Route.PRIVATE_REPLY:

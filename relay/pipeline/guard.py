@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..meta.events import EventKind, InstagramEvent
+from .loops import LoopRules
 
 URL = re.compile(
     r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|link|xyz|top|shop|info|biz)(?:/\S*)?\b"
@@ -44,6 +45,9 @@ class GuardRules(BaseModel):
     repeat_window_seconds: float = Field(default=600.0, gt=0, alias="repeatWindowSeconds")
     rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
     action: Literal["drop", "flag"] = "drop"
+    # Bot-on-bot loop breaking is on unless the channel tunes it (it only ever holds back
+    # bot replies; people still reach each other).
+    loops: LoopRules = Field(default_factory=LoopRules)
 
     @field_validator("patterns")
     @classmethod
