@@ -31,6 +31,7 @@ from .outbound_handler import OutboundHandler
 from .pipeline.guard import SpamFilter, parse_rules
 from .pipeline.inbound import InboundContext
 from .pipeline.loops import LoopBreaker
+from .sla import SlaSweeper
 from .status_report import StatusReporter
 from .store import open_store
 from .store.base import Store, StoreUnavailable
@@ -120,6 +121,7 @@ class Relay:
             spam=SpamFilter(rules) if settings.guard else None,
             metrics=metrics,
             loops=loops,
+            store=store,
         )
         worker = QueueWorker(
             store, INBOUND, handler, metrics, concurrency=settings.worker_concurrency
@@ -198,6 +200,17 @@ def create_app(settings: Settings) -> Starlette:
             asyncio.create_task(r.outbound.run(), name="outbound-worker"),
             asyncio.create_task(r.maintain(), name="store-maintenance"),
         ]
+        sweeper = SlaSweeper(
+            r.store,
+            r.genesys.rest,
+            metrics,
+            escalate_after=settings.window_escalate_after,
+            priority=settings.window_priority,
+            interval=settings.sla_sweep_seconds,
+            alert_url=settings.alert_webhook_url,
+            http=r.http,
+        )
+        tasks.append(asyncio.create_task(sweeper.run(), name="sla-sweeper"))
         if settings.channel_name and settings.channel_namespace:
             reporter = StatusReporter(
                 settings, r.store, metrics, r.health, interval=settings.status_interval

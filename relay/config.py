@@ -107,6 +107,10 @@ class Settings(BaseSettings):
             raise ValueError("invalid rules: " + " ".join(first[1:3]).strip()) from None
         return value
 
+    # SLA sweeper: how often to look, and where to send an alert (optional).
+    sla_sweep_seconds: float = Field(default=60.0, gt=0, le=3600)
+    alert_webhook_url: str | None = None
+
     # The path of the public URL, when a proxy forwards it unchanged (e.g. /shop).
     base_path: str = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -15,11 +16,22 @@ from .metrics import RelayMetrics
 from .pipeline.guard import SpamFilter, customer_text
 from .pipeline.inbound import InboundContext, NotForwarded, translate
 from .pipeline.loops import LoopBreaker
-from .store.base import Job
+from .sla import customer_waiting
+from .store.base import Job, Store, StoreUnavailable
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
 
+# What a customer writes that waits for an answer (for SLA escalation).
+WAITING_KINDS = frozenset(
+    {
+        EventKind.MESSAGE,
+        EventKind.POSTBACK,
+        EventKind.REFERRAL,
+        EventKind.COMMENT,
+        EventKind.MENTION,
+    }
+)
 # Credentials fixed by a person take a while; don't hammer the token endpoint meanwhile.
 AUTH_RETRY_SECONDS = 30.0
 
@@ -57,7 +69,9 @@ class InboundHandler:
         spam: SpamFilter | None = None,
         metrics: RelayMetrics | None = None,
         loops: LoopBreaker | None = None,
+        store: Store | None = None,
     ) -> None:
+        self._store = store
         self._spam = spam
         self._loops = loops
         self._metrics = metrics or RelayMetrics()
@@ -124,6 +138,12 @@ class InboundHandler:
         except PermanentError as exc:
             return DeadLetter(f"http_{exc.status}", f"Genesys rejected the message: {exc}")
         self._health.genesys_auth_error = None
+        if self._store is not None and event.kind in WAITING_KINDS:
+            # The reply clock for SLA escalation; a store hiccup must not redeliver.
+            with contextlib.suppress(StoreUnavailable):
+                await customer_waiting(
+                    self._store, event.customer_id, accepted.conversation_id, event.timestamp_ms
+                )
         log.info(
             "delivered to genesys",
             extra={

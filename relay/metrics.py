@@ -132,3 +132,9 @@ class RelayMetrics:
             "Bot replies not sent because their customer is in a detected loop.",
             registry=r,
         )
+        self.sla_escalations = Counter(
+            "igbridge_sla_escalations",
+            "Waiting conversations past IGBRIDGE_WINDOW_ESCALATE_AFTER, by outcome.",
+            ["outcome"],
+            registry=r,
+        )

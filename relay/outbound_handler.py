@@ -28,6 +28,7 @@ from .pipeline.loops import LoopBreaker
 from .pipeline.outbound import Part, Refusal, message_parts, typing_parts
 from .pipeline.timefmt import format_time
 from .pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
+from .sla import customer_answered
 from .store.base import Job, Store
 from .webhooks_instagram import COMMENT_ORIGIN
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
@@ -157,6 +158,7 @@ class OutboundHandler:
             self._metrics.outbound_sent.inc()
             await self._save(msg.id, progress)
         progress.status = "Delivered"
+        await customer_answered(self._store, msg.customer_id)
         if self._loops is not None and not msg.from_human:
             self._loops.bot_replied(msg.customer_id)
         if progress.route == Route.TAGGED:

@@ -118,3 +118,6 @@ class Store(Protocol):
         """Store a small JSON record (delivery progress, a conversation's origin, ...)."""
 
     async def get_record(self, namespace: str, key: str) -> bytes | None: ...
+
+    async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
+        """Every record of a namespace (the SLA sweeper's scan)."""

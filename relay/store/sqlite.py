@@ -292,3 +292,9 @@ class SQLiteStore:
             "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
         )
         return bytes(rows[0][0]) if rows else None
+
+    async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
+        rows = await self._read(
+            "SELECT key, value FROM records WHERE namespace = ? ORDER BY key", (namespace,)
+        )
+        return [(str(r[0]), bytes(r[1])) for r in rows]
