@@ -23,6 +23,7 @@ from .genesys.client import GenesysClient
 from .genesys.errors import GenesysError
 from .health import RelayHealth
 from .inbound_handler import InboundHandler
+from .meta.crm import CrmLookup
 from .meta.graph import GraphClient
 from .meta.media import MediaInfo, MediaProber
 from .meta.send import SendClient
@@ -79,6 +80,7 @@ class Relay:
     graph: GraphClient
     inbound: QueueWorker
     outbound: QueueWorker
+    crm: CrmLookup | None
 
     @classmethod
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
@@ -106,11 +108,21 @@ class Relay:
         health = RelayHealth()
         rules = parse_rules(settings.guard)
         loops = LoopBreaker(rules.loops)
+        crm = (
+            CrmLookup(
+                settings.crm_url,
+                timeout=settings.crm_timeout,
+                token=settings.crm_token.get_secret_value() if settings.crm_token else None,
+            )
+            if settings.crm_url
+            else None
+        )
         ctx = InboundContext(
             media=MeteredMedia(media, metrics),
             profiles=graph,
             mentions=graph,
             account_id=settings.instagram_account_id,
+            crm=crm,
         )
         handler = InboundHandler(
             ctx,
@@ -145,10 +157,23 @@ class Relay:
             store, OUTBOUND, replies, metrics, concurrency=settings.worker_concurrency
         )
         return cls(
-            settings, store, metrics, health, http, tokens, genesys, media, graph, worker, outbound
+            settings,
+            store,
+            metrics,
+            health,
+            http,
+            tokens,
+            genesys,
+            media,
+            graph,
+            worker,
+            outbound,
+            crm,
         )
 
     async def close(self) -> None:
+        if self.crm is not None:
+            await self.crm.aclose()
         await self.media.aclose()
         await self.graph.aclose()
         await self.http.aclose()

@@ -31,6 +31,7 @@ SECRET_FIELDS = (
     "meta_access_token",
     "genesys_client_secret",
     "genesys_webhook_secret",
+    "crm_token",
 )
 
 # Hosts Meta serves message media and profile pictures from (reference/instagram.md).
@@ -106,6 +107,11 @@ class Settings(BaseSettings):
             first = str(exc).splitlines()
             raise ValueError("invalid rules: " + " ".join(first[1:3]).strip()) from None
         return value
+
+    # Optional CRM lookup (GET url?igsid=&username= → flat JSON merged into attributes).
+    crm_url: str | None = None
+    crm_timeout: float = Field(default=1.0, gt=0, le=30)
+    crm_token: SecretStr | None = None
 
     # SLA sweeper: how often to look, and where to send an alert (optional).
     sla_sweep_seconds: float = Field(default=60.0, gt=0, le=3600)

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -25,6 +26,11 @@ PROFILE_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class GraphError:
+    """A Graph API failure: ``{"error": {"code", "error_subcode", "message"}}``.
+
+    ``status`` 0 means no HTTP answer (connection failure, timeout).
+    """
+
     status: int
     code: int | None
     subcode: int | None
@@ -39,14 +45,23 @@ class GraphError:
         err = body.get("error") if isinstance(body, dict) else None
         if not isinstance(err, dict):
             return cls(resp.status_code, None, None, f"HTTP {resp.status_code}")
-        code = err.get("code")
-        sub = err.get("error_subcode")
         return cls(
             resp.status_code,
-            code if isinstance(code, int) else None,
-            sub if isinstance(sub, int) else None,
-            str(err.get("message", ""))[:300],
+            _opt_int(err.get("code")),
+            _opt_int(err.get("error_subcode")),
+            str(err.get("message") or "")[:300],
         )
+
+
+def _opt_int(value: Any) -> int | None:
+    """Graph error codes are numbers; some proxies hand them on as digit strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +121,8 @@ def _opt_bool(obj: dict[str, Any], key: str) -> bool | None:
 
 
 class GraphClient:
+    """Profile and mention lookups; ``http`` is shared with the Send API client."""
+
     def __init__(
         self,
         base_url: str,
@@ -116,6 +133,7 @@ class GraphClient:
         failure_ttl: float = 60.0,
         cache_size: int = 10_000,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
@@ -125,7 +143,7 @@ class GraphClient:
         )
         self._profile_ttl = profile_ttl
         self._failure_ttl = failure_ttl
-        self._profiles: TTLCache[str, Profile | None] = TTLCache(cache_size)
+        self._profiles: TTLCache[str, Profile | None] = TTLCache(cache_size, clock)
         self.lookups = 0  # requests actually sent, for tests and metrics
 
     @property
@@ -135,11 +153,11 @@ class GraphClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any] | GraphError:
+    async def _get(self, node: str, params: dict[str, str]) -> dict[str, Any] | GraphError:
         self.lookups += 1
         try:
-            resp = await self._http.get(f"{self._base}/{path}", params=params)
-        except httpx.HTTPError as exc:
+            resp = await self._http.get(f"{self._base}/{quote(node, safe='')}", params=params)
+        except Exception as exc:  # a lookup only enriches a message: never let it raise
             return GraphError(0, None, None, type(exc).__name__)
         if resp.status_code != 200:
             return GraphError.from_response(resp)
@@ -150,6 +168,7 @@ class GraphClient:
         return body if isinstance(body, dict) else GraphError(200, None, None, "not an object")
 
     async def get_profile(self, igsid: str) -> Profile | None:
+        """The customer's profile (cached), or None when Graph cannot tell; never raises."""
         hit, cached = self._profiles.get(igsid)
         if hit:
             return cached
@@ -161,13 +180,12 @@ class GraphClient:
             )
             self._profiles.put(igsid, None, self._failure_ttl)
             return None
-        count = body.get("follower_count")
         profile = Profile(
             igsid=igsid,
             username=_opt_str(body, "username"),
             name=_opt_str(body, "name"),
             profile_pic=_opt_str(body, "profile_pic"),
-            follower_count=count if isinstance(count, int) else None,
+            follower_count=_opt_int(body.get("follower_count")),
             is_user_follow_business=_opt_bool(body, "is_user_follow_business"),
             is_business_follow_user=_opt_bool(body, "is_business_follow_user"),
             is_verified_user=_opt_bool(body, "is_verified_user"),
@@ -178,16 +196,22 @@ class GraphClient:
     async def get_mentioned_comment(
         self, account_id: str, comment_id: str
     ) -> MentionedComment | None:
+        """The comment that mentioned the business, or None; never raises."""
         fields = f"mentioned_comment.comment_id({comment_id}){{id,text,timestamp,username}}"
         body = await self._get(account_id, {"fields": fields})
         if isinstance(body, GraphError):
-            log.info("mention lookup failed", extra={"status": body.status, "code": body.code})
+            log.info(
+                "mention lookup failed",
+                extra={"status": body.status, "code": body.code, "error": body.message},
+            )
             return None
         comment = body.get("mentioned_comment")
         if not isinstance(comment, dict):
+            log.info("mention lookup returned no comment", extra={"comment_id": comment_id})
             return None
+        text = comment.get("text")
         return MentionedComment(
-            id=str(comment.get("id", comment_id)),
-            text=str(comment.get("text", "")),
+            id=str(comment.get("id") or comment_id),
+            text=text if isinstance(text, str) else "",
             username=_opt_str(comment, "username"),
         )

@@ -8,6 +8,7 @@ timeout; when a URL cannot be checked the type declared in the webhook decides.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterable
@@ -22,6 +23,10 @@ from ..genesys.payloads import MediaType
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
+
+# Types that say nothing about the media: a CDN's generic bytes, or the HTML error or
+# login page served in place of an expired story or a private reel.
+UNUSABLE_MIMES = frozenset({"application/octet-stream", "binary/octet-stream", "text/html"})
 
 # What the webhook's attachment type means when the URL cannot be checked.
 DECLARED_MEDIA_TYPES: dict[str, MediaType] = {
@@ -90,6 +95,9 @@ class MediaProber:
             transport=transport,
             headers={"User-Agent": "igbridge-relay (media type check)"},
         )
+        # httpx's timeout is per phase and per request; this bounds the whole check,
+        # redirects and the ranged-GET fallback included, so a message is never held up.
+        self._deadline = timeout * 2
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -104,14 +112,23 @@ class MediaProber:
         return None
 
     async def probe(self, url: str, declared_type: str) -> MediaInfo:
+        """The attachment's type: the CDN's when it can be checked, else the webhook's.
+
+        Never raises: an unverified type still lets the message through. ``note`` is
+        the outcome ("verified", "not_allowed", "not_https", "timeout", "http_403", ...).
+        """
         try:
-            mime, note = await self._probe(url)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._deadline):
+                mime, note = await self._probe(url)
+        except (httpx.TimeoutException, TimeoutError):
             mime, note = None, "timeout"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # a failed check must never drop the message
             mime, note = None, f"error:{type(exc).__name__}"
         if mime is None:
-            log.info("media type unverified, using the webhook's type", extra={"outcome": note})
+            log.info(
+                "media type unverified, using the webhook's type",
+                extra={"outcome": note, "host": _host(url), "declared": declared_type[:40]},
+            )
             return MediaInfo(declared_media_type(declared_type), None, False, note)
         return MediaInfo(media_type_for_mime(mime), mime, True, "verified")
 
@@ -121,7 +138,7 @@ class MediaProber:
             if refused is not None:
                 return None, refused
             resp = await self._http.head(url)
-            if resp.status_code in (403, 405, 501) or (resp.is_success and not _mime(resp)):
+            if resp.status_code in (403, 405, 501) or (resp.is_success and not _has_type(resp)):
                 # Some CDNs refuse HEAD: ask for one byte and never read the body.
                 async with self._http.stream("GET", url, headers={"Range": "bytes=0-0"}) as r:
                     resp = r
@@ -130,13 +147,26 @@ class MediaProber:
                 continue
             if not resp.is_success:
                 return None, f"http_{resp.status_code}"
-            mime = _mime(resp)
-            return (mime, "verified") if mime else (None, "no_content_type")
+            if not _has_type(resp):
+                return None, "no_content_type"
+            mime = _content_type(resp)
+            return (None, "unusable_type") if mime in UNUSABLE_MIMES else (mime, "verified")
         return None, "too_many_redirects"
 
 
-def _mime(resp: httpx.Response) -> str | None:
-    raw = str(resp.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
-    if "/" not in raw or raw in ("application/octet-stream", "binary/octet-stream"):
-        return None
-    return raw
+def _content_type(resp: httpx.Response) -> str:
+    return str(resp.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+def _has_type(resp: httpx.Response) -> bool:
+    """False when the response names no type worth a second request (HEAD → ranged GET)."""
+    mime = _content_type(resp)
+    return "/" in mime and mime not in ("application/octet-stream", "binary/octet-stream")
+
+
+def _host(url: str) -> str:
+    """The URL's host for a log line: never its query, which carries the CDN signature."""
+    try:
+        return (urlsplit(url).hostname or "?")[:100]
+    except ValueError:
+        return "?"

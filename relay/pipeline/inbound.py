@@ -37,7 +37,11 @@ SHARE_CAPTIONS = {
     "template": "Shared a card",
     "fallback": "Shared a link",
 }
+REELS = ("ig_reel", "reel")  # a reel may be a playable video; posts and cards stay links
 MEDIA_TYPES = {"image", "video", "audio", "file"}
+# What a story or a shared post may show as instead of a link: a checked picture or video
+# (a reel's page answers text/html, an odd CDN type would make a bogus "File").
+VISUAL_TYPES: frozenset[MediaType] = frozenset({"Image", "Video"})
 UNSUPPORTED_NOTE = (
     "The customer sent something Instagram does not pass on to other apps "
     "(for example a poll, a GIF or a voice effect). Check the conversation in the Instagram "
@@ -59,12 +63,17 @@ class MentionLookup(Protocol):
     ) -> MentionedComment | None: ...
 
 
+class CrmCheck(Protocol):
+    async def lookup(self, igsid: str, username: str | None) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class InboundContext:
     media: MediaCheck
     profiles: ProfileLookup
     mentions: MentionLookup
     account_id: str
+    crm: CrmCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +81,33 @@ class NotForwarded:
     reason: str
 
 
+def follower_tier(count: int) -> str:
+    """A routing-friendly bucket: Architect flows compare strings more easily than numbers."""
+    for limit, tier in (
+        (1_000, "standard"),
+        (10_000, "micro"),
+        (100_000, "mid"),
+        (1_000_000, "macro"),
+    ):
+        if count < limit:
+            return tier
+    return "mega"
+
+
 def _s(value: Any) -> str | None:
+    """An attribute value: a bounded string, or None for nothing worth showing."""
     if value is None or isinstance(value, (dict, list)):
         return None
-    text = str(value)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
     return text[:ATTRIBUTE_LIMIT] if text else None
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _visual(info: MediaInfo | None) -> MediaInfo | None:
+    return info if info is not None and info.verified and info.media_type in VISUAL_TYPES else None
 
 
 class _Draft:
@@ -118,6 +149,7 @@ class _Draft:
         self.image = profile.profile_pic
         if profile.follower_count is not None:
             self.attr("FollowerCount", profile.follower_count)
+            self.attr("FollowerTier", follower_tier(profile.follower_count))
         if profile.is_user_follow_business is not None:
             self.attr("FollowsBusiness", str(profile.is_user_follow_business).lower())
         if profile.is_verified_user is not None:
@@ -175,8 +207,7 @@ async def _attachments(draft: _Draft, message: dict[str, Any], ctx: InboundConte
         if not isinstance(att, dict):
             continue
         kind = str(att.get("type", ""))
-        payload = att.get("payload") if isinstance(att.get("payload"), dict) else {}
-        assert isinstance(payload, dict)
+        payload = _obj(att.get("payload"))
         url = payload.get("url")
         if kind == "unsupported_type":
             draft.texts.append(UNSUPPORTED_NOTE)
@@ -189,9 +220,9 @@ async def _attachments(draft: _Draft, message: dict[str, Any], ctx: InboundConte
             draft.attr("StoryUrl", url)
             draft.attr("StoryId", payload.get("id") or payload.get("story_id"))
             if isinstance(url, str):
-                info = await ctx.media.probe(url, kind)
+                info = _visual(await ctx.media.probe(url, kind))
                 # An expired story no longer loads: pass the URL on as a link.
-                draft.attach(url, info, "Image" if info.verified else "Link", "Story mention")
+                draft.attach(url, info, "Link", "Story mention")
             continue
         if kind in MEDIA_TYPES:
             if draft.attrs["EventType"] == "text":
@@ -208,22 +239,20 @@ async def _attachments(draft: _Draft, message: dict[str, Any], ctx: InboundConte
         draft.attr("PostTitle", title)
         draft.attr("PostMediaId", payload.get("ig_post_media_id"))
         if isinstance(url, str):
-            # A reel may be a playable video; posts and cards stay links.
-            checked = await ctx.media.probe(url, kind) if kind in ("ig_reel", "reel") else None
+            checked = _visual(await ctx.media.probe(url, kind)) if kind in REELS else None
             draft.attach(url, checked, "Link", f"{caption}: {title}" if title else caption)
         elif title:
             draft.texts.append(f"{caption}: {title}")
 
 
 async def _message(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
-    message = event.data.get("message") or {}
+    message = _obj(event.data.get("message"))
     draft = _Draft(event, "Instagram_DM", "text")
     draft.profile(await ctx.profiles.get_profile(event.customer_id))
     text = message.get("text")
     if isinstance(text, str):
         draft.texts.append(text)
-    reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
-    assert isinstance(reply_to, dict)
+    reply_to = _obj(message.get("reply_to"))
     story = reply_to.get("story")
     if isinstance(story, dict):
         draft.attrs["Source"] = "Instagram_StoryReply"
@@ -232,8 +261,8 @@ async def _message(event: InstagramEvent, ctx: InboundContext) -> InboundMessage
         draft.attr("StoryUrl", story.get("url"))
         url = story.get("url")
         if isinstance(url, str):
-            info = await ctx.media.probe(url, "story_mention")
-            draft.attach(url, info, "Image" if info.verified else "Link", "Reply to your story")
+            info = _visual(await ctx.media.probe(url, "story_mention"))
+            draft.attach(url, info, "Link", "Reply to your story")
     draft.attr("ReplyToMessageId", reply_to.get("mid"))
     quick = message.get("quick_reply")
     if isinstance(quick, dict):
@@ -247,6 +276,7 @@ async def _message(event: InstagramEvent, ctx: InboundContext) -> InboundMessage
             draft.texts.append(UNSUPPORTED_NOTE)
     referral = message.get("referral") or event.data.get("referral")
     if isinstance(referral, dict):
+        # Inside a message the referral only tags it; a standalone one is its own note.
         _referral_attrs(draft, referral)
     return draft.build()
 
@@ -266,12 +296,29 @@ async def _simple(event: InstagramEvent, ctx: InboundContext, event_type: str, t
 
 
 async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
+    result = await _translate(event, ctx)
+    if ctx.crm is None or isinstance(result, NotForwarded):
+        return result
+    metadata = result.channel.metadata or ChannelMetadata()
+    attrs = metadata.custom_attributes
+    found = await ctx.crm.lookup(event.customer_id, attrs.get("InstagramUsername"))
+    if not found:
+        return result
+    # CRM fields enrich; they never overwrite what the relay itself says (Source, ...).
+    merged = {**found, **attrs}
+    channel = result.channel.model_copy(
+        update={"metadata": ChannelMetadata(custom_attributes=merged)}
+    )
+    return result.model_copy(update={"channel": channel})
+
+
+async def _translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
     data = event.data
     match event.kind:
         case EventKind.MESSAGE:
             return await _message(event, ctx)
         case EventKind.UNSEND:
-            mid = _s((data.get("message") or {}).get("mid")) or "?"
+            mid = _s(_obj(data.get("message")).get("mid")) or "?"
             draft = await _simple(
                 event,
                 ctx,
@@ -282,7 +329,7 @@ async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessag
             draft.attr("UnsentMessageId", mid)
             return draft.build()
         case EventKind.POSTBACK:
-            postback = data.get("postback") or {}
+            postback = _obj(data.get("postback"))
             title = _s(postback.get("title")) or "(tapped a button)"
             draft = await _simple(event, ctx, "postback", title)
             draft.answer("Button", title, postback.get("payload"))
@@ -290,7 +337,7 @@ async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessag
             draft.attr("PostbackPayload", postback.get("payload"))
             return draft.build()
         case EventKind.REACTION:
-            reaction = data.get("reaction") or {}
+            reaction = _obj(data.get("reaction"))
             shown = _s(reaction.get("emoji")) or _s(reaction.get("reaction")) or "a reaction"
             action = _s(reaction.get("action")) or "react"
             note = (
@@ -304,7 +351,7 @@ async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessag
             draft.attr("ReactedMessageId", reaction.get("mid"))
             return draft.build()
         case EventKind.REFERRAL:
-            referral = data.get("referral") or {}
+            referral = _obj(data.get("referral"))
             if referral.get("ad_id"):
                 note = f"Started the conversation from an ad (ad id {referral['ad_id']})"
             elif referral.get("ref"):
@@ -325,15 +372,13 @@ async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessag
 def _comment(event: InstagramEvent) -> InboundMessage | NotForwarded:
     value = event.data
     draft = _Draft(event, "Instagram_Comment", "comment")
-    author = value.get("from") if isinstance(value.get("from"), dict) else {}
-    assert isinstance(author, dict)
+    author = _obj(value.get("from"))
     draft.username(_s(author.get("username")))
     text = value.get("text")
     draft.texts.append(text if isinstance(text, str) else "")
     draft.attr("CommentId", value.get("id"))
     draft.attr("ParentCommentId", value.get("parent_id"))
-    media = value.get("media") if isinstance(value.get("media"), dict) else {}
-    assert isinstance(media, dict)
+    media = _obj(value.get("media"))
     draft.attr("MediaId", media.get("id"))
     draft.attr("MediaProductType", media.get("media_product_type"))
     if event.field == "live_comments":
