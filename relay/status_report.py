@@ -88,6 +88,28 @@ class StatusReporter:
             "deadLetters": dead,
             "nearWindowEnd": near,
             "lastError": problems[0] if problems else None,
+            "guard": self._guard_summary(),
+        }
+
+    def _guard_summary(self) -> dict[str, int]:
+        """What the guard did since this pod started, by outcome."""
+        registry = self._metrics.registry
+        spam: dict[str, int] = {"dropped": 0, "flagged": 0}
+        for family in registry.collect():
+            if family.name != "igbridge_guard":
+                continue
+            for sample in family.samples:
+                outcome = sample.labels.get("outcome", "")
+                if sample.name.endswith("_total") and outcome in spam:
+                    spam[outcome] += int(sample.value)
+        return {
+            "spamDropped": spam["dropped"],
+            "spamFlagged": spam["flagged"],
+            "loopsDetected": self._counter("igbridge_loops_detected_total"),
+            "botRepliesHeld": self._counter("igbridge_loop_held_total"),
+            "slaEscalations": self._counter(
+                "igbridge_sla_escalations_total", {"outcome": "escalated"}
+            ),
         }
 
     async def run(self) -> None:

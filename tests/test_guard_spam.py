@@ -135,3 +135,40 @@ def test_spam_is_kept_out_of_genesys_or_flagged(
         assert got[0].attributes["SpamRule"] == "keyword"
         assert "Spam" not in got[1].attributes
         assert 'igbridge_guard_total{outcome="flagged",rule="keyword"} 1.0' in metrics
+
+
+def test_the_channel_status_summarises_what_the_guard_did(tmp_path: Path) -> None:
+    from igbridge.relay.health import RelayHealth
+    from igbridge.relay.metrics import RelayMetrics
+    from igbridge.relay.status_report import StatusReporter
+    from igbridge.relay.store import SQLiteStore
+
+    settings = load_settings(
+        {**BASE_ENV, "IGBRIDGE_CHANNEL_NAME": "shop", "IGBRIDGE_CHANNEL_NAMESPACE": "default"}
+    )
+    metrics = RelayMetrics()
+    metrics.guard.labels("keyword", "dropped").inc(2)
+    metrics.guard.labels("link_only", "dropped").inc()
+    metrics.guard.labels("pattern", "flagged").inc()
+    metrics.guard.labels("none", "passed").inc(10)
+    metrics.loops_detected.inc()
+    metrics.sla_escalations.labels("escalated").inc()
+
+    async def report() -> dict[str, Any]:
+        store = SQLiteStore(str(tmp_path / "s.db"))
+        await store.open()
+        try:
+            return await StatusReporter(settings, store, metrics, RelayHealth()).report()
+        finally:
+            await store.close()
+
+    import asyncio
+
+    guard = asyncio.run(report())["guard"]
+    assert guard == {
+        "spamDropped": 3,
+        "spamFlagged": 1,
+        "loopsDetected": 1,
+        "botRepliesHeld": 0,
+        "slaEscalations": 1,
+    }

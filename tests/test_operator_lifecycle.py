@@ -88,6 +88,13 @@ def test_create_to_ready_with_every_owned_object(
     assert status["relay"]["pod"] == "shop-relay-0"
     assert status["relay"]["ready"] is True
     assert status["relay"]["queueDepth"] == 0
+    assert status["relay"]["guard"] == {
+        "spamDropped": 0,
+        "spamFlagged": 0,
+        "loopsDetected": 0,
+        "botRepliesHeld": 0,
+        "slaEscalations": 0,
+    }
     # Genesys: the integration points at the relay and is signed with the generated secret.
     integration = sandbox.genesys.integrations[status["integrationId"]]
     assert integration["outboundNotificationWebhookUrl"] == status["webhookUrls"]["genesys"]
