@@ -30,7 +30,7 @@ from .pipeline.timefmt import format_time
 from .pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
 from .sla import customer_answered
 from .store.base import Job, Store
-from .webhooks_instagram import COMMENT_ORIGIN
+from .webhooks_instagram import COMMENT_ORIGIN, OWN_MESSAGES
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,10 @@ class OutboundHandler:
             body["tag"] = "HUMAN_AGENT"
         elif "message" in body:
             body["messaging_type"] = "RESPONSE"
-        await self._send.send(body)
+        sent = await self._send.send(body)
+        if sent.message_id:
+            # Its echo will come back through the webhook: known as ours, not a person's.
+            await self._store.put_record(OWN_MESSAGES, sent.message_id, b"1")
 
     async def _send_failed(
         self, msg: OutboundMessage, job: Job, progress: Progress, exc: SendError

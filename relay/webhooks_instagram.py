@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 INBOUND = "inbound"
 COMMENT_ORIGIN = "comment_origin"
+OWN_MESSAGES = "own_message"  # Send API message ids of what the relay itself sent
 # What a customer does that opens (or keeps open) Meta's 24-hour reply window.
 WINDOW_KINDS = frozenset(
     {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REACTION, EventKind.REFERRAL}
@@ -39,6 +40,16 @@ class InstagramWebhook(SignedWebhook):
 
     def check_signature(self, raw: bytes, header: str | None) -> SignatureCheck:
         return verify_meta_signature(raw, header, self._settings.app_secrets)
+
+    async def _unforwarded_reason(self, event: InstagramEvent) -> str:
+        """Echoes of what the relay sent are told apart from what people sent in the app."""
+        if event.kind is not EventKind.ECHO:
+            return event.kind.value
+        try:
+            ours = await self._store.get_record(OWN_MESSAGES, event.dedupe_key)
+        except StoreUnavailable:
+            return "echo"
+        return "own_echo" if ours else "echo"
 
     async def _remember_comments(self, events: list[InstagramEvent]) -> None:
         """For a conversation that starts with a comment: which comment a reply answers."""
@@ -83,7 +94,7 @@ class InstagramWebhook(SignedWebhook):
                     NewJob(event.customer_id, event.dedupe_key, event.timestamp_ms, event.to_json())
                 )
             else:
-                self._metrics.not_forwarded.labels(event.kind.value).inc()
+                self._metrics.not_forwarded.labels(await self._unforwarded_reason(event)).inc()
         accepted = duplicates = 0
         if jobs:
             try:

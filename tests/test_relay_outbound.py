@@ -454,3 +454,23 @@ def test_genesys_webhook_signature_and_bad_input(sandbox: Sandbox, relay: Thread
         assert resp.status_code == 400, bad
         assert resp.json()["error"]
     assert sandbox.meta.sent == []
+
+
+def test_the_relays_own_echoes_are_recognised(sandbox: Sandbox, relay: ThreadedServer) -> None:
+    customer_writes(sandbox, relay, ago_ms=60_000)
+    body = agent_says(sandbox, relay, text="ours")
+    receipt_for(sandbox, body["id"])
+    url = f"{relay.url}/webhooks/instagram"
+    for mid, text in (
+        (sandbox.meta.sent_ids[-1], "ours"),
+        ("mid.from.the.app", "staff in the app"),
+    ):
+        echo = sandbox.meta.messaging(
+            sandbox.meta.account_id, {"mid": mid, "text": text, "is_echo": True}
+        )
+        echo["recipient"] = {"id": CUSTOMER}
+        assert sandbox.meta.deliver_webhook(url, sandbox.meta.webhook([echo])).status_code == 200
+    metrics = httpx.get(f"{relay.url}/metrics").text
+    assert 'igbridge_events_not_forwarded_total{reason="own_echo"} 1.0' in metrics
+    assert 'igbridge_events_not_forwarded_total{reason="echo"} 1.0' in metrics
+    assert len(sandbox.genesys.snapshot()) == 1  # only the customer's own message

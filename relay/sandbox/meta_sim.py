@@ -108,6 +108,7 @@ class MetaSimulator:
         self.comment_times_ms: dict[str, int] = {}  # comments seen through the builders
         self.private_replied: set[str] = set()
         self.sent: list[dict[str, Any]] = []  # accepted Send API bodies, in order
+        self.sent_ids: list[str] = []  # the message_id answered for each send
         self.subscriptions: list[str] = []
         self.public_replies: list[tuple[str, str]] = []  # (comment id, text)
         self.cdn = MediaCDN()
@@ -207,6 +208,7 @@ class MetaSimulator:
         with self._lock:
             self.sent.append(body)
             message_id = f"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE{next(self._ids):012d}"
+            self.sent_ids.append(message_id)
         return JSONResponse(
             {
                 "recipient_id": str(recipient.get("id", recipient.get("comment_id"))),
