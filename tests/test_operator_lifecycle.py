@@ -51,6 +51,13 @@ def env_of(deployment: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container["env"]}
 
 
+def create_synced(sandbox: Sandbox, cluster: Cluster, **spec: Any) -> None:
+    """Apply the user's Secrets and channel; return once the operator has synced it."""
+    for manifest in secrets_and_channel(sandbox, **spec):
+        cluster.apply(manifest)
+    wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+
+
 @contextmanager
 def relay_for(sandbox: Sandbox, tmp_path: Path, name: str = "shop") -> Iterator[ThreadedServer]:
     """A relay configured as the Deployment would be, reporting into the channel's status."""
@@ -69,9 +76,7 @@ def test_create_to_ready_with_every_owned_object(
     sandbox: Sandbox, cluster: Cluster, tmp_path: Path
 ) -> None:
     with run_operator(cluster):
-        for manifest in secrets_and_channel(sandbox):
-            cluster.apply(manifest)
-        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        create_synced(sandbox, cluster)
         assert status_of(cluster, "Ready") == "False"  # no relay has reported yet
         assert condition(channel(cluster), "Ready")["reason"] == "WaitingForRelay"
         with relay_for(sandbox, tmp_path):
@@ -149,9 +154,7 @@ def test_spec_change_updates_the_integration_and_the_deployment(
     sandbox: Sandbox, cluster: Cluster
 ) -> None:
     with run_operator(cluster):
-        for manifest in secrets_and_channel(sandbox):
-            cluster.apply(manifest)
-        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        create_synced(sandbox, cluster)
         integration_id = channel(cluster)["status"]["integrationId"]
         patched = cluster.kubectl(
             "patch",
@@ -196,9 +199,7 @@ def test_secret_rotation_rolls_the_relay(sandbox: Sandbox, cluster: Cluster) -> 
         )
 
     with run_operator(cluster):
-        for manifest in secrets_and_channel(sandbox):
-            cluster.apply(manifest)
-        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        create_synced(sandbox, cluster)
         before = checksum()
         rotated = cluster.kubectl(
             "patch",
@@ -276,9 +277,7 @@ def test_existing_integration_is_adopted_not_duplicated(sandbox: Sandbox, cluste
 @pytest.mark.parametrize("policy", ["Delete", "Orphan"])
 def test_delete_with_each_policy(sandbox: Sandbox, cluster: Cluster, policy: str) -> None:
     with run_operator(cluster):
-        for manifest in secrets_and_channel(sandbox, deletionPolicy=policy):
-            cluster.apply(manifest)
-        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        create_synced(sandbox, cluster, deletionPolicy=policy)
         integration_id = channel(cluster)["status"]["integrationId"]
         deleted = cluster.kubectl(
             "delete", "instagramchannels.igbridge.dev", "shop", "--wait=false"
@@ -310,9 +309,7 @@ def test_drift_flow_and_dropped_subscription_are_repaired(
     sandbox: Sandbox, cluster: Cluster
 ) -> None:
     with run_operator(cluster):
-        for manifest in secrets_and_channel(sandbox):
-            cluster.apply(manifest)
-        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        create_synced(sandbox, cluster)
         integration_id = channel(cluster)["status"]["integrationId"]
         # Someone edits the integration in the Genesys admin UI; Meta drops the subscription.
         sandbox.genesys.integrations[integration_id]["outboundNotificationWebhookUrl"] = (
@@ -377,9 +374,7 @@ def test_optional_ingress_per_channel(sandbox: Sandbox, cluster: Cluster) -> Non
         IGBRIDGE_CHANNEL_INGRESS_ANNOTATIONS='{"cert-manager.io/cluster-issuer": "le"}',
         IGBRIDGE_CHANNEL_INGRESS_TLS_SECRET="{name}-tls",
     ):
-        for manifest in secrets_and_channel(sandbox):
-            cluster.apply(manifest)
-        wait_until(lambda: status_of(cluster, "Synced") == "True", what="Synced")
+        create_synced(sandbox, cluster)
     ingress = cluster.get("ingresses", NAMESPACE, "shop-relay")
     assert ingress is not None
     assert ingress["spec"]["ingressClassName"] == "nginx"
