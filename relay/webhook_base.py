@@ -69,6 +69,9 @@ class SignedWebhook:
             return reject(status, f"X-Hub-Signature-256 {check.value}")
         try:
             return raw, json.loads(raw)
+        except RecursionError:
+            log.warning("%s webhook refused: JSON nested too deeply", self.name)
+            return reject(400, "body is nested too deeply")
         except (UnicodeDecodeError, ValueError) as exc:
             log.warning("%s webhook refused: malformed JSON (%s)", self.name, type(exc).__name__)
             return reject(400, "body is not valid UTF-8 JSON")

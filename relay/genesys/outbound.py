@@ -44,7 +44,7 @@ def verify_genesys_signature(raw: bytes, header: str | None, secret: bytes) -> S
         compact = json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False).encode(
             "utf-8"
         )
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return SignatureCheck.MISMATCH
     if compact != raw and hmac.compare_digest(_digest(compact, secret), given):
         return SignatureCheck.OK
