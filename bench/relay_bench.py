@@ -5,7 +5,9 @@
 The relay runs as its own process (as in production); the load generators and the
 simulators run here. Inbound: Meta webhooks → relay → Genesys simulator. Outbound: Genesys
 agent messages → relay → Meta Send API simulator → receipts back to Genesys. Prints
-accept latency and end-to-end throughput for both directions.
+accept latency and end-to-end throughput for both directions, next to a bare Starlette
+app that only answers 200 (the floor for the webhook path), and the relay process's CPU
+time and peak memory per 1000 messages.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +28,53 @@ import httpx
 from igbridge.relay.sandbox.genesys_sim import sign_genesys
 from igbridge.relay.sandbox.meta_sim import encode_like_meta, sign_meta
 from igbridge.relay.sandbox.process import RelayProcess
+from igbridge.relay.sandbox.server import free_port
 from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
+
+
+def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The baseline, as its own uvicorn process like the relay."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 (our interpreter, our module)
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(Path(__file__).parent),
+                "bare_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/webhooks/instagram", content=b"{}", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the baseline server did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -107,12 +158,24 @@ def main() -> None:
             Path(tmp) / "relay.log",
         )
         relay.start()
+        bare_port = free_port()
+        bare = bare_server(bare_port, Path(tmp) / "bare.log")
         try:
             results: dict[str, float] = {
                 "messages": args.messages,
                 "concurrency": args.concurrency,
                 "customers": args.customers,
             }
+            baseline = phase(
+                "bare",
+                f"http://127.0.0.1:{bare_port}/webhooks/instagram",
+                inbound_bodies(sb, args.messages, args.customers),
+                args.concurrency,
+                lambda: args.messages,
+            )
+            results |= {k: v for k, v in baseline.items() if "accept" in k}
+            assert relay.proc is not None
+            cpu_before = cpu_seconds(relay.proc.pid)
             results |= phase(
                 "inbound",
                 f"{relay.url}/webhooks/instagram",
@@ -127,8 +190,16 @@ def main() -> None:
                 args.concurrency,
                 lambda: len(sb.genesys.receipts),
             )
+            cpu = cpu_seconds(relay.proc.pid) - cpu_before
+            results["relay_ack_vs_bare_p50"] = (
+                results["inbound_accept_p50_ms"] / results["bare_accept_p50_ms"]
+            )
+            results["relay_cpu_seconds_per_1000_messages"] = cpu / (2 * args.messages) * 1000
+            results["relay_peak_rss_mb"] = peak_rss_mb(relay.proc.pid)
         finally:
             relay.stop()
+            bare.terminate()
+            bare.wait(timeout=10)
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "relay_bench.json").write_text(json.dumps(results, indent=2))
