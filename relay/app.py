@@ -84,7 +84,7 @@ class Relay:
 
     @classmethod
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
-        store = open_store(settings.store_url)
+        store = open_store(settings.store_url, prefix=settings.store_key_prefix)
         await store.open()
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.genesys_timeout, connect=5.0),
@@ -136,7 +136,12 @@ class Relay:
             store=store,
         )
         worker = QueueWorker(
-            store, INBOUND, handler, metrics, concurrency=settings.worker_concurrency
+            store,
+            INBOUND,
+            handler,
+            metrics,
+            concurrency=settings.worker_concurrency,
+            lease_seconds=settings.lease_seconds,
         )
         send = SendClient(
             graph.http, settings.graph_base, settings.meta_access_token.get_secret_value()
@@ -154,7 +159,12 @@ class Relay:
             loops=loops,
         )
         outbound = QueueWorker(
-            store, OUTBOUND, replies, metrics, concurrency=settings.worker_concurrency
+            store,
+            OUTBOUND,
+            replies,
+            metrics,
+            concurrency=settings.worker_concurrency,
+            lease_seconds=settings.lease_seconds,
         )
         return cls(
             settings,
@@ -180,7 +190,8 @@ class Relay:
         await self.store.close()
 
     async def maintain(self) -> None:
-        """Forget old dedupe keys now and then, so the store does not grow forever."""
+        """Forget old dedupe keys and expired records now and then, so the store does not
+        grow forever."""
         while True:
             for queue in QUEUES:
                 try:
@@ -189,6 +200,10 @@ class Relay:
                         log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})
                 except StoreUnavailable as exc:
                     log.warning("dedupe pruning skipped: %s", exc)
+            try:
+                await self.store.prune_records()
+            except StoreUnavailable as exc:
+                log.warning("record pruning skipped: %s", exc)
             await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
 
     async def refresh_gauges(self) -> None:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     genesys_webhook_secret: SecretStr
 
     store_url: str = "sqlite:///./igbridge.db"
+    # Keeps channels apart when several share one Redis; by default the channel's
+    # namespace/name when the operator runs the relay, else "igbridge".
+    store_prefix: str | None = Field(default=None, min_length=1, max_length=200)
+    # A worker holds a job under a lease it renews every third of this; a replica that
+    # dies stops renewing and another takes the job over once the lease runs out.
+    lease_seconds: float = Field(default=30.0, ge=1.0, le=3600)
 
     window_escalate_after: int = Field(default=72000, gt=0, le=86400)
     # One point of priority ranks like one minute of waiting; 600 moves a conversation
@@ -193,6 +199,14 @@ class Settings(BaseSettings):
     def genesys_login(self) -> str:
         assert self.genesys_login_url is not None
         return self.genesys_login_url
+
+    @property
+    def store_key_prefix(self) -> str:
+        if self.store_prefix:
+            return self.store_prefix
+        if self.channel_namespace and self.channel_name:
+            return f"igbridge:{self.channel_namespace}/{self.channel_name}"
+        return "igbridge"
 
     @property
     def app_secrets(self) -> list[bytes]:

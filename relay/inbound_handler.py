@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 
@@ -17,7 +17,7 @@ from .pipeline.guard import SpamFilter, customer_text
 from .pipeline.inbound import InboundContext, NotForwarded, translate
 from .pipeline.loops import LoopBreaker
 from .sla import customer_waiting
-from .store.base import Job, Store, StoreUnavailable
+from .store.base import Job, Store
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -138,12 +138,16 @@ class InboundHandler:
         except PermanentError as exc:
             return DeadLetter(f"http_{exc.status}", f"Genesys rejected the message: {exc}")
         self._health.genesys_auth_error = None
+        then = None
         if self._store is not None and event.kind in WAITING_KINDS:
-            # The reply clock for SLA escalation; a store hiccup must not redeliver.
-            with contextlib.suppress(StoreUnavailable):
-                await customer_waiting(
-                    self._store, event.customer_id, accepted.conversation_id, event.timestamp_ms
-                )
+            # The reply clock for SLA escalation, started once the job is done.
+            then = functools.partial(
+                customer_waiting,
+                self._store,
+                event.customer_id,
+                accepted.conversation_id,
+                event.timestamp_ms,
+            )
         log.info(
             "delivered to genesys",
             extra={
@@ -152,4 +156,4 @@ class InboundHandler:
                 "conversation_id": accepted.conversation_id,
             },
         )
-        return Delivered()
+        return Delivered(then)

@@ -36,6 +36,9 @@ from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 log = logging.getLogger(__name__)
 
 PROGRESS = "outbound_progress"
+# Progress and our own message ids matter while Genesys may redeliver a reply and Meta
+# may echo it; a week covers both (the dedupe keys are kept as long).
+RECORD_TTL_SECONDS = 7 * 24 * 3600.0
 # A message about the token, not a token.
 TOKEN_PROBLEM = "Instagram refused the access token (code 190): replace " + (
     "IGBRIDGE_META_ACCESS_TOKEN; no reply can be sent until then"
@@ -200,7 +203,9 @@ class OutboundHandler:
         sent = await self._send.send(body)
         if sent.message_id:
             # Its echo will come back through the webhook: known as ours, not a person's.
-            await self._store.put_record(OWN_MESSAGES, sent.message_id, b"1")
+            await self._store.put_record(
+                OWN_MESSAGES, sent.message_id, b"1", ttl_seconds=RECORD_TTL_SECONDS
+            )
 
     async def _send_failed(
         self, msg: OutboundMessage, job: Job, progress: Progress, exc: SendError
@@ -305,7 +310,12 @@ class OutboundHandler:
         return Progress(**json.loads(raw)) if raw else Progress()
 
     async def _save(self, message_id: str, progress: Progress) -> None:
-        await self._store.put_record(PROGRESS, message_id, json.dumps(asdict(progress)).encode())
+        await self._store.put_record(
+            PROGRESS,
+            message_id,
+            json.dumps(asdict(progress)).encode(),
+            ttl_seconds=RECORD_TTL_SECONDS,
+        )
 
 
 def _graph(message: str) -> GraphError:

@@ -10,9 +10,11 @@ lives in the store, so a restart neither forgets nor repeats an escalation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,37 +29,61 @@ log = logging.getLogger(__name__)
 CONVERSATIONS = "conversation"
 
 
-async def _load(store: Store, customer: str) -> dict[str, Any]:
-    raw = await store.get_record(CONVERSATIONS, customer)
-    return json.loads(raw) if raw else {}
+# Attempts at a compare-and-set before giving up on an update (only under heavy contention
+# for one customer's record, which per-customer ordering makes rare).
+CAS_ATTEMPTS = 20
+# How long a sweeper's claim on an escalation holds if its replica dies mid-way.
+CLAIM_SECONDS = 60.0
+
+State = dict[str, Any]
 
 
-async def _save(store: Store, customer: str, state: dict[str, Any]) -> None:
-    await store.put_record(CONVERSATIONS, customer, json.dumps(state).encode())
+async def _update(store: Store, customer: str, change: Callable[[State], bool]) -> bool:
+    """Apply ``change`` (which returns False to leave the record alone) atomically: the
+    inbound and outbound workers, on any replica, may touch one customer at once."""
+    for _ in range(CAS_ATTEMPTS):
+        raw = await store.get_record(CONVERSATIONS, customer)
+        state: State = json.loads(raw) if raw else {}
+        if not change(state):
+            return False
+        if await store.compare_and_put_record(
+            CONVERSATIONS, customer, raw, json.dumps(state).encode()
+        ):
+            return True
+    log.warning("sla state update gave up under contention", extra={"customer": customer})
+    return False
 
 
 async def customer_waiting(
     store: Store, customer: str, conversation_id: str | None, message_ms: int
 ) -> None:
     """A customer's message reached Genesys: they wait from their first unanswered one."""
-    state = await _load(store, customer)
-    if conversation_id:
-        state["conversation_id"] = conversation_id
-    if state.get("waiting_since_ms") is None:
-        state["waiting_since_ms"] = message_ms
-        state["escalated"] = False
-    else:
-        state["waiting_since_ms"] = min(state["waiting_since_ms"], message_ms)
-    await _save(store, customer, state)
+
+    def change(state: State) -> bool:
+        if conversation_id:
+            state["conversation_id"] = conversation_id
+        if state.get("waiting_since_ms") is None:
+            state["waiting_since_ms"] = message_ms
+            state["escalated"] = False
+        else:
+            state["waiting_since_ms"] = min(state["waiting_since_ms"], message_ms)
+        return True
+
+    await _update(store, customer, change)
 
 
 async def customer_answered(store: Store, customer: str) -> None:
     """A reply reached the customer: the clock stops (and restarts with their next message)."""
-    state = await _load(store, customer)
-    if state.get("waiting_since_ms") is not None:
+
+    def change(state: State) -> bool:
+        if state.get("waiting_since_ms") is None:
+            return False
         state["waiting_since_ms"] = None
         state["escalated"] = False
-        await _save(store, customer, state)
+        state.pop("claimed_until", None)
+        return True
+
+    await _update(store, customer, change)
 
 
 class SlaSweeper:
@@ -91,8 +117,12 @@ class SlaSweeper:
             await asyncio.sleep(self._interval)
 
     async def sweep(self) -> int:
-        """Escalate every conversation past the threshold that is not escalated yet."""
-        now_ms = int(time.time() * 1000)
+        """Escalate every conversation past the threshold that is not escalated yet.
+
+        Every replica sweeps; a compare-and-set claim on the customer's record makes one
+        of them do each escalation."""
+        now = time.time()
+        now_ms = int(now * 1000)
         escalated = 0
         for customer, raw in await self._store.list_records(CONVERSATIONS):
             state = json.loads(raw)
@@ -100,27 +130,17 @@ class SlaSweeper:
             if since is None or state.get("escalated") or now_ms - since < self._after_ms:
                 continue
             conversation = state.get("conversation_id")
-            if not conversation:
+            if not conversation or state.get("claimed_until", 0) > now:
                 continue
-            try:
-                await self._rest.request(
-                    "PATCH",
-                    f"/api/v2/routing/conversations/{conversation}",
-                    {"priority": self._priority},
-                )
-                outcome = "escalated"
-            except TransientError as exc:
-                log.warning("sla escalation will be retried", extra={"error": str(exc)})
+            claim = json.dumps({**state, "claimed_until": now + CLAIM_SECONDS}).encode()
+            if not await self._store.compare_and_put_record(CONVERSATIONS, customer, raw, claim):
+                continue  # another replica claimed it, or the customer was just answered
+            outcome = await self._escalate(conversation)
+            done = await _update(
+                self._store, customer, functools.partial(_settle_claim, since, outcome)
+            )
+            if not done or outcome is None:
                 continue
-            except PermanentError as exc:
-                # Genesys refuses priority changes once an agent has the conversation.
-                outcome = "not_in_queue"
-                log.info("sla escalation not needed", extra={"reason": str(exc)})
-            except GenesysError as exc:
-                log.warning("sla escalation failed", extra={"error": str(exc)})
-                continue
-            state["escalated"] = True
-            await _save(self._store, customer, state)
             waited = (now_ms - since) / 1000
             self._metrics.sla_escalations.labels(outcome).inc()
             if outcome == "escalated":
@@ -137,6 +157,26 @@ class SlaSweeper:
                 await self._alert(customer, conversation, waited)
         return escalated
 
+    async def _escalate(self, conversation: str) -> str | None:
+        """Raise the priority; the outcome label, or None to try again next sweep."""
+        try:
+            await self._rest.request(
+                "PATCH",
+                f"/api/v2/routing/conversations/{conversation}",
+                {"priority": self._priority},
+            )
+            return "escalated"
+        except TransientError as exc:
+            log.warning("sla escalation will be retried", extra={"error": str(exc)})
+            return None
+        except PermanentError as exc:
+            # Genesys refuses priority changes once an agent has the conversation.
+            log.info("sla escalation not needed", extra={"reason": str(exc)})
+            return "not_in_queue"
+        except GenesysError as exc:
+            log.warning("sla escalation failed", extra={"error": str(exc)})
+            return None
+
     async def _alert(self, customer: str, conversation: str, waited: float) -> None:
         if not self._alert_url or self._http is None:
             return
@@ -151,3 +191,13 @@ class SlaSweeper:
             await self._http.post(self._alert_url, json=body, timeout=5.0)
         except httpx.HTTPError as exc:
             log.warning("sla alert webhook failed", extra={"error": type(exc).__name__})
+
+
+def _settle_claim(since: int, outcome: str | None, state: State) -> bool:
+    """Drop the sweeper's claim; mark the waiting period escalated if it is still the
+    same period (a reply may have ended it meanwhile)."""
+    state.pop("claimed_until", None)
+    current = state.get("waiting_since_ms")
+    if outcome is not None and current is not None and current <= since:
+        state["escalated"] = True
+    return True

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    pass
+    # Bookkeeping to run once the job is marked done: kept out of the gap between the
+    # far side accepting and the store completing, where a crash means a redelivery.
+    then: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class QueueWorker:
         metrics: RelayMetrics,
         *,
         concurrency: int = 16,
-        lease_seconds: float = 120.0,
+        lease_seconds: float = 30.0,
         job_timeout: float = 60.0,
         idle_poll: float = 0.5,
     ) -> None:
@@ -67,11 +69,12 @@ class QueueWorker:
         self._metrics = metrics
         self._concurrency = concurrency
         self._lease = lease_seconds
-        # A job must finish well inside its lease, or another claimer could take it.
-        self._job_timeout = min(job_timeout, lease_seconds / 2)
+        # The lease is renewed while the job runs, so the timeout may exceed it.
+        self._job_timeout = job_timeout
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._jobs: dict[int, Job] = {}
         self._stopping = False
 
     def wake(self) -> None:
@@ -83,6 +86,30 @@ class QueueWorker:
         return len(self._inflight)
 
     async def run(self) -> None:
+        renewer = asyncio.create_task(self._renew_leases(), name=f"{self._queue}:leases")
+        try:
+            await self._claim_loop()
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _renew_leases(self) -> None:
+        """Heartbeat: keep the leases of in-flight jobs, so only a dead replica loses them."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            jobs = list(self._jobs.values())
+            if not jobs:
+                continue
+            try:
+                lost = await self._store.renew(self._queue, jobs, self._lease)
+            except StoreUnavailable as exc:
+                log.warning("store unavailable while renewing leases", extra={"error": str(exc)})
+                continue
+            if lost:
+                # Another claimer may now deliver them too; dedupe downstream absorbs it.
+                log.warning("job leases lost", extra={"queue": self._queue, "jobs": lost})
+
+    async def _claim_loop(self) -> None:
         while not self._stopping:
             # Cleared before claiming, so work stored during the claim still wakes us.
             self._wake.clear()
@@ -100,6 +127,7 @@ class QueueWorker:
                     continue
                 task = asyncio.create_task(self._process(job), name=f"{self._queue}:{job.id}")
                 self._inflight[job.id] = task
+                self._jobs[job.id] = job
                 task.add_done_callback(functools.partial(self._done, job.id))
             if claimed and len(self._inflight) < self._concurrency:
                 continue  # there may be more due work right now
@@ -108,6 +136,7 @@ class QueueWorker:
 
     def _done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job_id, None)
+        self._jobs.pop(job_id, None)
         self._wake.set()  # a key may have been released: its next job is due
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -136,48 +165,74 @@ class QueueWorker:
             outcome = Retry(30.0, "handler_error", f"{type(exc).__name__}: {exc}"[:300])
         await self._settle(job, outcome)
 
-    async def _settle(self, job: Job, outcome: Outcome) -> None:
-        q = self._queue
+    async def _after_delivery(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
         try:
-            match outcome:
-                case Delivered():
-                    await self._store.complete(job)
-                    self._metrics.delivered.labels(q).inc()
-                    self._metrics.delivery_latency.labels(q).observe(
-                        max(0.0, time.time() - job.enqueued_at)
-                    )
-                case Ignored(reason):
-                    await self._store.complete(job)
-                    self._metrics.not_forwarded.labels(reason).inc()
-                case Retry(delay, reason, detail):
-                    await self._store.retry(job, delay, detail)
-                    self._metrics.retries.labels(q, reason).inc()
-                    log.info(
-                        "delivery will be retried",
-                        extra={
-                            "queue": q,
-                            "job": job.id,
-                            "key": job.key,
-                            "reason": reason,
-                            "detail": detail,
-                            "delay": round(delay, 3),
-                            "attempts": job.attempts + 1,
-                        },
-                    )
-                case DeadLetter(reason, detail):
-                    await self._store.dead_letter(job, detail)
-                    self._metrics.dead_lettered.labels(q, reason).inc()
-                    log.error(
-                        "delivery failed permanently: dead-lettered",
-                        extra={
-                            "queue": q,
-                            "job": job.id,
-                            "key": job.key,
-                            "dedupe_key": job.dedupe_key,
-                            "reason": reason,
-                            "detail": detail,
-                        },
-                    )
+            await then()
         except StoreUnavailable as exc:
-            # The lease will expire and the job will be tried again: nothing is lost.
-            log.warning("store unavailable while settling a job", extra={"error": str(exc)})
+            log.warning("bookkeeping after delivery skipped", extra={"error": str(exc)})
+        except Exception:
+            log.exception("bookkeeping after delivery failed", extra={"job": job.id})
+
+    async def _settle(self, job: Job, outcome: Outcome) -> None:
+        """Record the outcome; while the store is briefly away, keep trying for as long as
+        the lease protects the job: a delivered job recorded late is not delivered twice."""
+        delay = 0.1
+        deadline = time.monotonic() + self._lease
+        while True:
+            try:
+                await self._record(job, outcome)
+                return
+            except StoreUnavailable as exc:
+                if self._stopping or time.monotonic() + delay > deadline:
+                    # The lease will expire and the job will be tried again: nothing is lost.
+                    log.warning(
+                        "store unavailable while settling a job; it will be tried again",
+                        extra={"queue": self._queue, "job": job.id, "error": str(exc)},
+                    )
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _record(self, job: Job, outcome: Outcome) -> None:
+        q = self._queue
+        match outcome:
+            case Delivered(then):
+                await self._store.complete(job)
+                self._metrics.delivered.labels(q).inc()
+                self._metrics.delivery_latency.labels(q).observe(
+                    max(0.0, time.time() - job.enqueued_at)
+                )
+                if then is not None:
+                    await self._after_delivery(job, then)
+            case Ignored(reason):
+                await self._store.complete(job)
+                self._metrics.not_forwarded.labels(reason).inc()
+            case Retry(delay, reason, detail):
+                await self._store.retry(job, delay, detail)
+                self._metrics.retries.labels(q, reason).inc()
+                log.info(
+                    "delivery will be retried",
+                    extra={
+                        "queue": q,
+                        "job": job.id,
+                        "key": job.key,
+                        "reason": reason,
+                        "detail": detail,
+                        "delay": round(delay, 3),
+                        "attempts": job.attempts + 1,
+                    },
+                )
+            case DeadLetter(reason, detail):
+                await self._store.dead_letter(job, detail)
+                self._metrics.dead_lettered.labels(q, reason).inc()
+                log.error(
+                    "delivery failed permanently: dead-lettered",
+                    extra={
+                        "queue": q,
+                        "job": job.id,
+                        "key": job.key,
+                        "dedupe_key": job.dedupe_key,
+                        "reason": reason,
+                        "detail": detail,
+                    },
+                )

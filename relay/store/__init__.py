@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import DeadLetter, EnqueueResult, Job, NewJob, Store, StoreUnavailable
+from .redis_store import RedisStore
 from .sqlite import SQLiteStore, sqlite_path
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "EnqueueResult",
     "Job",
     "NewJob",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "StoreUnavailable",
@@ -17,12 +19,12 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
-    """The backend for ``IGBRIDGE_STORE_URL`` (not yet opened: call ``open()``)."""
+def open_store(url: str, *, prefix: str = "igbridge") -> Store:
+    """The backend for ``IGBRIDGE_STORE_URL`` (not yet opened: call ``open()``).
+
+    ``prefix`` keeps several channels apart when they share one Redis."""
     if url.startswith("sqlite:///"):
         return SQLiteStore(sqlite_path(url))
     if url.startswith(("redis://", "rediss://")):
-        raise NotImplementedError(
-            "IGBRIDGE_STORE_URL: the Redis store is not available in this version; use sqlite:///"
-        )
+        return RedisStore(url, prefix=prefix)
     raise ValueError("IGBRIDGE_STORE_URL: must be sqlite:///PATH or redis://HOST:PORT/DB")

@@ -86,6 +86,10 @@ class Store(Protocol):
         job currently leased; within a key the lowest (order_ts, id) goes first.
         A lease that expires (the worker died) makes the job claimable again."""
 
+    async def renew(self, queue: str, jobs: Sequence[Job], lease_seconds: float) -> list[int]:
+        """Extend the leases of jobs still being worked on (a heartbeat, so a short lease
+        still covers a slow delivery); returns the ids whose lease was lost meanwhile."""
+
     async def complete(self, job: Job) -> None:
         """The job is done: remove it (its dedupe key stays remembered)."""
 
@@ -114,10 +118,24 @@ class Store(Protocol):
     async def last_customer_message(self, key: str) -> int | None:
         """The customer's latest message time in ms, for Meta's 24-hour reply window."""
 
-    async def put_record(self, namespace: str, key: str, value: bytes) -> None:
-        """Store a small JSON record (delivery progress, a conversation's origin, ...)."""
+    async def put_record(
+        self, namespace: str, key: str, value: bytes, ttl_seconds: float | None = None
+    ) -> None:
+        """Store a small JSON record (delivery progress, a conversation's origin, ...),
+        forgotten after ``ttl_seconds`` when given."""
+
+    async def compare_and_put_record(
+        self, namespace: str, key: str, expected: bytes | None, value: bytes
+    ) -> bool:
+        """Write ``value`` only if the record still holds ``expected`` (None: absent).
+
+        Replicas and concurrent tasks update shared records (a customer's SLA state)
+        through this, so no update is lost and an escalation is claimed once."""
 
     async def get_record(self, namespace: str, key: str) -> bytes | None: ...
+
+    async def prune_records(self) -> int:
+        """Drop records whose time to live has passed; returns how many."""
 
     async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
         """Every record of a namespace (the SLA sweeper's scan)."""

@@ -22,7 +22,7 @@ import aiosqlite
 
 from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,9 +66,14 @@ CREATE TABLE IF NOT EXISTS records (
     key TEXT NOT NULL,
     value BLOB NOT NULL,
     updated_at REAL NOT NULL,
+    expires_at REAL,
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 """
+
+# Schema version 1 had no time to live on records.
+MIGRATE_1_TO_2 = "ALTER TABLE records ADD COLUMN expires_at REAL"
+
 
 # Heads of keys that are due and whose key has nothing leased, oldest due first.
 CLAIM_SQL = """
@@ -87,6 +92,13 @@ LIMIT :limit
 UPSERT_WINDOW = (
     "INSERT INTO windows (key, last_ms) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
     " SET last_ms = MAX(last_ms, excluded.last_ms)"
+)
+
+
+UPSERT_RECORD = (
+    "INSERT INTO records (namespace, key, value, updated_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value,"
+    " updated_at = excluded.updated_at, expires_at = excluded.expires_at"
 )
 
 
@@ -116,7 +128,12 @@ class SQLiteStore:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            async with db.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = int(row[0]) if row else 0
             await db.executescript(SCHEMA)
+            if version == 1:
+                await db.execute(MIGRATE_1_TO_2)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             await db.execute("UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL")
         except (sqlite3.Error, OSError) as exc:
@@ -216,6 +233,21 @@ class SQLiteStore:
             for r in rows
         ]
 
+    async def renew(self, queue: str, jobs: Sequence[Job], lease_seconds: float) -> list[int]:
+        # One process owns the file: a lease can only be lost by expiring, and then the
+        # job may already be in another task's hands; the caller just logs that.
+        now = self._clock()
+        lost: list[int] = []
+        async with self._tx() as db:
+            for job in jobs:
+                cur = await db.execute(
+                    "UPDATE jobs SET leased_until = ? WHERE id = ? AND leased_until > ?",
+                    (now + lease_seconds, job.id, now),
+                )
+                if cur.rowcount == 0:
+                    lost.append(job.id)
+        return lost
+
     async def complete(self, job: Job) -> None:
         async with self._tx() as db:
             await db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
@@ -278,23 +310,51 @@ class SQLiteStore:
         rows = await self._read("SELECT last_ms FROM windows WHERE key = ?", (key,))
         return int(rows[0][0]) if rows else None
 
-    async def put_record(self, namespace: str, key: str, value: bytes) -> None:
+    async def put_record(
+        self, namespace: str, key: str, value: bytes, ttl_seconds: float | None = None
+    ) -> None:
+        now = self._clock()
+        expires = None if ttl_seconds is None else now + ttl_seconds
         async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO records (namespace, key, value, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value,"
-                " updated_at = excluded.updated_at",
-                (namespace, key, value, self._clock()),
-            )
+            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires))
+
+    async def compare_and_put_record(
+        self, namespace: str, key: str, expected: bytes | None, value: bytes
+    ) -> bool:
+        now = self._clock()
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT value FROM records WHERE namespace = ? AND key = ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (namespace, key, now),
+            ) as cur:
+                row = await cur.fetchone()
+            current = None if row is None else bytes(row[0])
+            if current != expected:
+                return False
+            await db.execute(UPSERT_RECORD, (namespace, key, value, now, None))
+            return True
 
     async def get_record(self, namespace: str, key: str) -> bytes | None:
         rows = await self._read(
-            "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
+            "SELECT value FROM records WHERE namespace = ? AND key = ?"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (namespace, key, self._clock()),
         )
         return bytes(rows[0][0]) if rows else None
 
     async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
         rows = await self._read(
-            "SELECT key, value FROM records WHERE namespace = ? ORDER BY key", (namespace,)
+            "SELECT key, value FROM records WHERE namespace = ?"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+            (namespace, self._clock()),
         )
         return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    async def prune_records(self) -> int:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (self._clock(),),
+            )
+            return cur.rowcount

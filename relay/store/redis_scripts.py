@@ -1,0 +1,166 @@
+"""Lua scripts of the Redis store: each queue operation is one atomic script, so replicas
+never see a half-done enqueue, claim or settlement.
+
+Layout per queue (``B`` = ``{prefix}:q:<queue>:``):
+- ``B job:<id>``   hash: key, dk (dedupe key), ots (order ts), payload, attempts, enq, due, err
+- ``B keyq:<key>`` zset of a customer's job ids (zero-padded) by order ts: head = next job
+- ``B ready``      zset of customers whose head is not leased, by the head's due time
+- ``B leased``     zset of customers with a job in flight, by lease expiry
+- ``B lease``      hash customer → the id of the job that holds the lease
+- ``B all``        zset of every job id by enqueue time (depth, oldest age)
+- ``B dedupe``     zset of dedupe keys by first-seen time
+- ``B dead:<n>``   hash per dead letter, ``B deadidx`` their ids
+Times come from the caller's clock (ARGV), as with SQLite.
+"""
+
+from __future__ import annotations
+
+# Shared Lua: put a customer back in ``ready`` at its head's due time, if it has a head.
+_SCHEDULE = """
+local function schedule(base, key)
+  local head = redis.call('ZRANGE', base .. 'keyq:' .. key, 0, 0)[1]
+  if head then
+    local due = redis.call('HGET', base .. 'job:' .. tonumber(head), 'due')
+    redis.call('ZADD', base .. 'ready', due, key)
+  end
+end
+local function release(base, key)
+  redis.call('HDEL', base .. 'lease', key)
+  redis.call('ZREM', base .. 'leased', key)
+  schedule(base, key)
+end
+"""
+
+# ARGV: base, windows key, now, window count, (key, ms)*, then (key, dedupe, ots, payload)*
+ENQUEUE = (
+    _SCHEDULE
+    + """
+local base, windows, now = ARGV[1], ARGV[2], ARGV[3]
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  redis.call('ZADD', windows, 'GT', ARGV[i + 1], ARGV[i])
+  i = i + 2
+end
+local accepted, duplicates = 0, 0
+while i <= #ARGV do
+  local key, dk, ots, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  if redis.call('ZADD', base .. 'dedupe', 'NX', now, dk) == 0 then
+    duplicates = duplicates + 1
+  else
+    local id = redis.call('INCR', base .. 'seq')
+    redis.call('HSET', base .. 'job:' .. id, 'key', key, 'dk', dk, 'ots', ots,
+      'payload', payload, 'attempts', 0, 'enq', now, 'due', now)
+    redis.call('ZADD', base .. 'keyq:' .. key, ots, string.format('%020d', id))
+    redis.call('ZADD', base .. 'all', now, id)
+    accepted = accepted + 1
+    -- A job older than the current head becomes the head: reschedule unless in flight.
+    if not redis.call('ZSCORE', base .. 'leased', key) then
+      schedule(base, key)
+    end
+  end
+end
+return {accepted, duplicates}
+"""
+)
+
+# ARGV: base, now, limit, lease expiry. Returns [id, key, dk, ots, payload, attempts, enq]*.
+CLAIM = (
+    _SCHEDULE
+    + """
+local base, now, limit, expiry = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+-- Leases that expired belong to a replica that died or stalled: hand their jobs out again.
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', base .. 'leased', '-inf', now)) do
+  release(base, key)
+end
+local out = {}
+local scanned = 0
+while #out < limit and scanned < limit * 4 do
+  local keys = redis.call('ZRANGEBYSCORE', base .. 'ready', '-inf', now, 'LIMIT', 0, limit)
+  if #keys == 0 then break end
+  for _, key in ipairs(keys) do
+    scanned = scanned + 1
+    redis.call('ZREM', base .. 'ready', key)
+    local head = redis.call('ZRANGE', base .. 'keyq:' .. key, 0, 0)[1]
+    if head then
+      local id = tostring(tonumber(head))
+      local j = redis.call('HMGET', base .. 'job:' .. id, 'dk', 'ots', 'payload', 'attempts',
+        'enq', 'due')
+      if tonumber(j[6]) > now then
+        redis.call('ZADD', base .. 'ready', j[6], key)  -- stale score: not due yet
+      elseif #out < limit then
+        redis.call('ZADD', base .. 'leased', expiry, key)
+        redis.call('HSET', base .. 'lease', key, id)
+        out[#out + 1] = {id, key, j[1], j[2], j[3], j[4], j[5]}
+      else
+        redis.call('ZADD', base .. 'ready', j[6], key)
+      end
+    end
+  end
+end
+return out
+"""
+)
+
+# ARGV: base, now, expiry, (key, id)*. Returns the ids whose lease ran out or moved on.
+RENEW = """
+local base, now, expiry = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local lost = {}
+for i = 4, #ARGV, 2 do
+  local key, id = ARGV[i], ARGV[i + 1]
+  local held = tonumber(redis.call('ZSCORE', base .. 'leased', key) or '0')
+  if held > now and redis.call('HGET', base .. 'lease', key) == id then
+    redis.call('ZADD', base .. 'leased', expiry, key)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+
+# ARGV: base, id, key, mode (done|retry|dead), then for retry: due, error; for dead:
+# reason, now. The job's lease (if it still holds it) is released and its customer's
+# next job scheduled.
+SETTLE = (
+    _SCHEDULE
+    + """
+local base, id, key, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local jk = base .. 'job:' .. id
+if mode == 'retry' then
+  if redis.call('EXISTS', jk) == 1 then
+    redis.call('HINCRBY', jk, 'attempts', 1)
+    redis.call('HSET', jk, 'due', ARGV[5], 'err', ARGV[6])
+  end
+else
+  if mode == 'dead' then
+    local j = redis.call('HMGET', jk, 'dk', 'payload', 'attempts')
+    if j[1] then
+      local n = redis.call('INCR', base .. 'deadseq')
+      redis.call('HSET', base .. 'dead:' .. n, 'key', key, 'dk', j[1], 'payload', j[2],
+        'reason', ARGV[5], 'attempts', tonumber(j[3]) + 1, 'at', ARGV[6])
+      redis.call('ZADD', base .. 'deadidx', n, n)
+    end
+  end
+  redis.call('DEL', jk)
+  redis.call('ZREM', base .. 'keyq:' .. key, string.format('%020d', tonumber(id)))
+  redis.call('ZREM', base .. 'all', id)
+end
+if redis.call('HGET', base .. 'lease', key) == id then
+  release(base, key)
+end
+return 1
+"""
+)
+
+# KEYS: record, index; ARGV: expected-present flag ('1'/'0'), expected, value.
+COMPARE_AND_PUT = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
+return 1
+"""

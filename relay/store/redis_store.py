@@ -1,0 +1,305 @@
+"""The Redis store: several relay replicas share one Redis.
+
+Every queue operation is one Lua script (``redis_scripts``), so claims are atomic across
+replicas: a customer's jobs are leased one at a time whichever replica asks, and a lease
+that stops being renewed (the replica died) hands the job to the next claimer. Durability
+of what was answered 200 is Redis's: run it with ``appendonly yes`` and
+``appendfsync always`` for the same promise as SQLite's fsync (``everysec`` may lose the
+last second if Redis itself crashes). The relay checks this at start and warns.
+
+Keys share one hash tag (``{prefix}``), so the store also works on one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from . import redis_scripts as lua
+from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def redacted(url: str) -> str:
+    """``redis://user:pw@host:6379/0`` → ``redis://host:6379/0``: for logs and errors."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "igbridge",
+        clock: Callable[[], float] = time.time,
+        timeout: float = 2.0,
+    ) -> None:
+        self._url = url
+        self._where = redacted(url)
+        self._tag = "{" + prefix.replace("{", "").replace("}", "") + "}"
+        self._clock = clock
+        self._timeout = timeout
+        self._redis: Redis | None = None
+
+    def _base(self, queue: str) -> str:
+        return f"{self._tag}:q:{queue}:"
+
+    @property
+    def _windows(self) -> str:
+        return f"{self._tag}:windows"
+
+    def _record(self, namespace: str, key: str) -> str:
+        return f"{self._tag}:rec:{namespace}:{key}"
+
+    def _record_index(self, namespace: str) -> str:
+        return f"{self._tag}:recidx:{namespace}"
+
+    @property
+    def _record_namespaces(self) -> str:
+        return f"{self._tag}:recns"
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        # redis-py's messages name host and port, never the password; keep them short.
+        return StoreUnavailable(f"redis store {self._where}: {type(exc).__name__}: {exc}"[:300])
+
+    @property
+    def _r(self) -> Redis:
+        if self._redis is None:
+            raise StoreUnavailable(f"redis store {self._where}: not open")
+        return self._redis
+
+    async def open(self) -> None:
+        # A short timeout and one quick retry: a webhook must get its 503 in seconds,
+        # and a connection broken by a Redis restart is replaced on the retry.
+        self._redis = Redis.from_url(
+            self._url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+            health_check_interval=15,
+        )
+        self._enqueue = self._redis.register_script(lua.ENQUEUE)
+        self._claim = self._redis.register_script(lua.CLAIM)
+        self._renew = self._redis.register_script(lua.RENEW)
+        self._settle = self._redis.register_script(lua.SETTLE)
+        self._cas = self._redis.register_script(lua.COMPARE_AND_PUT)
+        # Redis being down at start is like Redis going down later: the relay runs, is
+        # not ready and answers webhooks 503 until Redis is back; no crash loop.
+        try:
+            await self.ping()
+        except StoreUnavailable as exc:
+            log.warning("redis store unreachable at start; not ready until it is back: %s", exc)
+            return
+        await self._check_persistence()
+
+    async def _check_persistence(self) -> None:
+        try:
+            config = await self._r.config_get("append*")
+        except RedisError:
+            return  # CONFIG is often disabled on managed Redis: nothing to check then
+        values = {_text(k): _text(v) for k, v in dict(config).items()}
+        appendonly = values.get("appendonly", "")
+        fsync = values.get("appendfsync", "")
+        if appendonly != "yes" or fsync != "always":
+            log.warning(
+                "redis may lose acknowledged messages if it crashes: run it with"
+                " appendonly yes and appendfsync always",
+                extra={"appendonly": appendonly, "appendfsync": fsync},
+            )
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+
+    async def ping(self) -> None:
+        await self._call(self._r.ping())
+
+    async def enqueue(
+        self,
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
+        windows = customer_messages or {}
+        args: list[str | bytes | int | float] = [
+            self._base(queue),
+            self._windows,
+            self._clock(),
+            len(windows),
+        ]
+        for key, ms in windows.items():
+            args += [key, ms]
+        for job in jobs:
+            args += [job.key, job.dedupe_key, job.order_ts, job.payload]
+        accepted, duplicates = await self._call(self._enqueue(keys=[], args=args, client=self._r))
+        return EnqueueResult(int(accepted), int(duplicates))
+
+    async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
+        now = self._clock()
+        rows = await self._call(
+            self._claim(
+                keys=[], args=[self._base(queue), now, limit, now + lease_seconds], client=self._r
+            )
+        )
+        return [
+            Job(
+                id=int(r[0]),
+                queue=queue,
+                key=_text(r[1]),
+                dedupe_key=_text(r[2]),
+                order_ts=int(_text(r[3])),
+                payload=bytes(r[4]),
+                attempts=int(r[5]),
+                enqueued_at=float(r[6]),
+            )
+            for r in rows
+        ]
+
+    async def renew(self, queue: str, jobs: Sequence[Job], lease_seconds: float) -> list[int]:
+        if not jobs:
+            return []
+        now = self._clock()
+        args: list[str | float] = [self._base(queue), now, now + lease_seconds]
+        for job in jobs:
+            args += [job.key, str(job.id)]
+        lost = await self._call(self._renew(keys=[], args=args, client=self._r))
+        return [int(i) for i in lost]
+
+    async def _settle_job(self, job: Job, mode: str, *extra: str | float) -> None:
+        args = [self._base(job.queue), str(job.id), job.key, mode, *extra]
+        await self._call(self._settle(keys=[], args=args, client=self._r))
+
+    async def complete(self, job: Job) -> None:
+        await self._settle_job(job, "done")
+
+    async def retry(self, job: Job, delay_seconds: float, error: str) -> None:
+        await self._settle_job(job, "retry", self._clock() + max(0.0, delay_seconds), error[:1000])
+
+    async def dead_letter(self, job: Job, reason: str) -> None:
+        await self._settle_job(job, "dead", reason[:1000], self._clock())
+
+    async def depth(self, queue: str) -> int:
+        return int(await self._call(self._r.zcard(self._base(queue) + "all")))
+
+    async def oldest_age(self, queue: str) -> float | None:
+        rows = await self._call(self._r.zrange(self._base(queue) + "all", 0, 0, withscores=True))
+        if not rows:
+            return None
+        return max(0.0, self._clock() - float(rows[0][1]))
+
+    async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        base = self._base(queue)
+        ids = await self._call(self._r.zrevrange(base + "deadidx", 0, limit - 1))
+        if not ids:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for n in ids:
+            pipe.hgetall(base + "dead:" + _text(n))
+        rows = await self._call(pipe.execute())
+        return [
+            DeadLetter(
+                id=int(n),
+                queue=queue,
+                key=_text(h[b"key"]),
+                dedupe_key=_text(h[b"dk"]),
+                payload=bytes(h[b"payload"]),
+                reason=_text(h[b"reason"]),
+                attempts=int(h[b"attempts"]),
+                failed_at=float(h[b"at"]),
+            )
+            for n, h in zip(ids, rows, strict=True)
+            if h
+        ]
+
+    async def dead_letter_count(self, queue: str) -> int:
+        return int(await self._call(self._r.zcard(self._base(queue) + "deadidx")))
+
+    async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        removed = await self._call(
+            self._r.zremrangebyscore(self._base(queue) + "dedupe", "-inf", f"({cutoff}")
+        )
+        return int(removed)
+
+    async def customers_waiting(self, since_ms: int, until_ms: int) -> int:
+        return int(await self._call(self._r.zcount(self._windows, since_ms, until_ms)))
+
+    async def last_customer_message(self, key: str) -> int | None:
+        score = await self._call(self._r.zscore(self._windows, key))
+        return None if score is None else int(score)
+
+    async def put_record(
+        self, namespace: str, key: str, value: bytes, ttl_seconds: float | None = None
+    ) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        if ttl_seconds is None:
+            pipe.set(self._record(namespace, key), value)
+            score = math.inf
+        else:
+            ms = max(1, int(ttl_seconds * 1000))
+            pipe.set(self._record(namespace, key), value, px=ms)
+            score = self._clock() + ttl_seconds
+        pipe.zadd(self._record_index(namespace), {key: score})
+        pipe.sadd(self._record_namespaces, namespace)
+        await self._call(pipe.execute())
+
+    async def compare_and_put_record(
+        self, namespace: str, key: str, expected: bytes | None, value: bytes
+    ) -> bool:
+        await self._call(self._r.sadd(self._record_namespaces, namespace))
+        done = await self._call(
+            self._cas(
+                keys=[self._record(namespace, key), self._record_index(namespace)],
+                args=["0" if expected is None else "1", expected or b"", value, key],
+                client=self._r,
+            )
+        )
+        return bool(done)
+
+    async def get_record(self, namespace: str, key: str) -> bytes | None:
+        value = await self._call(self._r.get(self._record(namespace, key)))
+        return None if value is None else bytes(value)
+
+    async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
+        index = self._record_index(namespace)
+        live = await self._call(self._r.zrangebyscore(index, self._clock(), "+inf"))
+        keys = [_text(k) for k in live]
+        out: list[tuple[str, bytes]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            values = await self._call(self._r.mget([self._record(namespace, k) for k in chunk]))
+            out += [(k, bytes(v)) for k, v in zip(chunk, values, strict=True) if v is not None]
+        return sorted(out)
+
+    async def prune_records(self) -> int:
+        """Drop index entries of expired records (Redis expired the records themselves)."""
+        now = self._clock()
+        removed = 0
+        for ns in await self._call(self._r.smembers(self._record_namespaces)):
+            index = self._record_index(_text(ns))
+            removed += int(await self._call(self._r.zremrangebyscore(index, "-inf", now)))
+        return removed
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

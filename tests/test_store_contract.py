@@ -1,0 +1,253 @@
+"""The store's contract, checked on both backends (SQLite and a real redis-server):
+dedupe, per-customer order, leases and their renewal, dead letters, records."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from igbridge.relay.store import NewJob, RedisStore, SQLiteStore, Store
+from tests.redis_server import RedisServer
+
+Q = "inbound"
+_prefixes = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Backend:
+    """Opens stores of one kind on shared state: two opened stores are two replicas."""
+
+    def __init__(self, kind: str, tmp_path: Path, redis: RedisServer | None) -> None:
+        self.kind = kind
+        self._path = tmp_path / "s.db"
+        self._redis = redis
+        self._prefix = f"t{next(_prefixes)}"
+
+    def store(self, clock: Clock) -> Store:
+        if self.kind == "sqlite":
+            return SQLiteStore(str(self._path), clock=clock)
+        assert self._redis is not None
+        return RedisStore(self._redis.url, prefix=self._prefix, clock=clock)
+
+    def run(self, fn: Callable[[Store, Clock], Awaitable[None]]) -> None:
+        async def main() -> None:
+            clock = Clock()
+            store = self.store(clock)
+            await store.open()
+            try:
+                await fn(store, clock)
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    redis = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    return Backend(request.param, tmp_path, redis)
+
+
+def job(key: str, dedupe: str, ts: int) -> NewJob:
+    return NewJob(key, dedupe, ts, f'{{"d":"{dedupe}"}}'.encode())
+
+
+def test_duplicates_are_dropped_in_batch_across_batches_and_after_completion(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        first = await store.enqueue(Q, [job("a", "m1", 1), job("a", "m1", 1), job("a", "m2", 2)])
+        assert (first.accepted, first.duplicates) == (2, 1)
+        again = await store.enqueue(Q, [job("a", "m2", 2)])
+        assert (again.accepted, again.duplicates) == (0, 1)
+        claimed = await store.claim(Q, 10, 30)
+        await store.complete(claimed[0])
+        after = await store.enqueue(Q, [job("a", "m1", 1)])
+        assert after.duplicates == 1
+        other_queue = await store.enqueue("outbound", [job("a", "m1", 1)])
+        assert other_queue.accepted == 1
+
+    backend.run(body)
+
+
+def test_order_by_timestamp_one_in_flight_per_key_keys_in_parallel(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        # Enqueued out of order: Meta does not guarantee order, its timestamps do.
+        await store.enqueue(Q, [job("a", "a3", 300), job("a", "a1", 100), job("b", "b1", 50)])
+        await store.enqueue(Q, [job("a", "a2", 200)])
+        first = await store.claim(Q, 10, 30)
+        assert sorted(j.dedupe_key for j in first) == ["a1", "b1"]
+        assert await store.claim(Q, 10, 30) == []  # both keys busy
+        for j in first:
+            await store.complete(j)
+        seen = []
+        for _round in range(5):
+            batch = await store.claim(Q, 10, 30)
+            for j in batch:
+                seen.append(j.dedupe_key)
+                await store.complete(j)
+        assert seen == ["a2", "a3"]
+        assert await store.depth(Q) == 0
+
+    backend.run(body)
+
+
+def test_retry_holds_back_the_customers_later_messages(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1), job("a", "a2", 2), job("b", "b1", 1)])
+        batch = await store.claim(Q, 10, 30)
+        a1 = next(j for j in batch if j.key == "a")
+        await store.retry(a1, 10, "HTTP 503")
+        for j in batch:
+            if j.key == "b":
+                await store.complete(j)
+        assert await store.claim(Q, 10, 30) == []  # a2 must not overtake a1
+        clock.now += 11
+        again = await store.claim(Q, 10, 30)
+        assert [(j.dedupe_key, j.attempts) for j in again] == [("a1", 1)]
+
+    backend.run(body)
+
+
+def test_expired_lease_makes_the_job_claimable_again(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1)])
+        assert len(await store.claim(Q, 10, 30)) == 1
+        clock.now += 29
+        assert await store.claim(Q, 10, 30) == []
+        clock.now += 2
+        assert [j.dedupe_key for j in await store.claim(Q, 10, 30)] == ["a1"]
+
+    backend.run(body)
+
+
+def test_dead_letter_keeps_the_reason_and_the_key_moves_on(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1), job("a", "a2", 2)])
+        (a1,) = await store.claim(Q, 10, 30)
+        await store.dead_letter(a1, "HTTP 400: invalid mediaType")
+        (a2,) = await store.claim(Q, 10, 30)
+        assert a2.dedupe_key == "a2"
+        letters = await store.dead_letters(Q)
+        assert [(d.dedupe_key, d.reason, d.attempts) for d in letters] == [
+            ("a1", "HTTP 400: invalid mediaType", 1)
+        ]
+        assert await store.dead_letter_count(Q) == 1
+        assert (await store.enqueue(Q, [job("a", "a1", 1)])).duplicates == 1
+
+    backend.run(body)
+
+
+def test_prune_forgets_old_dedupe_keys(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "old", 1)])
+        clock.now += 8 * 86400
+        await store.enqueue(Q, [job("a", "new", 2)])
+        assert await store.prune_dedupe(Q, 7 * 86400) == 1
+        assert (await store.enqueue(Q, [job("a", "new", 2)])).duplicates == 1
+
+    backend.run(body)
+
+
+def test_many_customers_drained_concurrently_exactly_once_in_order(backend: Backend) -> None:
+    keys, per_key = 500, 8
+
+    async def body(store: Store, _: Clock) -> None:
+        jobs = [job(f"k{k}", f"k{k}-{i}", i) for k in range(keys) for i in range(per_key)]
+        for start in range(0, len(jobs), 500):
+            await store.enqueue(Q, jobs[start : start + 500])
+        delivered: dict[str, list[int]] = {}
+
+        async def worker() -> None:
+            for _ in range(10_000):
+                batch = await store.claim(Q, 16, 30)
+                if not batch:
+                    if await store.depth(Q) == 0:
+                        return
+                    await asyncio.sleep(0)
+                    continue
+                for j in batch:
+                    delivered.setdefault(j.key, []).append(j.order_ts)
+                    await store.complete(j)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        assert len(delivered) == keys
+        assert all(v == list(range(per_key)) for v in delivered.values())
+
+    backend.run(body)
+
+
+def test_a_renewed_lease_holds_and_reports_a_lost_one(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1), job("b", "b1", 1)])
+        a1, b1 = sorted(await store.claim(Q, 10, 30), key=lambda j: j.key)
+        for _ in range(5):  # a slow delivery: five heartbeats, each before expiry
+            clock.now += 20
+            assert await store.renew(Q, [a1], 30) == []
+        assert await store.renew(Q, [a1, b1], 30) == [b1.id]  # b1's ran out meanwhile
+        assert [j.key for j in await store.claim(Q, 10, 30)] == ["b"]
+
+    backend.run(body)
+
+
+def test_windows_keep_the_latest_message_and_count_the_waiting(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1)], {"a": 5_000, "b": 9_000})
+        await store.enqueue(Q, [], {"a": 3_000})  # an older, late event never rewinds
+        assert await store.last_customer_message("a") == 5_000
+        assert await store.last_customer_message("nobody") is None
+        assert await store.customers_waiting(4_000, 6_000) == 1
+        assert await store.customers_waiting(0, 10_000) == 2
+        # a millisecond timestamp of today survives the round trip exactly
+        await store.enqueue(Q, [], {"c": 1_764_000_000_123})
+        assert await store.last_customer_message("c") == 1_764_000_000_123
+
+    backend.run(body)
+
+
+def test_records_compare_and_set_expire_and_list(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        assert await store.compare_and_put_record("ns", "k", None, b"v1")
+        assert not await store.compare_and_put_record("ns", "k", None, b"v2")
+        assert not await store.compare_and_put_record("ns", "k", b"other", b"v2")
+        assert await store.compare_and_put_record("ns", "k", b"v1", b"v2")
+        assert await store.get_record("ns", "k") == b"v2"
+        await store.put_record("ns", "emoji", "🙂 مرحبا".encode())
+        await store.put_record("other", "k", b"x")
+        assert await store.list_records("ns") == [("emoji", "🙂 مرحبا".encode()), ("k", b"v2")]
+        await store.put_record("short", "k", b"x", ttl_seconds=0.2)
+        assert await store.get_record("short", "k") == b"x"
+        clock.now += 1
+        await asyncio.sleep(0.3)  # Redis expires by its own clock
+        assert await store.get_record("short", "k") is None
+        assert await store.list_records("short") == []
+        assert await store.prune_records() == 1
+
+    backend.run(body)
+
+
+def test_concurrent_compare_and_set_loses_no_update(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        async def add_one() -> None:
+            for _attempt in range(200):
+                raw = await store.get_record("count", "c")
+                n = int(raw or b"0")
+                if await store.compare_and_put_record("count", "c", raw, str(n + 1).encode()):
+                    return
+            raise AssertionError("never won the compare-and-set")
+
+        await asyncio.gather(*(add_one() for _ in range(30)))
+        assert await store.get_record("count", "c") == b"30"
+
+    backend.run(body)
