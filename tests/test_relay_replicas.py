@@ -4,13 +4,19 @@ unavoidable crash window, measured here) double nothing."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from igbridge.relay.sandbox.faults import Fault
+from igbridge.relay.sandbox.server import serve_in_thread
 from igbridge.relay.sandbox.stack import Sandbox
 from tests.redis_server import RedisServer
 from tests.replicas import Load, received_by_customer, relay_replicas, without_repeats
@@ -110,3 +116,43 @@ def test_redis_restarted_mid_stream_webhooks_wait_nothing_lost_or_doubled(
     finally:
         redis.stop()
     assert received_by_customer(sandbox) == load.sent
+
+
+def test_three_replicas_escalate_each_waiting_customer_once(
+    sandbox: Sandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    alerts: list[str] = []
+    lock = threading.Lock()
+
+    async def receive(request: Request) -> JSONResponse:
+        body = await request.json()
+        with lock:
+            alerts.append(body["customer"])
+        return JSONResponse({"ok": True})
+
+    hook = Starlette(routes=[Route("/alert", receive, methods=["POST"])])
+    customers = [f"55{n}" for n in range(6)]
+    with (
+        serve_in_thread(hook) as alert_server,
+        relay_replicas(
+            sandbox,
+            redis_server.url,
+            tmp_path,
+            3,
+            IGBRIDGE_WINDOW_ESCALATE_AFTER="1",
+            IGBRIDGE_SLA_SWEEP_SECONDS="0.05",  # the three sweep all the time, in a race
+            IGBRIDGE_ALERT_WEBHOOK_URL=f"{alert_server.url}/alert",
+        ) as relays,
+    ):
+        for n, customer in enumerate(customers):
+            body = sandbox.meta.webhook([sandbox.meta.messaging(customer, {"text": "hello?"})])
+            url = f"{relays[n % 3].url}/webhooks/instagram"
+            assert sandbox.meta.deliver_webhook(url, body).status_code == 200
+        sandbox.genesys.wait_for_messages(len(customers))
+        assert sandbox.genesys.wait_for(
+            lambda: len(sandbox.genesys.priority_changes) >= len(customers), timeout=20
+        )
+        time.sleep(1.0)  # some sixty more sweeps: still once each
+    conversations = [c for c, _priority in sandbox.genesys.priority_changes]
+    assert sorted(conversations) == sorted(sandbox.genesys.conversation_id(c) for c in customers)
+    assert sorted(alerts) == sorted(customers)

@@ -35,6 +35,9 @@ class Job:
     payload: bytes
     attempts: int  # deliveries tried before this one
     enqueued_at: float  # unix seconds, when the store accepted it
+    # Which claim this is, for backends shared by replicas: a job taken over after its
+    # lease ran out gets a new token, and the old holder can no longer renew or release it.
+    lease: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ Layout per queue (``B`` = ``{prefix}:q:<queue>:``):
 - ``B keyq:<key>`` zset of a customer's job ids (zero-padded) by order ts: head = next job
 - ``B ready``      zset of customers whose head is not leased, by the head's due time
 - ``B leased``     zset of customers with a job in flight, by lease expiry
-- ``B lease``      hash customer → the id of the job that holds the lease
+- ``B lease``      hash customer → "<job id>:<token>" of the claim that holds the lease
 - ``B all``        zset of every job id by enqueue time (depth, oldest age)
 - ``B dedupe``     zset of dedupe keys by first-seen time
 - ``B dead:<n>``   hash per dead letter, ``B deadidx`` their ids
@@ -64,7 +64,8 @@ return {accepted, duplicates}
 """
 )
 
-# ARGV: base, now, limit, lease expiry. Returns [id, key, dk, ots, payload, attempts, enq]*.
+# ARGV: base, now, limit, lease expiry.
+# Returns [id, key, dk, ots, payload, attempts, enq, lease token]*.
 CLAIM = (
     _SCHEDULE
     + """
@@ -89,9 +90,10 @@ while #out < limit and scanned < limit * 4 do
       if tonumber(j[6]) > now then
         redis.call('ZADD', base .. 'ready', j[6], key)  -- stale score: not due yet
       elseif #out < limit then
+        local token = id .. ':' .. redis.call('INCR', base .. 'leaseseq')
         redis.call('ZADD', base .. 'leased', expiry, key)
-        redis.call('HSET', base .. 'lease', key, id)
-        out[#out + 1] = {id, key, j[1], j[2], j[3], j[4], j[5]}
+        redis.call('HSET', base .. 'lease', key, token)
+        out[#out + 1] = {id, key, j[1], j[2], j[3], j[4], j[5], token}
       else
         redis.call('ZADD', base .. 'ready', j[6], key)
       end
@@ -102,14 +104,15 @@ return out
 """
 )
 
-# ARGV: base, now, expiry, (key, id)*. Returns the ids whose lease ran out or moved on.
+# ARGV: base, now, expiry, (key, id, token)*. Returns the ids whose lease ran out or
+# moved on to another claim.
 RENEW = """
 local base, now, expiry = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local lost = {}
-for i = 4, #ARGV, 2 do
-  local key, id = ARGV[i], ARGV[i + 1]
+for i = 4, #ARGV, 3 do
+  local key, id, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local held = tonumber(redis.call('ZSCORE', base .. 'leased', key) or '0')
-  if held > now and redis.call('HGET', base .. 'lease', key) == id then
+  if held > now and redis.call('HGET', base .. 'lease', key) == token then
     redis.call('ZADD', base .. 'leased', expiry, key)
   else
     lost[#lost + 1] = id
@@ -118,18 +121,20 @@ end
 return lost
 """
 
-# ARGV: base, id, key, mode (done|retry|dead), then for retry: due, error; for dead:
-# reason, now. The job's lease (if it still holds it) is released and its customer's
-# next job scheduled.
+# ARGV: base, id, key, lease token, mode (done|retry|dead), then for retry: due, error;
+# for dead: reason, now. A job done is done whoever reports it; a retry from a claim
+# that lost its lease is ignored (the new holder decides). Only the holder's outcome
+# releases the lease and schedules the customer's next job.
 SETTLE = (
     _SCHEDULE
     + """
-local base, id, key, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local base, id, key, token, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local jk = base .. 'job:' .. id
+local holder = redis.call('HGET', base .. 'lease', key) == token
 if mode == 'retry' then
-  if redis.call('EXISTS', jk) == 1 then
+  if holder and redis.call('EXISTS', jk) == 1 then
     redis.call('HINCRBY', jk, 'attempts', 1)
-    redis.call('HSET', jk, 'due', ARGV[5], 'err', ARGV[6])
+    redis.call('HSET', jk, 'due', ARGV[6], 'err', ARGV[7])
   end
 else
   if mode == 'dead' then
@@ -137,7 +142,7 @@ else
     if j[1] then
       local n = redis.call('INCR', base .. 'deadseq')
       redis.call('HSET', base .. 'dead:' .. n, 'key', key, 'dk', j[1], 'payload', j[2],
-        'reason', ARGV[5], 'attempts', tonumber(j[3]) + 1, 'at', ARGV[6])
+        'reason', ARGV[6], 'attempts', tonumber(j[3]) + 1, 'at', ARGV[7])
       redis.call('ZADD', base .. 'deadidx', n, n)
     end
   end
@@ -145,7 +150,7 @@ else
   redis.call('ZREM', base .. 'keyq:' .. key, string.format('%020d', tonumber(id)))
   redis.call('ZREM', base .. 'all', id)
 end
-if redis.call('HGET', base .. 'lease', key) == id then
+if holder then
   release(base, key)
 end
 return 1

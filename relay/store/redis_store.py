@@ -171,6 +171,7 @@ class RedisStore:
                 payload=bytes(r[4]),
                 attempts=int(r[5]),
                 enqueued_at=float(r[6]),
+                lease=_text(r[7]),
             )
             for r in rows
         ]
@@ -181,12 +182,12 @@ class RedisStore:
         now = self._clock()
         args: list[str | float] = [self._base(queue), now, now + lease_seconds]
         for job in jobs:
-            args += [job.key, str(job.id)]
+            args += [job.key, str(job.id), job.lease]
         lost = await self._call(self._renew(keys=[], args=args, client=self._r))
         return [int(i) for i in lost]
 
     async def _settle_job(self, job: Job, mode: str, *extra: str | float) -> None:
-        args = [self._base(job.queue), str(job.id), job.key, mode, *extra]
+        args = [self._base(job.queue), str(job.id), job.key, job.lease, mode, *extra]
         await self._call(self._settle(keys=[], args=args, client=self._r))
 
     async def complete(self, job: Job) -> None:

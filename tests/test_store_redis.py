@@ -1,0 +1,136 @@
+"""What only the Redis store does: replicas sharing one Redis, take-over of a dead
+replica's leases, surviving a Redis crash, and failing fast (without the password) when
+Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from igbridge.relay.store import NewJob, RedisStore, StoreUnavailable
+from igbridge.relay.store.redis_store import redacted
+from tests.redis_server import RedisServer
+from tests.test_store_contract import Clock, job
+
+Q = "outbound"
+
+
+def test_replicas_share_the_queue_and_a_dead_replicas_lease_moves_on(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        clock = Clock()
+        a = RedisStore(redis_server.url, prefix="takeover", clock=clock)
+        b = RedisStore(redis_server.url, prefix="takeover", clock=clock)
+        other_channel = RedisStore(redis_server.url, prefix="elsewhere", clock=clock)
+        for s in (a, b, other_channel):
+            await s.open()
+        try:
+            await a.enqueue(Q, [job("c1", "m1", 1), job("c1", "m2", 2), job("c2", "n1", 1)])
+            assert await other_channel.depth(Q) == 0  # prefixes keep channels apart
+            assert (await b.enqueue(Q, [job("c1", "m1", 1)])).duplicates == 1
+            (first,) = await a.claim(Q, 1, 5)
+            # b sees the customer busy: it gets the other customer, never c1's next job.
+            got = await b.claim(Q, 10, 5)
+            assert [j.key for j in got] == [k for k in ("c1", "c2") if k != first.key]
+            await b.complete(got[0])
+            # a dies without a word: no renewal. Once its lease runs out, b takes over.
+            clock.now += 4
+            assert await b.claim(Q, 10, 5) == []
+            clock.now += 2
+            (taken,) = await b.claim(Q, 10, 5)
+            assert taken.dedupe_key == first.dedupe_key
+            # a wakes up late: its lease is gone, and its outcome no longer frees c1 early.
+            assert await a.renew(Q, [first], 5) == [first.id]
+            await b.complete(taken)
+            rest = await b.claim(Q, 10, 5)
+            assert [j.dedupe_key for j in rest] == (["m2"] if first.key == "c1" else [])
+        finally:
+            for s in (a, b, other_channel):
+                await s.close()
+
+    asyncio.run(main())
+
+
+def test_acknowledged_jobs_survive_a_redis_crash_and_the_store_reconnects(
+    tmp_path: Path,
+) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+
+    async def main() -> None:
+        store = RedisStore(redis.url)
+        await store.open()
+        try:
+            await store.enqueue(
+                "inbound",
+                [NewJob("c", f"m{i}", i, "🙂".encode()) for i in range(50)],
+                {"c": 49},
+            )
+            redis.kill()
+            with pytest.raises(StoreUnavailable):
+                await store.enqueue("inbound", [NewJob("c", "late", 99, b"{}")])
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+            redis.start()
+            await store.ping()  # the same store object, reconnected
+            assert await store.depth("inbound") == 50
+            assert await store.last_customer_message("c") == 49
+            jobs = await store.claim("inbound", 10, 30)
+            assert [(j.dedupe_key, j.payload) for j in jobs] == [("m0", "🙂".encode())]
+            assert (await store.enqueue("inbound", [NewJob("c", "late", 99, b"{}")])).accepted
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        redis.stop()
+
+
+def test_unreachable_redis_is_store_unavailable_without_the_password(tmp_path: Path) -> None:
+    dead = RedisServer(tmp_path / "never-started")  # a free port nobody listens on
+    url = f"redis://:s3cret-pw@127.0.0.1:{dead.port}/0"
+    assert redacted(url) == f"redis://127.0.0.1:{dead.port}/0"
+
+    async def main() -> None:
+        store = RedisStore(url, timeout=0.5)
+        await store.open()  # starts anyway: not ready until Redis is there
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.enqueue("inbound", [NewJob("c", "m", 1, b"{}")])
+            assert "s3cret-pw" not in str(caught.value)
+            assert f"127.0.0.1:{dead.port}" in str(caught.value)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_redis_without_fsync_on_every_write_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+
+    async def main() -> None:
+        plain = RedisStore(redis.url)
+        await plain.open()
+        await plain.close()
+        assert not [r for r in caplog.records if "appendfsync" in r.getMessage()]
+        admin = RedisStore(redis.url)
+        await admin.open()
+        assert admin._redis is not None
+        await admin._redis.config_set("appendfsync", "everysec")
+        await admin.close()
+        warned = RedisStore(redis.url)
+        await warned.open()
+        await warned.close()
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(main())
+    finally:
+        redis.stop()
+    assert any("appendfsync always" in r.getMessage() for r in caplog.records)
