@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from igbridge.relay.config import derive_login_url
 
@@ -74,6 +74,13 @@ class RelaySpec(_Spec):
     log_level: str = Field(default="INFO", alias="logLevel")
     store: StoreSpec = Field(default_factory=StoreSpec)
     comment_replies: Literal["private", "public"] = Field(default="private", alias="commentReplies")
+
+    @model_validator(mode="after")
+    def _replicas_need_redis(self) -> RelaySpec:
+        # The CRD's CEL rule says the same; this holds where an apiserver skips CEL.
+        if self.replicas > 1 and self.store.redis is None:
+            raise ValueError("replicas > 1 needs store.redisSecretRef: SQLite serves one replica")
+        return self
 
 
 class WindowSpec(_Spec):

@@ -3,6 +3,12 @@
 Every pod patches the status subresource on a timer (kubernetes-asyncio, with the Role the
 operator grants it: its own channel's status only). The operator turns a report that
 stops arriving into ``RelayAvailable=False``.
+
+With several replicas each pod keeps its own entry under ``status.relay.pods`` (a merge
+patch touches only that key) and writes the channel-wide summary from what it read just
+before: counters summed over the pods that still report, ready only if all of them are,
+queue figures from the shared store. Entries of pods that stopped reporting (rolled over,
+scaled down, crashed) are dropped by whichever pod reports next.
 """
 
 from __future__ import annotations
@@ -26,10 +32,58 @@ log = logging.getLogger(__name__)
 
 QUEUES = ("inbound", "outbound")
 WINDOW_SECONDS = 24 * 3600
+# A pod entry older than this many report intervals belongs to a pod that is gone.
+STALE_INTERVALS = 4
+# What each pod says about itself; the rest of a report is the same from every pod.
+POD_FIELDS = ("lastHeartbeat", "ready", "lastError", "messagesIn", "messagesOut", "guard")
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def merge_pod_report(
+    pod: str, own: dict[str, Any], current: dict[str, Any], *, stale_after: float
+) -> dict[str, Any]:
+    """The ``status.relay`` merge patch for this pod, given the ``status.relay`` it read."""
+    now = _parse_iso(own["lastHeartbeat"]) or time.time()
+    mine = {k: own[k] for k in POD_FIELDS}
+    patch_pods: dict[str, Any] = {pod: mine}
+    fresh: dict[str, dict[str, Any]] = {pod: mine}
+    pods = current.get("pods")
+    for name, entry in (pods if isinstance(pods, dict) else {}).items():
+        if name == pod:
+            continue
+        beat = _parse_iso(entry.get("lastHeartbeat")) if isinstance(entry, dict) else None
+        if beat is None or now - beat > stale_after:
+            patch_pods[name] = None  # null in a merge patch removes the key
+        else:
+            fresh[name] = entry
+    unready = sorted(name for name, entry in fresh.items() if entry.get("ready") is False)
+    guard: dict[str, int] = {}
+    for entry in fresh.values():
+        for key, value in (entry.get("guard") or {}).items():
+            guard[key] = guard.get(key, 0) + int(value or 0)
+    return {
+        **own,
+        "pod": pod,
+        "ready": not unready,
+        "lastError": (f"{unready[0]}: {fresh[unready[0]].get('lastError')}" if unready else None),
+        "messagesIn": sum(int(e.get("messagesIn") or 0) for e in fresh.values()),
+        "messagesOut": sum(int(e.get("messagesOut") or 0) for e in fresh.values()),
+        "guard": guard,
+        "replicas": len(fresh),
+        "pods": patch_pods,
+    }
 
 
 class StatusReporter:
@@ -117,7 +171,22 @@ class StatusReporter:
         try:
             while True:
                 try:
-                    body = {"status": {"relay": await self.report()}}
+                    current = await api.call_api(
+                        self._path,
+                        "GET",
+                        header_params={"Accept": "application/json"},
+                        auth_settings=["BearerToken"],
+                        _return_http_data_only=True,
+                        response_types_map={200: "object"},
+                    )
+                    relay = ((current or {}).get("status") or {}).get("relay") or {}
+                    report = merge_pod_report(
+                        self._settings.pod_name or "relay",
+                        await self.report(),
+                        relay,
+                        stale_after=self._interval * STALE_INTERVALS,
+                    )
+                    body = {"status": {"relay": report}}
                     await api.call_api(
                         self._path,
                         "PATCH",
