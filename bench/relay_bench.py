@@ -1,13 +1,16 @@
 """Relay benchmark against the sandbox, on loopback (not part of the test suite).
 
-    .venv/bin/python bench/relay_bench.py [--messages 2000] [--concurrency 16]
+    .venv/bin/python -P bench/relay_bench.py [--messages 2000] [--concurrency 16]
+        [--scale-messages 1000] [--no-scale]
 
 The relay runs as its own process (as in production); the load generators and the
 simulators run here. Inbound: Meta webhooks → relay → Genesys simulator. Outbound: Genesys
 agent messages → relay → Meta Send API simulator → receipts back to Genesys. Prints
 accept latency and end-to-end throughput for both directions, next to a bare Starlette
 app that only answers 200 (the floor for the webhook path), and the relay process's CPU
-time and peak memory per 1000 messages.
+time and peak memory per 1000 messages. Then scale-out: inbound end to end with one relay
+on SQLite next to one, two and three relays sharing a real redis-server (the load spread
+over the replicas as a Service would).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import httpx
 from igbridge.relay.sandbox.genesys_sim import sign_genesys
 from igbridge.relay.sandbox.meta_sim import encode_like_meta, sign_meta
 from igbridge.relay.sandbox.process import RelayProcess
+from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.sandbox.server import free_port
 from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 
@@ -83,12 +87,14 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-async def post_all(url: str, bodies: list[tuple[bytes, str]], concurrency: int) -> list[float]:
-    """POST every signed body with ``concurrency`` clients; per-request latencies."""
+async def post_all(
+    urls: list[str], bodies: list[tuple[bytes, str]], concurrency: int
+) -> list[float]:
+    """POST every signed body with ``concurrency`` clients spread over ``urls``."""
     latencies: list[float] = []
     pending = list(reversed(bodies))
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: httpx.AsyncClient, url: str) -> None:
         while pending:
             raw, sig = pending.pop()
             started = time.perf_counter()
@@ -103,7 +109,7 @@ async def post_all(url: str, bodies: list[tuple[bytes, str]], concurrency: int) 
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client, urls[n % len(urls)]) for n in range(concurrency)))
     return latencies
 
 
@@ -128,10 +134,14 @@ def outbound_bodies(sb: Sandbox, messages: int, customers: int) -> list[tuple[by
 
 
 def phase(
-    name: str, url: str, bodies: list[tuple[bytes, str]], concurrency: int, done: Callable[[], int]
+    name: str,
+    url: str | list[str],
+    bodies: list[tuple[bytes, str]],
+    concurrency: int,
+    done: Callable[[], int],
 ) -> dict[str, float]:
     started = time.perf_counter()
-    lat = asyncio.run(post_all(url, bodies, concurrency))
+    lat = asyncio.run(post_all(url if isinstance(url, list) else [url], bodies, concurrency))
     accepted = time.perf_counter() - started
     deadline = time.monotonic() + 600
     while done() < len(bodies) and time.monotonic() < deadline:
@@ -146,11 +156,60 @@ def phase(
     }
 
 
+def delivered_since(sb: Sandbox, start: int) -> Callable[[], int]:
+    return lambda: len(sb.genesys.messages) - start
+
+
+def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Inbound end to end: SQLite with one relay, Redis with one, two and three."""
+    results: dict[str, float] = {}
+    redis = RedisServer(tmp / "redis").start()
+    try:
+        setups = [("sqlite", 1), ("redis", 1), ("redis", 2), ("redis", 3)]
+        for n, (store, replicas) in enumerate(setups):
+            url = f"sqlite:///{tmp}/scale{n}.db" if store == "sqlite" else redis.url
+            relays = [
+                RelayProcess(
+                    sb.relay_env(
+                        tmp / "unused.db",
+                        IGBRIDGE_STORE_URL=url,
+                        IGBRIDGE_STORE_PREFIX=f"scale{n}",
+                        IGBRIDGE_LOG_LEVEL="WARNING",
+                    ),
+                    tmp / f"scale{n}-{r}.log",
+                )
+                for r in range(replicas)
+            ]
+            for relay in relays:
+                relay.start()
+            try:
+                before = len(sb.genesys.messages)
+                measured = phase(
+                    "in",
+                    [relay.url + "/webhooks/instagram" for relay in relays],
+                    inbound_bodies(sb, args.scale_messages, args.customers),
+                    args.concurrency,
+                    delivered_since(sb, before),
+                )
+            finally:
+                for relay in relays:
+                    relay.stop()
+            label = f"scale_{store}_{replicas}"
+            results[f"{label}_accept_requests_per_s"] = measured["in_accept_requests_per_s"]
+            results[f"{label}_accept_p50_ms"] = measured["in_accept_p50_ms"]
+            results[f"{label}_end_to_end_messages_per_s"] = measured["in_end_to_end_messages_per_s"]
+    finally:
+        redis.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--scale-messages", type=int, default=1000)
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale-out runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, run_sandbox(Path(tmp)) as sb:
         relay = RelayProcess(
@@ -200,6 +259,8 @@ def main() -> None:
             relay.stop()
             bare.terminate()
             bare.wait(timeout=10)
+        if not args.no_scale:
+            results |= scale_out(sb, Path(tmp), args)
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "relay_bench.json").write_text(json.dumps(results, indent=2))

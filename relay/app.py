@@ -107,7 +107,9 @@ class Relay:
         graph = GraphClient(settings.graph_base, settings.meta_access_token.get_secret_value())
         health = RelayHealth()
         rules = parse_rules(settings.guard)
-        loops = LoopBreaker(rules.loops)
+        # Replicas share the loop state through Redis; one relay keeps it in memory.
+        shared = settings.store_url.startswith(("redis://", "rediss://"))
+        loops = LoopBreaker(rules.loops, store=store if shared else None)
         crm = (
             CrmLookup(
                 settings.crm_url,

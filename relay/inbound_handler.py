@@ -110,9 +110,9 @@ class InboundHandler:
         if verdict is not None and verdict.spam:
             result = flag_spam(result, verdict.rule or "", "Spam")
         if self._loops is not None and event.kind is EventKind.MESSAGE:
-            found_before = self._loops.loops_detected
-            if self._loops.customer_wrote(event.customer_id, customer_text(event)):
-                if self._loops.loops_detected > found_before:
+            loop = await self._loops.customer_wrote(event.customer_id, customer_text(event))
+            if loop.in_loop:
+                if loop.found:
                     self._metrics.loops_detected.inc()
                     log.warning(
                         "bot-on-bot loop detected: holding back bot replies",

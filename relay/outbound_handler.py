@@ -129,7 +129,7 @@ class OutboundHandler:
             progress.sent == 0
             and not msg.from_human
             and self._loops is not None
-            and self._loops.holding(msg.customer_id)
+            and await self._loops.holding(msg.customer_id)
         ):
             self._metrics.loop_held.inc()
             progress.fail(
@@ -163,7 +163,7 @@ class OutboundHandler:
         progress.status = "Delivered"
         await customer_answered(self._store, msg.customer_id)
         if self._loops is not None and not msg.from_human:
-            self._loops.bot_replied(msg.customer_id)
+            await self._loops.bot_replied(msg.customer_id)
         if progress.route == Route.TAGGED:
             self._metrics.outbound_tagged.inc()
         if progress.route == Route.PRIVATE_REPLY:

@@ -3,15 +3,18 @@ bounded number of messages, counted, and bot replies resume once it has calmed d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from igbridge.relay.pipeline.loops import LoopBreaker, LoopRules
 from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
+from igbridge.relay.store import RedisStore
 
 AUTO_REPLY = "Thanks for contacting us! An agent will reply shortly."
 BOT_REPLY = "Hi! I'm the assistant. How can I help?"
@@ -25,34 +28,59 @@ class Clock:
         return self.now
 
 
-def test_breaker_rules() -> None:
-    clock = Clock()
-    breaker = LoopBreaker(LoopRules(reply_seconds=5, bounces=3, quiet_seconds=30), clock=clock)
-    # A person writing different things after bot replies is not a loop.
-    questions = [
-        "where is my parcel?",
-        "it was due monday",
-        "order 4512",
-        "can you check?",
-        "thanks 🙏",
-        "still nothing",
-    ]
-    for text in questions:
-        breaker.bot_replied("p")
-        clock.now += 1
-        assert not breaker.customer_wrote("p", text)
-    # An auto-responder repeating itself right after each bot reply is.
-    # The first auto-reply repeats nothing yet; each later one is a bounce.
-    results = []
-    for _ in range(4):
-        breaker.bot_replied("b")
-        clock.now += 1
-        results.append(breaker.customer_wrote("b", AUTO_REPLY))
-    assert results == [False, False, False, True]
-    assert breaker.holding("b")
-    assert breaker.loops_detected == 1
-    clock.now += 31
-    assert not breaker.holding("b")  # calmed down
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "two-replicas-on-redis"])
+def test_breaker_rules(shared: bool, request: pytest.FixtureRequest) -> None:
+    async def main() -> None:
+        clock = Clock()
+        rules = LoopRules(reply_seconds=5, bounces=3, quiet_seconds=30)
+        stores: list[RedisStore] = []
+        if shared:
+            # Two replicas: the bot's replies go out through one, the customer's messages
+            # come in through the other; only shared state sees the loop.
+            url = request.getfixturevalue("redis_server").url
+            stores = [RedisStore(url, prefix="loops", clock=clock) for _ in range(2)]
+            for store in stores:
+                await store.open()
+            outbound = LoopBreaker(rules, clock=clock, store=stores[0])
+            inbound = LoopBreaker(rules, clock=clock, store=stores[1])
+        else:
+            outbound = inbound = LoopBreaker(rules, clock=clock)
+        try:
+            # A person writing different things after bot replies is not a loop.
+            questions = [
+                "where is my parcel?",
+                "it was due monday",
+                "order 4512",
+                "can you check?",
+                "thanks 🙏",
+                "still nothing",
+            ]
+            for text in questions:
+                await outbound.bot_replied("p")
+                clock.now += 1
+                assert not (await inbound.customer_wrote("p", text)).in_loop
+            # An auto-responder repeating itself right after each bot reply is.
+            # The first auto-reply repeats nothing yet; each later one is a bounce.
+            results = []
+            for _ in range(4):
+                await outbound.bot_replied("b")
+                clock.now += 1
+                results.append(await inbound.customer_wrote("b", AUTO_REPLY))
+            assert [(v.in_loop, v.found) for v in results] == [
+                (False, False),
+                (False, False),
+                (False, False),
+                (True, True),
+            ]
+            assert await outbound.holding("b")
+            assert inbound.loops_detected == 1
+            clock.now += 31
+            assert not await outbound.holding("b")  # calmed down
+        finally:
+            for store in stores:
+                await store.close()
+
+    asyncio.run(main())
 
 
 def test_loop_with_a_scripted_auto_responder_is_broken(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.sandbox.server import ThreadedServer
 from igbridge.relay.sandbox.stack import Sandbox, run_relay
 from igbridge.relay.status_report import merge_pod_report
@@ -21,7 +22,6 @@ from tests.operator_harness import (
     secrets_and_channel,
     wait_until,
 )
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture

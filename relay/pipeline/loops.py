@@ -4,18 +4,33 @@ A customer's message that arrives within ``reply_seconds`` of a bot reply, and r
 (near-)identical text, counts as one bounce; ``bounces`` of them within ``window_seconds``
 is a loop. Then bot replies to that customer are held back — a human agent can still
 answer, and the customer's messages still reach Genesys, marked — until the customer has
-been quiet for ``quiet_seconds``. State is per relay process.
+been quiet for ``quiet_seconds``.
+
+With one relay the state lives in memory. Replicas share it through the store (one small
+record per customer, updated by compare-and-set, forgotten once it can no longer matter):
+a customer's inbound message and the bot's reply are often handled by different replicas.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..store.base import Store
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "loop_state"
+CAS_ATTEMPTS = 10
+T = TypeVar("T")
 
 
 class LoopRules(BaseModel):
@@ -35,6 +50,35 @@ class _Customer:
     broken_until: float | None = None
     last_inbound: float = 0.0
 
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "bot": self.last_bot_reply,
+                "texts": list(self.last_texts),
+                "bounces": list(self.bounces),
+                "broken": self.broken_until,
+                "inbound": self.last_inbound,
+            },
+            ensure_ascii=False,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> _Customer:
+        d = json.loads(raw)
+        return cls(
+            last_bot_reply=d.get("bot"),
+            last_texts=deque(d.get("texts") or [], maxlen=4),
+            bounces=deque(d.get("bounces") or []),
+            broken_until=d.get("broken"),
+            last_inbound=float(d.get("inbound") or 0.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    in_loop: bool  # the customer is in a loop (bot replies are held)
+    found: bool = False  # ... and this message is the one that revealed it
+
 
 def _similar(a: str, b: str, threshold: float) -> bool:
     a, b = " ".join(a.casefold().split()), " ".join(b.casefold().split())
@@ -42,49 +86,84 @@ def _similar(a: str, b: str, threshold: float) -> bool:
 
 
 class LoopBreaker:
-    def __init__(self, rules: LoopRules, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rules: LoopRules,
+        clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+    ) -> None:
         self._rules = rules
-        self._clock = clock
-        self._customers: dict[str, _Customer] = {}
+        self._clock = clock  # wall time: replicas compare each other's timestamps
+        self._store = store
+        self._memory: dict[str, _Customer] = {}
+        # Past this, a customer's state holds nothing that could still count.
+        self._ttl = rules.window_seconds + rules.quiet_seconds + rules.reply_seconds
         self.loops_detected = 0
 
-    def _state(self, customer: str) -> _Customer:
-        return self._customers.setdefault(customer, _Customer())
+    async def _change(self, customer: str, change: Callable[[_Customer], T]) -> T:
+        if self._store is None:
+            return change(self._memory.setdefault(customer, _Customer()))
+        for _ in range(CAS_ATTEMPTS):
+            raw = await self._store.get_record(NAMESPACE, customer)
+            state = _Customer.from_json(raw) if raw else _Customer()
+            result = change(state)
+            new = state.to_json()
+            if new == raw or await self._store.compare_and_put_record(
+                NAMESPACE, customer, raw, new, ttl_seconds=self._ttl
+            ):
+                return result
+        log.warning("loop state update gave up under contention", extra={"customer": customer})
+        return result
 
-    def bot_replied(self, customer: str) -> None:
-        self._state(customer).last_bot_reply = self._clock()
-
-    def customer_wrote(self, customer: str, text: str) -> bool:
-        """Record an inbound message; True when it is part of a loop (just found or ongoing)."""
+    async def bot_replied(self, customer: str) -> None:
         now = self._clock()
-        state = self._state(customer)
-        if state.broken_until is not None and now - state.last_inbound >= self._rules.quiet_seconds:
-            state.broken_until = None  # calmed down: back to normal
-            state.bounces.clear()
-        state.last_inbound = now
-        quick = (
-            state.last_bot_reply is not None
-            and now - state.last_bot_reply <= self._rules.reply_seconds
-        )
-        echoing = any(_similar(text, seen, self._rules.similarity) for seen in state.last_texts)
-        state.last_texts.append(text)
-        if quick and echoing:
-            state.bounces.append(now)
-        while state.bounces and now - state.bounces[0] > self._rules.window_seconds:
-            state.bounces.popleft()
-        if state.broken_until is None and len(state.bounces) >= self._rules.bounces:
-            state.broken_until = now + self._rules.quiet_seconds
-            self.loops_detected += 1
-            return True
-        return state.broken_until is not None
 
-    def holding(self, customer: str) -> bool:
+        def change(state: _Customer) -> None:
+            state.last_bot_reply = now
+
+        await self._change(customer, change)
+
+    async def customer_wrote(self, customer: str, text: str) -> Verdict:
+        """Record an inbound message: is the customer in a loop (just found or ongoing)?"""
+        now = self._clock()
+        rules = self._rules
+
+        def change(state: _Customer) -> Verdict:
+            if state.broken_until is not None and now - state.last_inbound >= rules.quiet_seconds:
+                state.broken_until = None  # calmed down: back to normal
+                state.bounces.clear()
+            state.last_inbound = now
+            quick = (
+                state.last_bot_reply is not None
+                and now - state.last_bot_reply <= rules.reply_seconds
+            )
+            echoing = any(_similar(text, seen, rules.similarity) for seen in state.last_texts)
+            state.last_texts.append(text)
+            if quick and echoing:
+                state.bounces.append(now)
+            while state.bounces and now - state.bounces[0] > rules.window_seconds:
+                state.bounces.popleft()
+            if state.broken_until is None and len(state.bounces) >= rules.bounces:
+                state.broken_until = now + rules.quiet_seconds
+                return Verdict(in_loop=True, found=True)
+            return Verdict(in_loop=state.broken_until is not None)
+
+        verdict = await self._change(customer, change)
+        if verdict.found:
+            self.loops_detected += 1
+        return verdict
+
+    async def holding(self, customer: str) -> bool:
         """Bot replies to this customer are held back right now."""
-        state = self._customers.get(customer)
-        if state is None or state.broken_until is None:
-            return False
-        if self._clock() - state.last_inbound >= self._rules.quiet_seconds:
-            state.broken_until = None
-            state.bounces.clear()
-            return False
-        return True
+        now = self._clock()
+
+        def change(state: _Customer) -> bool:
+            if state.broken_until is None:
+                return False
+            if now - state.last_inbound >= self._rules.quiet_seconds:
+                state.broken_until = None
+                state.bounces.clear()
+                return False
+            return True
+
+        return await self._change(customer, change)

@@ -128,7 +128,12 @@ class Store(Protocol):
         forgotten after ``ttl_seconds`` when given."""
 
     async def compare_and_put_record(
-        self, namespace: str, key: str, expected: bytes | None, value: bytes
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        value: bytes,
+        ttl_seconds: float | None = None,
     ) -> bool:
         """Write ``value`` only if the record still holds ``expected`` (None: absent).
 

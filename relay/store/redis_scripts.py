@@ -157,7 +157,8 @@ return 1
 """
 )
 
-# KEYS: record, index; ARGV: expected-present flag ('1'/'0'), expected, value.
+# KEYS: record, index; ARGV: expected-present flag ('1'/'0'), expected, value, key,
+# time to live in ms ('0': none), index score (expiry time or 'inf').
 COMPARE_AND_PUT = """
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -165,7 +166,11 @@ if ARGV[1] == '1' then
 elseif current then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], 'inf', ARGV[4])
+if ARGV[5] == '0' then
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
+end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
 return 1
 """

@@ -265,13 +265,22 @@ class RedisStore:
         await self._call(pipe.execute())
 
     async def compare_and_put_record(
-        self, namespace: str, key: str, expected: bytes | None, value: bytes
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        value: bytes,
+        ttl_seconds: float | None = None,
     ) -> bool:
         await self._call(self._r.sadd(self._record_namespaces, namespace))
+        if ttl_seconds is None:
+            ttl_ms, score = "0", "inf"
+        else:
+            ttl_ms, score = str(max(1, int(ttl_seconds * 1000))), str(self._clock() + ttl_seconds)
         done = await self._call(
             self._cas(
                 keys=[self._record(namespace, key), self._record_index(namespace)],
-                args=["0" if expected is None else "1", expected or b"", value, key],
+                args=["0" if expected is None else "1", expected or b"", value, key, ttl_ms, score],
                 client=self._r,
             )
         )

@@ -319,9 +319,15 @@ class SQLiteStore:
             await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires))
 
     async def compare_and_put_record(
-        self, namespace: str, key: str, expected: bytes | None, value: bytes
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        value: bytes,
+        ttl_seconds: float | None = None,
     ) -> bool:
         now = self._clock()
+        expires = None if ttl_seconds is None else now + ttl_seconds
         async with self._tx() as db:
             async with db.execute(
                 "SELECT value FROM records WHERE namespace = ? AND key = ?"
@@ -332,7 +338,7 @@ class SQLiteStore:
             current = None if row is None else bytes(row[0])
             if current != expected:
                 return False
-            await db.execute(UPSERT_RECORD, (namespace, key, value, now, None))
+            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires))
             return True
 
     async def get_record(self, namespace: str, key: str) -> bytes | None:

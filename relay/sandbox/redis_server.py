@@ -1,4 +1,4 @@
-"""A real redis-server on loopback for the tests: started, killed and restarted at will.
+"""A real redis-server on loopback for tests and benchmarks: started, killed, restarted.
 
 ``scripts/setup`` installs redis-server; a machine without one fails these tests loudly
 rather than skipping them.
@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from igbridge.relay.sandbox.server import free_port
+from .server import free_port
 
 
 def redis_binary() -> str:
@@ -40,7 +40,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # noqa: S603 (the redis-server found on PATH)
             [
                 redis_binary(),
                 "--bind", "127.0.0.1",
