@@ -113,3 +113,33 @@ def test_a_version_1_file_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> 
         assert await store.get_record("ns", "t") == b"2"
 
     run(body, path)
+
+
+def test_concurrent_enqueues_share_fsyncs_and_keep_each_answer_right(tmp_path: Path) -> None:
+    async def body(store: SQLiteStore, _: Clock) -> None:
+        # 200 webhooks at once, each its own message, and 20 pairs racing with one mid.
+        own = [store.enqueue(Q, [job(f"c{i}", f"m{i}", i)]) for i in range(200)]
+        racing = [store.enqueue(Q, [job("r", f"dup{i % 20}", i)]) for i in range(40)]
+        results = await asyncio.gather(*own, *racing)
+        assert all((r.accepted, r.duplicates) == (1, 0) for r in results[:200])
+        assert sum(r.accepted for r in results[200:]) == 20
+        assert sum(r.duplicates for r in results[200:]) == 20
+        assert await store.depth(Q) == 220
+        assert store.durable_commits < 240 // 2  # batched, not one fsync per webhook
+
+    run(body, tmp_path / "s.db")
+
+
+def test_a_failed_group_commit_fails_every_waiter_and_the_next_one_works(tmp_path: Path) -> None:
+    async def body(store: SQLiteStore, _: Clock) -> None:
+        bad = NewJob("c", "m-bad", 1, b"{}")
+        # A payload SQLite cannot bind fails the whole transaction: nobody gets a 200.
+        broken = NewJob("c", "m-broken", 2, object())  # type: ignore[arg-type]
+        results = await asyncio.gather(
+            store.enqueue(Q, [bad]), store.enqueue(Q, [broken]), return_exceptions=True
+        )
+        assert all(isinstance(r, Exception) for r in results)
+        assert await store.depth(Q) == 0
+        assert (await store.enqueue(Q, [bad])).accepted == 1
+
+    run(body, tmp_path / "s.db")

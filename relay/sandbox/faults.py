@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -58,6 +59,7 @@ class FaultPlan:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self.injected = 0  # how many requests a fault was applied to
+        self.injected_at: list[float] = []  # when (monotonic seconds), to check pacing
 
     def add(self, fault: Fault) -> None:
         # A copy: consuming uses decrements the count, which is not the caller's business.
@@ -82,6 +84,7 @@ class FaultPlan:
                     if fault.count <= 0:
                         self._faults.remove(fault)
                     self.injected += 1
+                    self.injected_at.append(time.monotonic())
                     return used
         return None
 

@@ -109,6 +109,8 @@ class MetaSimulator:
         self.private_replied: set[str] = set()
         self.sent: list[dict[str, Any]] = []  # accepted Send API bodies, in order
         self.sent_ids: list[str] = []  # the message_id answered for each send
+        # Send API bodies refused by the simulator's own rules, with (code, subcode).
+        self.refused: list[tuple[dict[str, Any], int, int | None]] = []
         self.subscriptions: list[str] = []
         self.public_replies: list[tuple[str, str]] = []  # (comment id, text)
         self.cdn = MediaCDN()
@@ -203,6 +205,8 @@ class MetaSimulator:
             return invalid("the request body is not valid JSON").response()
         problem = check_send_body(body) or self._check_recipient(body)
         if problem is not None:
+            with self._lock:
+                self.refused.append((body, problem.code, problem.subcode))
             return problem.response()
         recipient = body["recipient"]
         with self._lock:
