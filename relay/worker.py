@@ -47,6 +47,7 @@ class DeadLetter:
 
 
 Outcome = Delivered | Ignored | Retry | DeadLetter
+STORE_RETRY_SECONDS = 1.0
 Handler = Callable[[Job], Awaitable[Outcome]]
 
 
@@ -156,6 +157,9 @@ class QueueWorker:
                 outcome = await self._handler(job)
         except TimeoutError:
             outcome = Retry(5.0, "timeout", f"handling took over {self._job_timeout:.0f}s")
+        except StoreUnavailable as exc:
+            # The handler's own bookkeeping hit a store outage: not a bug, try again soon.
+            outcome = Retry(STORE_RETRY_SECONDS, "store", str(exc))
         except asyncio.CancelledError:
             # Shutdown: hand the job back now instead of waiting for its lease to expire.
             await asyncio.shield(self._settle(job, Retry(0.0, "shutdown", "relay stopping")))

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..store.base import Store
+from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,25 @@ class LoopBreaker:
         self.loops_detected = 0
 
     async def _change(self, customer: str, change: Callable[[_Customer], T]) -> T:
+        """Apply ``change`` to the customer's state. With the store away, the guard fails
+        open (a fresh state, not saved): a loop check never holds up a customer."""
         if self._store is None:
             return change(self._memory.setdefault(customer, _Customer()))
+        try:
+            return await self._change_shared(self._store, customer, change)
+        except StoreUnavailable as exc:
+            log.warning("loop state unavailable; not checked", extra={"error": str(exc)})
+            return change(_Customer())
+
+    async def _change_shared(
+        self, store: Store, customer: str, change: Callable[[_Customer], T]
+    ) -> T:
         for _ in range(CAS_ATTEMPTS):
-            raw = await self._store.get_record(NAMESPACE, customer)
+            raw = await store.get_record(NAMESPACE, customer)
             state = _Customer.from_json(raw) if raw else _Customer()
             result = change(state)
             new = state.to_json()
-            if new == raw or await self._store.compare_and_put_record(
+            if new == raw or await store.compare_and_put_record(
                 NAMESPACE, customer, raw, new, ttl_seconds=self._ttl
             ):
                 return result
