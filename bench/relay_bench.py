@@ -1,7 +1,11 @@
 """Relay benchmark against the sandbox, on loopback (not part of the test suite).
 
     .venv/bin/python -P bench/relay_bench.py [--messages 2000] [--concurrency 16]
-        [--scale-messages 1000] [--no-scale]
+        [--scale-messages 1000] [--no-scale] [--profile]
+
+``--profile`` samples the relay process with py-spy during the inbound phase and writes
+the functions where it spends its time (own time and with callees) to
+``bench/results/profile_inbound.txt`` (the raw stacks beside it, for flame graphs).
 
 The relay runs as its own process (as in production); the load generators and the
 simulators run here. Inbound: Meta webhooks → relay → Genesys simulator. Outbound: Genesys
@@ -19,10 +23,12 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,6 +162,65 @@ def phase(
     }
 
 
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the relay (collapsed stacks), until terminated."""
+    return subprocess.Popen(  # noqa: S603 (py-spy from our own virtual environment)
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _function(frame: str) -> str:
+    """``handle (/x/y/relay/app.py:42)`` → ``handle (relay/app.py)``: lines merged."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})"
+
+
+def summarise_profile(collapsed: Path, top: int = 25) -> str:
+    """Own time (the sampled frame) and inclusive time per function, as shares."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_function(f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if total == 0:
+        return "no samples\n"
+    lines = [f"{total} samples\n", "own time:"]
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
+    lines += ["", "with callees:"]
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
 def delivered_since(sb: Sandbox, start: int) -> Callable[[], int]:
     return lambda: len(sb.genesys.messages) - start
 
@@ -210,6 +275,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--scale-messages", type=int, default=1000)
     parser.add_argument("--no-scale", action="store_true", help="skip the scale-out runs")
+    parser.add_argument("--profile", action="store_true", help="py-spy the inbound phase")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, run_sandbox(Path(tmp)) as sb:
         relay = RelayProcess(
@@ -235,6 +301,9 @@ def main() -> None:
             results |= {k: v for k, v in baseline.items() if "accept" in k}
             assert relay.proc is not None
             cpu_before = cpu_seconds(relay.proc.pid)
+            collapsed = Path("bench/results/profile_inbound.collapsed").resolve()
+            collapsed.parent.mkdir(parents=True, exist_ok=True)
+            profiler = start_profiler(relay.proc.pid, collapsed) if args.profile else None
             results |= phase(
                 "inbound",
                 f"{relay.url}/webhooks/instagram",
@@ -242,6 +311,9 @@ def main() -> None:
                 args.concurrency,
                 lambda: len(sb.genesys.messages),
             )
+            if profiler is not None:
+                stop_profiler(profiler)
+                Path("bench/results/profile_inbound.txt").write_text(summarise_profile(collapsed))
             results |= phase(
                 "outbound",
                 f"{relay.url}/webhooks/genesys",
