@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -221,6 +222,46 @@ def summarise_profile(collapsed: Path, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
+def genesys_direct(sb: Sandbox, template: dict[str, Any], messages: int, concurrency: int) -> float:
+    """The Genesys simulator's own ceiling: the relay's inbound body, replayed straight at
+    it with fresh message ids by the same load generator; messages per second."""
+    token = httpx.post(
+        f"{sb.genesys_server.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(sb.genesys.client_id, sb.genesys.client_secret),
+    ).json()["access_token"]
+    url = (
+        f"{sb.genesys_server.url}/api/v2/conversations/messages/{sb.genesys.integration_ids[0]}"
+        "/inbound/open/message?prefetchConversationId=true"
+    )
+    bodies = []
+    for i in range(messages):
+        body = json.loads(json.dumps(template))
+        body["channel"]["messageId"] = f"direct-{i}"
+        bodies.append(json.dumps(body, ensure_ascii=False).encode())
+
+    async def run() -> None:
+        pending = list(bodies)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json; charset=utf-8",
+        }
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            while pending:
+                resp = await client.post(url, content=pending.pop(), headers=headers)
+                if resp.status_code != 200:
+                    raise RuntimeError(f"simulator answered {resp.status_code}: {resp.text}")
+
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    return messages / (time.perf_counter() - started)
+
+
 def delivered_since(sb: Sandbox, start: int) -> Callable[[], int]:
     return lambda: len(sb.genesys.messages) - start
 
@@ -311,9 +352,15 @@ def main() -> None:
                 args.concurrency,
                 lambda: len(sb.genesys.messages),
             )
+            cpu_inbound = cpu_seconds(relay.proc.pid) - cpu_before
+            results["relay_cpu_ms_per_inbound_message"] = cpu_inbound / args.messages * 1000
             if profiler is not None:
                 stop_profiler(profiler)
                 Path("bench/results/profile_inbound.txt").write_text(summarise_profile(collapsed))
+            results["genesys_simulator_direct_messages_per_s"] = genesys_direct(
+                sb, sb.genesys.messages[0].body, args.messages, args.concurrency
+            )
+            cpu_before = cpu_seconds(relay.proc.pid)
             results |= phase(
                 "outbound",
                 f"{relay.url}/webhooks/genesys",
@@ -321,11 +368,14 @@ def main() -> None:
                 args.concurrency,
                 lambda: len(sb.genesys.receipts),
             )
-            cpu = cpu_seconds(relay.proc.pid) - cpu_before
+            cpu_outbound = cpu_seconds(relay.proc.pid) - cpu_before
+            results["relay_cpu_ms_per_outbound_message"] = cpu_outbound / args.messages * 1000
             results["relay_ack_vs_bare_p50"] = (
                 results["inbound_accept_p50_ms"] / results["bare_accept_p50_ms"]
             )
-            results["relay_cpu_seconds_per_1000_messages"] = cpu / (2 * args.messages) * 1000
+            results["relay_cpu_seconds_per_1000_messages"] = (
+                (cpu_inbound + cpu_outbound) / (2 * args.messages) * 1000
+            )
             results["relay_peak_rss_mb"] = peak_rss_mb(relay.proc.pid)
         finally:
             relay.stop()

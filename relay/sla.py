@@ -60,6 +60,7 @@ async def customer_waiting(
     """A customer's message reached Genesys: they wait from their first unanswered one."""
 
     def change(state: State) -> bool:
+        before = dict(state)
         if conversation_id:
             state["conversation_id"] = conversation_id
         if state.get("waiting_since_ms") is None:
@@ -67,7 +68,7 @@ async def customer_waiting(
             state["escalated"] = False
         else:
             state["waiting_since_ms"] = min(state["waiting_since_ms"], message_ms)
-        return True
+        return state != before  # a customer's later messages usually change nothing
 
     await _update(store, customer, change)
 
