@@ -45,8 +45,8 @@ class GenesysWebhook(SignedWebhook):
         read = await self.read_signed_json(request)
         if isinstance(read, Response):
             return read
-        raw, body = read
-        msg = parse_outbound(body)
+        raw, _body = read
+        msg = parse_outbound(raw)
         if isinstance(msg, str):
             log.warning("genesys webhook refused: %s", msg)
             return reject(400, f"not an Open Messaging outbound message: {msg}")

@@ -112,10 +112,12 @@ class OutboundMessage(_Model):
         return (self.originating_entity or "Human") == "Human"
 
 
-def parse_outbound(body: Any) -> OutboundMessage | str:
-    """The message, or a reason it is not one (for a 400)."""
+def parse_outbound(raw: bytes) -> OutboundMessage | str:
+    """The message, or a reason it is not one (for a 400). Parsed from the raw bytes as
+    the outbound worker will parse them, so nothing stored is undecodable later (a lone
+    surrogate escape, say, which plain JSON decoding lets through)."""
     try:
-        return OutboundMessage.model_validate(body)
+        return OutboundMessage.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
