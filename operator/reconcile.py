@@ -183,12 +183,17 @@ class Reconciler:
         genesys = await self._secret(
             channel, gen.name, [gen.client_id_key, gen.client_secret_key], conds
         )
+        redis = spec.relay.store.redis
+        # Read, not just mounted: a missing Secret is named here rather than as a pod that
+        # cannot start, and a rotated Redis password rolls the relay like other secrets.
+        store = await self._secret(channel, redis.name, [redis.url_key], conds) if redis else {}
         own = await self._generated_secret(channel)
+        names = [ig.name, gen.name] + ([redis.name] if redis else [])
         conds.set(
             "CredentialsReady",
             TRUE,
             "SecretsFound",
-            f"{ig.name}, {gen.name} and {builders.generated_secret_name(channel.name)}",
+            f"{', '.join(names)} and {builders.generated_secret_name(channel.name)}",
         )
 
         client = self._integrations(
@@ -197,9 +202,10 @@ class Reconciler:
         integration_id = await self._integration(channel, spec, client, own, conds, status)
         status["integrationId"] = integration_id
 
-        checksum = builders.config_checksum(
-            channel.spec, {"meta": meta, "genesys": genesys, "own": own}
-        )
+        secrets = {"meta": meta, "genesys": genesys, "own": own}
+        if store:  # only then: an operator upgrade must not roll every SQLite relay
+            secrets["store"] = store
+        checksum = builders.config_checksum(channel.spec, secrets)
         await self._workload(channel, spec, integration_id, checksum)
 
         if spec.instagram.subscribe_webhooks:

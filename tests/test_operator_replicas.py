@@ -69,9 +69,13 @@ def test_replicas_on_redis_report_one_truthful_status(
         "relay": {"replicas": 3, "store": {"redisSecretRef": {"name": "shop-redis"}}}
     }
     with run_operator(cluster):
-        cluster.apply(redis_secret)
         for manifest in secrets_and_channel(sandbox, **spec):
             cluster.apply(manifest)
+        # The Redis Secret is missing: named in the condition, no relay that cannot start.
+        wait_until(lambda: "shop-redis" in str(credentials(cluster).get("message")), what="named")
+        assert credentials(cluster)["status"] == "False"
+        assert cluster.get("deployments", NAMESPACE, "shop-relay") is None
+        cluster.apply(redis_secret)
         wait_until(lambda: cluster.get("deployments", NAMESPACE, "shop-relay") is not None)
         deployment = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
         assert deployment["spec"]["replicas"] == 3
@@ -83,6 +87,10 @@ def test_replicas_on_redis_report_one_truthful_status(
         secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
         assert "shop-redis" in secrets
         assert cluster.get("persistentvolumeclaims", NAMESPACE, "shop-relay-data") is None
+        # A new Redis password rolls the relay (it reads the URL file at start).
+        before = pod_checksum(cluster)
+        cluster.apply({**redis_secret, "stringData": {"url": redis_server.url + "?rotated=1"}})
+        wait_until(lambda: pod_checksum(cluster) != before, what="rolled")
 
         with ExitStack() as stack_a, ExitStack() as stack_b:
             relays: list[ThreadedServer] = []
@@ -122,6 +130,16 @@ def test_replicas_on_redis_report_one_truthful_status(
             assert set(status["pods"]) == {"shop-relay-a"}
             assert status["messagesIn"] == status["pods"]["shop-relay-a"]["messagesIn"]
             assert ready_status(cluster) == "True"
+
+
+def credentials(cluster: Cluster) -> dict[str, Any]:
+    return condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "CredentialsReady")
+
+
+def pod_checksum(cluster: Cluster) -> str | None:
+    deployment = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    return next((v for k, v in annotations.items() if "checksum" in k), None)
 
 
 def ready_status(cluster: Cluster) -> str | None:
