@@ -159,3 +159,25 @@ def test_three_replicas_escalate_each_waiting_customer_once(
     expected = [sandbox.genesys.conversation_id(c) or "?" for c in customers]
     assert sorted(conversations) == sorted(expected)
     assert sorted(alerts) == sorted(customers)
+
+
+def test_a_relay_started_before_redis_waits_not_ready_then_serves(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path / "redis")  # not started yet
+    with relay_replicas(sandbox, redis.url, tmp_path, 1) as (relay,):
+        ready = f"{relay.url}/readyz"
+        not_ready = httpx.get(ready, timeout=10)
+        assert not_ready.status_code == 503
+        assert "redis store" in not_ready.text
+        body = sandbox.meta.webhook([sandbox.meta.messaging("3131", {"text": "early 🐦"})])
+        url = f"{relay.url}/webhooks/instagram"
+        assert sandbox.meta.deliver_webhook(url, body).status_code == 503  # Meta retries
+        redis.start()
+        try:
+            assert wait_until(lambda: httpx.get(ready, timeout=10).status_code == 200, 30)
+            assert sandbox.meta.deliver_webhook(url, body).status_code == 200
+            (msg,) = sandbox.genesys.wait_for_messages(1)
+        finally:
+            redis.stop()
+    assert msg.text == "early 🐦"
