@@ -132,7 +132,7 @@ class Relay:
             health,
             max_age_seconds=MAX_RETRY_AGE_SECONDS,
             backoff_cap=settings.backoff_cap,
-            spam=SpamFilter(rules) if settings.guard else None,
+            spam=SpamFilter(rules, store=store if shared else None) if settings.guard else None,
             metrics=metrics,
             loops=loops,
             store=store,

@@ -86,7 +86,7 @@ class InboundHandler:
             event = InstagramEvent.from_json(job.payload)
         except (ValueError, KeyError, TypeError) as exc:
             return DeadLetter("undecodable", f"stored event cannot be decoded: {exc}"[:300])
-        verdict = self._spam.check(event) if self._spam else None
+        verdict = await self._spam.check(event) if self._spam else None
         if verdict is not None and verdict.spam and self._spam is not None:
             outcome = "dropped" if self._spam.action == "drop" else "flagged"
             self._metrics.guard.labels(verdict.rule, outcome).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ import pytest
 
 from igbridge.relay.config import ConfigError, load_settings
 from igbridge.relay.meta.events import EventKind, InstagramEvent
-from igbridge.relay.pipeline.guard import GuardRules, SpamFilter
+from igbridge.relay.pipeline.guard import GuardRules, SpamFilter, Verdict
+from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.sandbox.stack import Sandbox, run_relay
+from igbridge.relay.store import RedisStore
 from tests.test_config import BASE_ENV
 
 
@@ -30,6 +33,10 @@ def dm(text: str, sender: str = "42", n: int = 1) -> InstagramEvent:
 
 def rules(**kw: Any) -> GuardRules:
     return GuardRules.model_validate(kw)
+
+
+def check(spam: SpamFilter, event: InstagramEvent) -> Verdict:
+    return asyncio.run(spam.check(event))
 
 
 @pytest.mark.parametrize(
@@ -54,35 +61,35 @@ def test_ordinary_messages_pass_every_rule(text: str) -> None:
             rateLimit={"messages": 5, "perSeconds": 60},
         )
     )
-    assert not f.check(dm(text)).spam
+    assert not check(f, dm(text)).spam
 
 
 def test_blocked_sender_keyword_and_pattern() -> None:
     f = SpamFilter(
         rules(blockedSenders=["666"], keywords=["CRYPTO"], patterns=[r"free\s+followers"])
     )
-    assert f.check(dm("hi", sender="666")).rule == "blocked_sender"
-    assert f.check(dm("Best crypto deal!!")).rule == "keyword"
-    assert f.check(dm("Get FREE   followers now")).rule == "pattern"
-    assert not f.check(dm("Is shipping free?")).spam
+    assert check(f, dm("hi", sender="666")).rule == "blocked_sender"
+    assert check(f, dm("Best crypto deal!!")).rule == "keyword"
+    assert check(f, dm("Get FREE   followers now")).rule == "pattern"
+    assert not check(f, dm("Is shipping free?")).spam
 
 
 def test_link_only_messages() -> None:
     f = SpamFilter(rules(blockLinkOnly=True))
-    assert f.check(dm("https://bit.ly/x1y2")).rule == "link_only"
-    assert f.check(dm("  www.example.xyz/promo  ")).rule == "link_only"
-    assert not f.check(dm("My order https://shop.example.com/o/12 never came")).spam
+    assert check(f, dm("https://bit.ly/x1y2")).rule == "link_only"
+    assert check(f, dm("  www.example.xyz/promo  ")).rule == "link_only"
+    assert not check(f, dm("My order https://shop.example.com/o/12 never came")).spam
 
 
 def test_repeats_and_rate_limit_use_a_window() -> None:
     clock = Clock()
     f = SpamFilter(rules(maxRepeats=2, repeatWindowSeconds=60), clock=clock)
-    verdicts = [f.check(dm("Hello??", n=i)).rule for i in range(4)]
+    verdicts = [check(f, dm("Hello??", n=i)).rule for i in range(4)]
     assert verdicts == [None, None, "repeated", "repeated"]
     clock.now += 61
-    assert not f.check(dm("Hello??", n=9)).spam
+    assert not check(f, dm("Hello??", n=9)).spam
     limited = SpamFilter(rules(rateLimit={"messages": 3, "perSeconds": 10}), clock=clock)
-    assert [limited.check(dm(f"msg {i}", n=i)).rule for i in range(5)] == [
+    assert [check(limited, dm(f"msg {i}", n=i)).rule for i in range(5)] == [
         None,
         None,
         None,
@@ -90,13 +97,36 @@ def test_repeats_and_rate_limit_use_a_window() -> None:
         "rate_limit",
     ]
     clock.now += 11
-    assert not limited.check(dm("later")).spam
+    assert not check(limited, dm("later")).spam
+
+
+def test_replicas_count_one_senders_messages_together(redis_server: RedisServer) -> None:
+    """Through two replicas sharing Redis, a sender's repeats and rate add up."""
+
+    async def main() -> list[str | None]:
+        clock = Clock()
+        stores = [RedisStore(redis_server.url, prefix="spam", clock=clock) for _ in range(2)]
+        for store in stores:
+            await store.open()
+        try:
+            guard = rules(maxRepeats=2, rateLimit={"messages": 4, "perSeconds": 60})
+            replicas = [SpamFilter(guard, clock=clock, store=store) for store in stores]
+            texts = ["Hello??", "Hello??", "Hello??", "other", "more"]
+            return [
+                (await replicas[i % 2].check(dm(t, sender="9", n=i))).rule
+                for i, t in enumerate(texts)
+            ]
+        finally:
+            for store in stores:
+                await store.close()
+
+    assert asyncio.run(main()) == [None, None, "repeated", None, "rate_limit"]
 
 
 def test_every_rule_is_off_by_default() -> None:
     f = SpamFilter(GuardRules())
-    assert [f.check(dm("hello?", n=i)).spam for i in range(30)] == [False] * 30
-    assert not f.check(dm("https://bit.ly/x")).spam
+    assert [check(f, dm("hello?", n=i)).spam for i in range(30)] == [False] * 30
+    assert not check(f, dm("https://bit.ly/x")).spam
 
 
 def test_bad_rules_stop_start_up_with_the_variable_named() -> None:

@@ -2,23 +2,29 @@
 rule that matched, so it can be counted, logged and explained.
 
 Rules apply to what a customer wrote (texts, captions of shares); emoji-only and
-non-Latin messages are ordinary messages. State (repeats, rates) is per relay process.
+non-Latin messages are ordinary messages. The behaviour rules' counters (repeats, rates)
+live in memory for one relay and in the store for replicas (``customer_state``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..meta.events import EventKind, InstagramEvent
+from ..store.base import Store
+from .customer_state import CustomerState
 from .loops import LoopRules
+
+NAMESPACE = "spam_state"
 
 URL = re.compile(
     r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|link|xyz|top|shop|info|biz)(?:/\S*)?\b"
@@ -87,21 +93,55 @@ def customer_text(event: InstagramEvent) -> str:
     return text if isinstance(text, str) else ""
 
 
+@dataclass
+class _Sender:
+    """A sender's recent message times, and (time, text digest) pairs for repeats."""
+
+    times: deque[float] = field(default_factory=deque)
+    recent: deque[tuple[float, str]] = field(default_factory=deque)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"t": list(self.times), "r": [list(x) for x in self.recent]}).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> _Sender:
+        d = json.loads(raw)
+        return cls(
+            deque(float(t) for t in d.get("t") or []),
+            deque((float(t), str(h)) for t, h in d.get("r") or []),
+        )
+
+
 class SpamFilter:
-    def __init__(self, rules: GuardRules, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rules: GuardRules,
+        clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+    ) -> None:
         self._rules = rules
-        self._clock = clock
+        self._clock = clock  # wall time: replicas compare each other's timestamps
         self._blocked = {s.strip() for s in rules.blocked_senders}
         self._keywords = [k.casefold() for k in rules.keywords if k.strip()]
         self._patterns = [re.compile(p, re.IGNORECASE) for p in rules.patterns]
-        self._recent: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
-        self._rate: dict[str, deque[float]] = defaultdict(deque)
+        windows = [rules.repeat_window_seconds]
+        if rules.rate_limit is not None:
+            windows.append(rules.rate_limit.per_seconds)
+        self._senders = CustomerState(
+            NAMESPACE,
+            new=_Sender,
+            load=_Sender.from_json,
+            dump=_Sender.to_json,
+            ttl_seconds=max(windows),
+            store=store,
+            clock=clock,
+        )
 
     @property
     def action(self) -> str:
         return self._rules.action
 
-    def check(self, event: InstagramEvent) -> Verdict:
+    async def check(self, event: InstagramEvent) -> Verdict:
         if event.kind not in (EventKind.MESSAGE, EventKind.COMMENT):
             return CLEAN
         sender = event.customer_id
@@ -112,7 +152,9 @@ class SpamFilter:
         verdict = self._content(text)
         if verdict.spam:
             return verdict
-        return self._behaviour(sender, text, now)
+        if self._rules.rate_limit is None and self._rules.max_repeats is None:
+            return CLEAN
+        return await self._senders.change(sender, lambda state: self._behaviour(state, text, now))
 
     def _content(self, text: str) -> Verdict:
         folded = text.casefold()
@@ -128,10 +170,10 @@ class SpamFilter:
                 return Verdict("link_only", "a message that is only a link")
         return CLEAN
 
-    def _behaviour(self, sender: str, text: str, now: float) -> Verdict:
+    def _behaviour(self, state: _Sender, text: str, now: float) -> Verdict:
         limit = self._rules.rate_limit
         if limit is not None:
-            times = self._rate[sender]
+            times = state.times
             while times and now - times[0] > limit.per_seconds:
                 times.popleft()
             times.append(now)
@@ -141,7 +183,7 @@ class SpamFilter:
                 )
         if self._rules.max_repeats is not None and text.strip():
             digest = hashlib.sha256(" ".join(text.casefold().split()).encode()).hexdigest()
-            recent = self._recent[sender]
+            recent = state.recent
             while recent and now - recent[0][0] > self._rules.repeat_window_seconds:
                 recent.popleft()
             recent.append((now, digest))

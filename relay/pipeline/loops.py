@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,12 +23,10 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..store.base import Store, StoreUnavailable
-
-log = logging.getLogger(__name__)
+from ..store.base import Store
+from .customer_state import CustomerState
 
 NAMESPACE = "loop_state"
-CAS_ATTEMPTS = 10
 T = TypeVar("T")
 
 
@@ -94,37 +91,21 @@ class LoopBreaker:
     ) -> None:
         self._rules = rules
         self._clock = clock  # wall time: replicas compare each other's timestamps
-        self._store = store
-        self._memory: dict[str, _Customer] = {}
         # Past this, a customer's state holds nothing that could still count.
-        self._ttl = rules.window_seconds + rules.quiet_seconds + rules.reply_seconds
+        ttl = rules.window_seconds + rules.quiet_seconds + rules.reply_seconds
+        self._state = CustomerState(
+            NAMESPACE,
+            new=_Customer,
+            load=_Customer.from_json,
+            dump=_Customer.to_json,
+            ttl_seconds=ttl,
+            store=store,
+            clock=clock,
+        )
         self.loops_detected = 0
 
     async def _change(self, customer: str, change: Callable[[_Customer], T]) -> T:
-        """Apply ``change`` to the customer's state. With the store away, the guard fails
-        open (a fresh state, not saved): a loop check never holds up a customer."""
-        if self._store is None:
-            return change(self._memory.setdefault(customer, _Customer()))
-        try:
-            return await self._change_shared(self._store, customer, change)
-        except StoreUnavailable as exc:
-            log.warning("loop state unavailable; not checked", extra={"error": str(exc)})
-            return change(_Customer())
-
-    async def _change_shared(
-        self, store: Store, customer: str, change: Callable[[_Customer], T]
-    ) -> T:
-        for _ in range(CAS_ATTEMPTS):
-            raw = await store.get_record(NAMESPACE, customer)
-            state = _Customer.from_json(raw) if raw else _Customer()
-            result = change(state)
-            new = state.to_json()
-            if new == raw or await store.compare_and_put_record(
-                NAMESPACE, customer, raw, new, ttl_seconds=self._ttl
-            ):
-                return result
-        log.warning("loop state update gave up under contention", extra={"customer": customer})
-        return result
+        return await self._state.change(customer, change)
 
     async def bot_replied(self, customer: str) -> None:
         now = self._clock()
