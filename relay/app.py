@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 QUEUES = (INBOUND, OUTBOUND)
 # Meta retries a webhook for up to 36 hours; a week of remembered ids covers that.
 DEDUPE_RETENTION_SECONDS = 7 * 86400.0
+DEAD_LETTER_RETENTION_SECONDS = 30 * 86400.0
 MAINTENANCE_INTERVAL_SECONDS = 3600.0
 
 # Transient Genesys failures are retried this long before a message is dead-lettered:
@@ -197,6 +198,7 @@ class Relay:
         while True:
             for queue in QUEUES:
                 try:
+                    await self.store.prune_dead_letters(queue, DEAD_LETTER_RETENTION_SECONDS)
                     pruned = await self.store.prune_dedupe(queue, DEDUPE_RETENTION_SECONDS)
                     if pruned:
                         log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})

@@ -149,6 +149,22 @@ def test_dead_letter_keeps_the_reason_and_the_key_moves_on(backend: Backend) -> 
     backend.run(body)
 
 
+def test_dead_letters_are_kept_for_a_while_then_forgotten(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "old", 1), job("b", "new", 1)])
+        first = next(j for j in await store.claim(Q, 10, 30) if j.key == "a")
+        await store.dead_letter(first, "HTTP 400")
+        clock.now += 20 * 86400
+        (second,) = await store.claim(Q, 10, 30)
+        await store.dead_letter(second, "HTTP 400")
+        clock.now += 15 * 86400
+        assert await store.prune_dead_letters(Q, 30 * 86400) == 1
+        assert [d.dedupe_key for d in await store.dead_letters(Q)] == ["new"]
+        assert await store.dead_letter_count(Q) == 1
+
+    backend.run(body)
+
+
 def test_prune_forgets_old_dedupe_keys(backend: Backend) -> None:
     async def body(store: Store, clock: Clock) -> None:
         await store.enqueue(Q, [job("a", "old", 1)])

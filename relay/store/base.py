@@ -109,6 +109,10 @@ class Store(Protocol):
 
     async def dead_letter_count(self, queue: str) -> int: ...
 
+    async def prune_dead_letters(self, queue: str, older_than_seconds: float) -> int:
+        """Forget dead letters older than this (they are for people to look at, not to keep
+        forever); returns how many."""
+
     async def oldest_age(self, queue: str) -> float | None:
         """Seconds the oldest job in the queue has waited; None when it is empty."""
 

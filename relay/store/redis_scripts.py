@@ -9,7 +9,7 @@ Layout per queue (``B`` = ``{prefix}:q:<queue>:``):
 - ``B lease``      hash customer → "<job id>:<token>" of the claim that holds the lease
 - ``B all``        zset of every job id by enqueue time (depth, oldest age)
 - ``B dedupe``     zset of dedupe keys by first-seen time
-- ``B dead:<n>``   hash per dead letter, ``B deadidx`` their ids
+- ``B dead:<n>``   hash per dead letter, ``B deadidx`` their numbers by time of failure
 Times come from the caller's clock (ARGV), as with SQLite.
 """
 
@@ -143,7 +143,7 @@ else
       local n = redis.call('INCR', base .. 'deadseq')
       redis.call('HSET', base .. 'dead:' .. n, 'key', key, 'dk', j[1], 'payload', j[2],
         'reason', ARGV[6], 'attempts', tonumber(j[3]) + 1, 'at', ARGV[7])
-      redis.call('ZADD', base .. 'deadidx', n, n)
+      redis.call('ZADD', base .. 'deadidx', ARGV[7], n)
     end
   end
   redis.call('DEL', jk)
@@ -156,6 +156,17 @@ end
 return 1
 """
 )
+
+# ARGV: base, cutoff. Drops dead letters that failed before the cutoff.
+PRUNE_DEAD = """
+local base = ARGV[1]
+local old = redis.call('ZRANGEBYSCORE', base .. 'deadidx', '-inf', '(' .. ARGV[2])
+for _, n in ipairs(old) do
+  redis.call('DEL', base .. 'dead:' .. n)
+end
+redis.call('ZREMRANGEBYSCORE', base .. 'deadidx', '-inf', '(' .. ARGV[2])
+return #old
+"""
 
 # KEYS: record, index; ARGV: expected-present flag ('1'/'0'), expected, value, key,
 # time to live in ms ('0': none), index score (expiry time or 'inf').

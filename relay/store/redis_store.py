@@ -96,6 +96,7 @@ class RedisStore:
         self._renew = self._redis.register_script(lua.RENEW)
         self._settle = self._redis.register_script(lua.SETTLE)
         self._cas = self._redis.register_script(lua.COMPARE_AND_PUT)
+        self._prune_dead = self._redis.register_script(lua.PRUNE_DEAD)
         # Redis being down at start is like Redis going down later: the relay runs, is
         # not ready and answers webhooks 503 until Redis is back; no crash loop.
         try:
@@ -234,6 +235,13 @@ class RedisStore:
 
     async def dead_letter_count(self, queue: str) -> int:
         return int(await self._call(self._r.zcard(self._base(queue) + "deadidx")))
+
+    async def prune_dead_letters(self, queue: str, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        removed = await self._call(
+            self._prune_dead(keys=[], args=[self._base(queue), cutoff], client=self._r)
+        )
+        return int(removed)
 
     async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
         cutoff = self._clock() - older_than_seconds

@@ -335,6 +335,14 @@ class SQLiteStore:
         rows = await self._read("SELECT COUNT(*) FROM dead_letters WHERE queue = ?", (queue,))
         return int(rows[0][0])
 
+    async def prune_dead_letters(self, queue: str, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM dead_letters WHERE queue = ? AND failed_at < ?", (queue, cutoff)
+            )
+            return cur.rowcount
+
     async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
         cutoff = self._clock() - older_than_seconds
         async with self._tx() as db:
