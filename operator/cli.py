@@ -10,6 +10,12 @@ import sys
 import kopf
 
 
+def _quiet_report_handler(record: logging.LogRecord) -> bool:
+    """Every relay report runs a cheap check; its "succeeded" lines would flood the log
+    (one per pod every few seconds). Failures and what it changes still show."""
+    return not (record.levelno < logging.WARNING and "'relay_reported'" in str(record.getMessage()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="igbridge-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
@@ -28,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_prefix=False)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Even with --verbose: the Kubernetes client logs whole response bodies at debug,
+    # Secrets included.
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_report_handler)
     from . import handlers  # noqa: F401  (registers the handlers)
 
     settings = kopf.OperatorSettings()

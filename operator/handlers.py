@@ -131,6 +131,18 @@ async def resync_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _reconcile(body, memo)
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def relay_reported(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+    """A relay pod's report (a status patch, which spec handlers do not see) turns the
+    channel Ready, or not, now rather than at the next resync."""
+    if type not in ("ADDED", "MODIFIED") or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    if not (body.get("status") or {}).get("relay"):
+        return
+    reconciler: Reconciler = memo["reconciler"]
+    await reconciler.refresh_relay(_channel(body))
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo["reconciler"]

@@ -68,7 +68,12 @@ class Kube:
         args = (manifest["apiVersion"], manifest["kind"], meta["namespace"])
         current = await self.get(*args, meta["name"])
         if current is None:
-            return await self._call("POST", resource_path(*args), manifest)
+            try:
+                return await self._call("POST", resource_path(*args), manifest)
+            except ApiException as exc:
+                # Created meanwhile (a resync racing the create handler): update it instead.
+                if exc.status != 409:
+                    raise
         patch = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "status")}
         return await self._call(
             "PATCH", resource_path(*args, meta["name"]), patch, content_type=MERGE_PATCH

@@ -143,6 +143,19 @@ class Reconciler:
         self._relay_condition(channel, conds)
         await self._status(channel, {**status, "conditions": conds.finish()})
 
+    async def refresh_relay(self, channel: Channel) -> bool:
+        """Re-judge only ``RelayAvailable`` (and so ``Ready``) from what the relay pods
+        reported, without touching Genesys or the workload: cheap enough to run on every
+        report. Patches only when the verdict changed; True if it did."""
+        conds = Conditions(channel.status.get("conditions"), channel.generation)
+        old = conds.get("RelayAvailable") or {}
+        self._relay_condition(channel, conds)
+        new = conds.get("RelayAvailable") or {}
+        if (old.get("status"), old.get("reason")) == (new.get("status"), new.get("reason")):
+            return False
+        await self._status(channel, {"conditions": conds.finish()})
+        return True
+
     def _relay_condition(self, channel: Channel, conds: Conditions) -> None:
         relay = channel.status.get("relay") or {}
         beat = relay.get("lastHeartbeat")

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +189,36 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             await self._collect_garbage(uid)
         return response
 
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        """kmock's watch, with two fixes that kopf needs, as a real apiserver behaves:
+        the bus position is marked under the same lock as the snapshot, so a change made
+        while the snapshot is being sent is not lost; and with ``resourceVersion=N`` only
+        objects changed after N are replayed (the caller listed the rest already)."""
+        yield b""
+        assert request.resource is not None
+        bus = self._buses[request.resource]
+        since = _int_or_none(request.params.get("resourceVersion"))
+        async with self._lock:
+            mark = await bus.mark()
+            objs = self._KubernetesEmulator__get_objs(request, strict=False)  # type: ignore[attr-defined]
+            snapshot = [
+                {"type": "ADDED", "object": obj.raw}
+                for obj in objs
+                if not obj.deleted
+                and (
+                    since is None
+                    or (_int_or_none(obj.raw["metadata"].get("resourceVersion")) or 0) > since
+                )
+            ]
+        for event in snapshot:
+            yield event
+        async for event in bus.stream(since=mark):  # pragma: no branch
+            meta = event.get("object", {}).get("metadata", {})
+            if self._KubernetesEmulator__check(  # type: ignore[attr-defined]
+                request, request.resource, meta.get("namespace"), meta.get("name"), strict=False
+            ):
+                yield event
+
     async def _collect_garbage(self, owner_uid: str) -> None:
         """Delete what the deleted object owned, and what those owned, and so on."""
         if not owner_uid:
@@ -227,6 +257,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         if str(result.get("groupVersion", "")).startswith("/"):
             result["groupVersion"] = result["groupVersion"][1:]
         return result
+
+
+def _version(raw: dict[str, Any]) -> int:
+    return _int_or_none(raw.get("metadata", {}).get("resourceVersion")) or 0
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:

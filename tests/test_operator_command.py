@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from igbridge.operator.conditions import now_iso
 from igbridge.relay.sandbox.server import free_port
 from igbridge.relay.sandbox.stack import Sandbox
 from tests.cluster import run_cluster
@@ -23,7 +24,8 @@ def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
         env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
-            "IGBRIDGE_OPERATOR_RESYNC_SECONDS": "1",
+            # No resync within the test: Ready must follow the relay's report by itself.
+            "IGBRIDGE_OPERATOR_RESYNC_SECONDS": "600",
         }
         proc = subprocess.Popen(
             [
@@ -33,6 +35,7 @@ def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
                 "igbridge.operator",
                 "--namespace",
                 NAMESPACE,
+                "--verbose",
                 "--liveness",
                 f"http://127.0.0.1:{port}/healthz",
             ],
@@ -52,6 +55,24 @@ def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
                 ),
                 what="Synced",
             )
+            channel = cluster.get("instagramchannels", NAMESPACE, "shop")
+            assert condition(channel, "Ready").get("status") == "False"  # no relay yet
+            # A relay pod's first report, as it writes it: the status subresource only.
+            report = {"status": {"relay": {"lastHeartbeat": now_iso(), "ready": True}}}
+            patched = cluster.kubectl(
+                "patch", "igch", "shop", "--subresource=status", "--type=merge",
+                "-p", json.dumps(report),
+            )  # fmt: skip
+            assert patched.returncode == 0, patched.stderr
+            wait_until(
+                lambda: (
+                    condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "Ready").get(
+                        "status"
+                    )
+                    == "True"
+                ),
+                what="Ready after the relay's first report",
+            )
             alive = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         finally:
             proc.terminate()
@@ -61,7 +82,9 @@ def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
     assert lines
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert any("message" in r or "msg" in r for r in records)
-    assert sandbox.genesys.client_secret not in log_path.read_text()
+    text = log_path.read_text()
+    assert sandbox.genesys.client_secret not in text  # not even with --verbose
+    assert "relay_reported" not in text  # a relay report's routine check stays quiet
 
 
 def test_operator_command_requires_a_scope() -> None:
