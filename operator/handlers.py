@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -61,8 +63,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
     memo["api"], memo["http"] = api, http
 
+    # One token provider per Genesys client: a token is reused until it expires instead of
+    # a new OAuth exchange on every reconcile of every channel.
+    providers: dict[tuple[str, str, str], TokenProvider] = {}
+
     def integrations(spec: ChannelSpec, client_id: str, client_secret: str) -> Integrations:
-        tokens = TokenProvider(http, spec.genesys.login_url, client_id, client_secret)
+        secret_digest = hashlib.sha256(client_secret.encode()).hexdigest()
+        key = (spec.genesys.login_url, client_id, secret_digest)
+        tokens = providers.get(key)
+        if tokens is None:
+            tokens = providers[key] = TokenProvider(
+                http, spec.genesys.login_url, client_id, client_secret
+            )
         return Integrations(GenesysRest(http, spec.genesys.api_url, tokens))
 
     ingress_class = os.environ.get("IGBRIDGE_CHANNEL_INGRESS_CLASS")
@@ -77,7 +89,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         if ingress_class
         else None,
     )
-    memo["reconciler"] = Reconciler(Kube(api), integrations, ensure_subscribed, config)
+    subscribe = functools.partial(ensure_subscribed, http)
+    memo["reconciler"] = Reconciler(Kube(api), integrations, subscribe, config)
 
 
 @kopf.on.cleanup()

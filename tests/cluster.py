@@ -64,6 +64,9 @@ def _key(resource: Any) -> tuple[str, str, str]:
     return (resource.group or "", resource.version or "", resource.plural or "")
 
 
+REQUEST_HISTORY = 16
+
+
 class PatchTestFailed(kmock.KubernetesError):
     pass
 
@@ -177,6 +180,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # kmock keeps every request for assertions and finds the current one by scanning
+        # that history, so each request costs more than the last (quadratic: 500 channels
+        # took minutes). The tests never look back: keep a short tail.
+        if len(self._requests) > 2 * REQUEST_HISTORY:
+            del self._requests[:-REQUEST_HISTORY]
         if request.resource is not None:
             async with self._lock:
                 self._prepare(request)
