@@ -39,23 +39,12 @@ from igbridge.relay.sandbox.stack import Sandbox, run_sandbox
 # tests/ holds the cluster emulator; appended, never prepended: the repository root has a
 # folder named operator/ that must not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from bench.proc import cpu_seconds, peak_rss_mb
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import NAMESPACE, secrets_and_channel
 
 CHANNELS = f"/apis/igbridge.dev/v1/namespaces/{NAMESPACE}/instagramchannels"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 @contextmanager

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -41,6 +40,11 @@ from igbridge.relay.sandbox.process import RelayProcess
 from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.sandbox.server import free_port
 from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
+
+# Appended, never prepended: the repository root has a folder named operator/ that must
+# not shadow the standard library's module.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from bench.proc import cpu_seconds, peak_rss_mb
 
 
 def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -74,18 +78,6 @@ def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("the baseline server did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def percentile(values: list[float], pct: float) -> float:
