@@ -16,6 +16,7 @@ from .metrics import RelayMetrics
 from .pipeline.guard import SpamFilter, customer_text
 from .pipeline.inbound import InboundContext, NotForwarded, translate
 from .pipeline.loops import LoopBreaker
+from .pipeline.loops import Verdict as LoopVerdict
 from .sla import customer_waiting
 from .store.base import Job, Store
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
@@ -86,7 +87,9 @@ class InboundHandler:
             event = InstagramEvent.from_json(job.payload)
         except (ValueError, KeyError, TypeError) as exc:
             return DeadLetter("undecodable", f"stored event cannot be decoded: {exc}"[:300])
-        verdict = await self._spam.check(event) if self._spam else None
+        # A retried delivery is the same message: counted once toward rates and loops.
+        first = job.attempts == 0
+        verdict = await self._spam.check(event, count=first) if self._spam else None
         if verdict is not None and verdict.spam and self._spam is not None:
             outcome = "dropped" if self._spam.action == "drop" else "flagged"
             self._metrics.guard.labels(verdict.rule, outcome).inc()
@@ -110,7 +113,10 @@ class InboundHandler:
         if verdict is not None and verdict.spam:
             result = flag_spam(result, verdict.rule or "", "Spam")
         if self._loops is not None and event.kind is EventKind.MESSAGE:
-            loop = await self._loops.customer_wrote(event.customer_id, customer_text(event))
+            if first:
+                loop = await self._loops.customer_wrote(event.customer_id, customer_text(event))
+            else:
+                loop = LoopVerdict(in_loop=await self._loops.holding(event.customer_id))
             if loop.in_loop:
                 if loop.found:
                     self._metrics.loops_detected.inc()

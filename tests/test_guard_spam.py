@@ -13,6 +13,7 @@ import pytest
 from igbridge.relay.config import ConfigError, load_settings
 from igbridge.relay.meta.events import EventKind, InstagramEvent
 from igbridge.relay.pipeline.guard import GuardRules, SpamFilter, Verdict
+from igbridge.relay.sandbox.faults import Fault
 from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.sandbox.stack import Sandbox, run_relay
 from igbridge.relay.store import RedisStore
@@ -202,3 +203,22 @@ def test_the_channel_status_summarises_what_the_guard_did(tmp_path: Path) -> Non
         "botRepliesHeld": 0,
         "slaEscalations": 1,
     }
+
+
+def test_a_retried_delivery_is_not_counted_twice(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Genesys fails once: the retry is the same message, not a repeat of it."""
+    guard = json.dumps({"maxRepeats": 1, "rateLimit": {"messages": 1, "perSeconds": 600}})
+    env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_GUARD=guard, IGBRIDGE_BACKOFF_CAP="0.2")
+    sandbox.genesys.faults.add(
+        Fault(status=503, count=2, path_prefix="/api/v2/conversations/messages/")
+    )
+    with run_relay(env) as relay:
+        body = sandbox.meta.webhook([sandbox.meta.messaging("4242", {"text": "hello?"})])
+        url = f"{relay.url}/webhooks/instagram"
+        assert sandbox.meta.deliver_webhook(url, body).status_code == 200
+        (msg,) = sandbox.genesys.wait_for_messages(1, timeout=20)
+        metrics = httpx.get(f"{relay.url}/metrics").text
+    assert msg.text == "hello?"
+    assert "Spam" not in msg.attributes
+    assert sandbox.genesys.faults.injected == 2  # it was retried twice
+    assert 'outcome="dropped"' not in metrics

@@ -141,7 +141,9 @@ class SpamFilter:
     def action(self) -> str:
         return self._rules.action
 
-    async def check(self, event: InstagramEvent) -> Verdict:
+    async def check(self, event: InstagramEvent, *, count: bool = True) -> Verdict:
+        """The verdict on one message. ``count=False`` (a retried delivery) applies only
+        the content rules: the message was counted toward rates and repeats already."""
         if event.kind not in (EventKind.MESSAGE, EventKind.COMMENT):
             return CLEAN
         sender = event.customer_id
@@ -152,7 +154,7 @@ class SpamFilter:
         verdict = self._content(text)
         if verdict.spam:
             return verdict
-        if self._rules.rate_limit is None and self._rules.max_repeats is None:
+        if not count or (self._rules.rate_limit is None and self._rules.max_repeats is None):
             return CLEAN
         return await self._senders.change(sender, lambda state: self._behaviour(state, text, now))
 
