@@ -107,6 +107,12 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return {}
 
 
+def status_of(cluster: Cluster, kind: str, name: str = "shop") -> str | None:
+    """The status of one of a channel's conditions ("True", "False", ...), or None."""
+    obj = cluster.get("instagramchannels", NAMESPACE, name)
+    return condition(obj, kind).get("status")
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -14,7 +14,13 @@ from igbridge.operator.conditions import now_iso
 from igbridge.relay.sandbox.server import free_port
 from igbridge.relay.sandbox.stack import Sandbox
 from tests.cluster import run_cluster
-from tests.operator_harness import NAMESPACE, condition, secrets_and_channel, wait_until
+from tests.operator_harness import (
+    NAMESPACE,
+    condition,
+    secrets_and_channel,
+    status_of,
+    wait_until,
+)
 
 
 def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -47,12 +53,7 @@ def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
             for manifest in secrets_and_channel(sandbox):
                 cluster.apply(manifest)
             wait_until(
-                lambda: (
-                    condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "Synced").get(
-                        "status"
-                    )
-                    == "True"
-                ),
+                lambda: status_of(cluster, "Synced") == "True",
                 what="Synced",
             )
             channel = cluster.get("instagramchannels", NAMESPACE, "shop")
@@ -65,12 +66,7 @@ def test_operator_command(sandbox: Sandbox, tmp_path: Path) -> None:
             )  # fmt: skip
             assert patched.returncode == 0, patched.stderr
             wait_until(
-                lambda: (
-                    condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "Ready").get(
-                        "status"
-                    )
-                    == "True"
-                ),
+                lambda: status_of(cluster, "Ready") == "True",
                 what="Ready after the relay's first report",
             )
             alive = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)

@@ -23,6 +23,7 @@ from tests.operator_harness import (
     condition,
     run_operator,
     secrets_and_channel,
+    status_of,
     wait_until,
 )
 
@@ -39,11 +40,6 @@ def channel(cluster: Cluster, name: str = "shop") -> dict[str, Any]:
     found = cluster.get("instagramchannels", NAMESPACE, name)
     assert found is not None
     return found
-
-
-def status_of(cluster: Cluster, kind: str, name: str = "shop") -> str | None:
-    obj = cluster.get("instagramchannels", NAMESPACE, name)
-    return condition(obj, kind).get("status")
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from tests.operator_harness import (
     condition,
     run_operator,
     secrets_and_channel,
+    status_of,
     wait_until,
 )
 
@@ -122,14 +123,14 @@ def test_replicas_on_redis_report_one_truthful_status(
             assert set(status["pods"]) == {"shop-relay-a", "shop-relay-b"}
             assert sum(p["messagesIn"] for p in status["pods"].values()) == 5
             assert status["ready"] is True
-            wait_until(lambda: ready_status(cluster) == "True", what="Ready")
+            wait_until(lambda: status_of(cluster, "Ready") == "True", what="Ready")
             # One pod goes away (a scale-down): its entry is dropped, the channel stays Ready.
             stack_b.close()
             wait_until(lambda: relay_status(cluster).get("replicas") == 1, what="one pod left")
             status = relay_status(cluster)
             assert set(status["pods"]) == {"shop-relay-a"}
             assert status["messagesIn"] == status["pods"]["shop-relay-a"]["messagesIn"]
-            assert ready_status(cluster) == "True"
+            assert status_of(cluster, "Ready") == "True"
 
 
 def credentials(cluster: Cluster) -> dict[str, Any]:
@@ -140,10 +141,6 @@ def pod_checksum(cluster: Cluster) -> str | None:
     deployment = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
     annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
     return next((v for k, v in annotations.items() if "checksum" in k), None)
-
-
-def ready_status(cluster: Cluster) -> str | None:
-    return condition(cluster.get("instagramchannels", NAMESPACE, "shop"), "Ready").get("status")
 
 
 def test_merge_drops_gone_pods_sums_counters_and_names_an_unready_pod() -> None:
