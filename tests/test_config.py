@@ -104,3 +104,25 @@ def test_serve_with_a_missing_setting_exits_with_one_line() -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines == ["igbridge-relay: configuration error: IGBRIDGE_GENESYS_CLIENT_ID: is required"]
+
+
+def test_store_prefix_keeps_channels_apart_by_default() -> None:
+    assert load_settings(BASE_ENV).store_key_prefix == "igbridge"
+    channel = {
+        **BASE_ENV,
+        "IGBRIDGE_CHANNEL_NAME": "shop",
+        "IGBRIDGE_CHANNEL_NAMESPACE": "brand-a",
+    }
+    assert load_settings(channel).store_key_prefix == "igbridge:brand-a/shop"
+    explicit = {**channel, "IGBRIDGE_STORE_PREFIX": "custom"}
+    assert load_settings(explicit).store_key_prefix == "custom"
+
+
+def test_a_mistyped_redis_url_is_refused_without_its_password() -> None:
+    env = {**BASE_ENV, "IGBRIDGE_STORE_URL": "redis//:hunter2-pw@redis:6379/0"}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert str(info.value).startswith("IGBRIDGE_STORE_URL:")
+    assert "hunter2-pw" not in str(info.value)
+    with pytest.raises(ConfigError, match="IGBRIDGE_LEASE_SECONDS"):
+        load_settings({**BASE_ENV, "IGBRIDGE_LEASE_SECONDS": "0"})
