@@ -103,10 +103,31 @@ class StatusReporter:
         self._metrics = metrics
         self._health = health
         self._interval = interval
+        self._counted: dict[str, int] = {}  # what this pod added to the channel's totals
         self._path = (
             f"/apis/igbridge.dev/v1/namespaces/{settings.channel_namespace}"
             f"/instagramchannels/{settings.channel_name}/status"
         )
+
+    @property
+    def _pod(self) -> str:
+        return self._settings.pod_name or "relay"
+
+    async def channel_totals(self, mine: dict[str, Any]) -> dict[str, int]:
+        """``messagesIn``/``messagesOut`` for the whole channel since it started: each pod
+        adds what it counted since its last report to totals kept in the store, so the
+        figures survive pod restarts and add up across replicas. Empty if the store is
+        away (the summed pod counts stand in)."""
+        totals: dict[str, int] = {}
+        try:
+            for field in ("messagesIn", "messagesOut"):
+                counted = int(mine.get(field) or 0)
+                delta = counted - self._counted.get(field, 0)
+                totals[field] = await _add_to_total(self._store, field, delta)
+                self._counted[field] = counted
+        except StoreUnavailable:
+            return {}
+        return totals
 
     def _counter(self, name: str, labels: dict[str, str] | None = None) -> int:
         value = self._metrics.registry.get_sample_value(name, labels or {})
@@ -181,11 +202,12 @@ class StatusReporter:
                     )
                     relay = ((current or {}).get("status") or {}).get("relay") or {}
                     report = merge_pod_report(
-                        self._settings.pod_name or "relay",
+                        self._pod,
                         await self.report(),
                         relay,
                         stale_after=self._interval * STALE_INTERVALS,
                     )
+                    report.update(await self.channel_totals(report["pods"][self._pod]))
                     body = {"status": {"relay": report}}
                     await api.call_api(
                         self._path,
@@ -209,6 +231,21 @@ class StatusReporter:
                 await asyncio.sleep(self._interval)
         finally:
             await api.close()
+
+
+TOTALS = "channel_totals"
+
+
+async def _add_to_total(store: Store, field: str, delta: int) -> int:
+    """Add to a channel-wide counter record (compare-and-set: replicas add at once)."""
+    for _ in range(20):
+        raw = await store.get_record(TOTALS, field)
+        total = int(raw or b"0")
+        if delta == 0:
+            return total
+        if await store.compare_and_put_record(TOTALS, field, raw, str(total + delta).encode()):
+            return total + delta
+    raise StoreUnavailable(f"channel total {field}: too much contention")
 
 
 async def _api_client() -> ApiClient:

@@ -3,6 +3,7 @@ stays truthful with many pods reporting (sums, readiness, pods that went away)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -10,10 +11,14 @@ from typing import Any
 
 import pytest
 
+from igbridge.relay.config import load_settings
+from igbridge.relay.health import RelayHealth
+from igbridge.relay.metrics import RelayMetrics
 from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.sandbox.server import ThreadedServer
 from igbridge.relay.sandbox.stack import Sandbox, run_relay
-from igbridge.relay.status_report import merge_pod_report
+from igbridge.relay.status_report import StatusReporter, merge_pod_report
+from igbridge.relay.store import SQLiteStore
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import (
     NAMESPACE,
@@ -23,6 +28,7 @@ from tests.operator_harness import (
     status_of,
     wait_until,
 )
+from tests.test_config import BASE_ENV
 
 
 @pytest.fixture
@@ -129,7 +135,7 @@ def test_replicas_on_redis_report_one_truthful_status(
             wait_until(lambda: relay_status(cluster).get("replicas") == 1, what="one pod left")
             status = relay_status(cluster)
             assert set(status["pods"]) == {"shop-relay-a"}
-            assert status["messagesIn"] == status["pods"]["shop-relay-a"]["messagesIn"]
+            assert status["messagesIn"] == 5  # the channel's total keeps the gone pod's share
             assert status_of(cluster, "Ready") == "True"
 
 
@@ -173,3 +179,28 @@ def test_merge_drops_gone_pods_sums_counters_and_names_an_unready_pod() -> None:
     assert merged["ready"] is False
     assert merged["lastError"] == "b: genesys auth failed"
     assert merged["queueDepth"] == 7  # the shared store's figure, as reported
+
+
+def test_channel_totals_add_up_across_pods_and_survive_a_restart(tmp_path: Path) -> None:
+    settings = load_settings(
+        {**BASE_ENV, "IGBRIDGE_CHANNEL_NAME": "shop", "IGBRIDGE_CHANNEL_NAMESPACE": NAMESPACE}
+    )
+
+    async def main() -> list[int]:
+        store = SQLiteStore(str(tmp_path / "s.db"))
+        await store.open()
+        try:
+
+            def pod() -> StatusReporter:
+                return StatusReporter(settings, store, RelayMetrics(), RelayHealth())
+
+            a, b = pod(), pod()
+            seen = []
+            for reporter, counted in ((a, 3), (b, 2), (a, 4), (pod(), 1)):  # last: a restarted
+                totals = await reporter.channel_totals({"messagesIn": counted, "messagesOut": 0})
+                seen.append(totals["messagesIn"])
+            return seen
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == [3, 5, 6, 7]
