@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from . import redis_scripts as lua
 from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
