@@ -8,6 +8,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY operator ./operator
+COPY sandbox ./sandbox
 # Wheels only: the final stage gets no compiler, no pip cache, no sources.
 RUN python -m pip wheel --wheel-dir /wheels .
 

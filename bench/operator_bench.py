@@ -33,8 +33,8 @@ from typing import Any
 
 import httpx
 
-from igbridge.relay.sandbox.server import free_port
-from igbridge.relay.sandbox.stack import Sandbox, run_sandbox
+from igbridge.sandbox.server import free_port
+from igbridge.sandbox.stack import Sandbox, run_sandbox
 
 # tests/ holds the cluster emulator; appended, never prepended: the repository root has a
 # folder named operator/ that must not shadow the standard library's module.

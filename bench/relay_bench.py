@@ -34,17 +34,17 @@ from typing import Any
 
 import httpx
 
-from igbridge.relay.sandbox.genesys_sim import sign_genesys
-from igbridge.relay.sandbox.meta_sim import encode_like_meta, sign_meta
-from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.redis_server import RedisServer
-from igbridge.relay.sandbox.server import free_port
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
+from igbridge.sandbox.genesys_sim import sign_genesys
+from igbridge.sandbox.meta_sim import encode_like_meta, sign_meta
+from igbridge.sandbox.server import free_port
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 
 # Appended, never prepended: the repository root has a folder named operator/ that must
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench.proc import cpu_seconds, peak_rss_mb
+from tests.harness.process import RelayProcess
+from tests.harness.redis_server import RedisServer
 
 
 def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:

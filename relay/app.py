@@ -18,27 +18,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from .config import Settings
+from .delivery.inbound import InboundDelivery
+from .delivery.outbound import OutboundDelivery
+from .delivery.worker import QueueWorker
 from .genesys.auth import TokenProvider
 from .genesys.client import GenesysClient
 from .genesys.errors import GenesysError
 from .health import RelayHealth
-from .inbound_handler import InboundHandler
 from .meta.crm import CrmLookup
 from .meta.graph import GraphClient
 from .meta.media import MediaInfo, MediaProber
 from .meta.send import SendClient
 from .metrics import RelayMetrics
-from .outbound_handler import OutboundHandler
 from .pipeline.guard import SpamFilter, parse_rules
 from .pipeline.inbound import InboundContext
 from .pipeline.loops import LoopBreaker
-from .sla import SlaSweeper
-from .status_report import StatusReporter
 from .store import open_store
 from .store.base import Store, StoreUnavailable
-from .webhooks_genesys import OUTBOUND, GenesysWebhook
-from .webhooks_instagram import INBOUND, InstagramWebhook
-from .worker import QueueWorker
+from .tasks.sla import SlaSweeper
+from .tasks.status_report import StatusReporter
+from .web.genesys import OUTBOUND, GenesysWebhook
+from .web.instagram import INBOUND, InstagramWebhook
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Relay:
             account_id=settings.instagram_account_id,
             crm=crm,
         )
-        handler = InboundHandler(
+        handler = InboundDelivery(
             ctx,
             genesys,
             health,
@@ -149,7 +149,7 @@ class Relay:
         send = SendClient(
             graph.http, settings.graph_base, settings.meta_access_token.get_secret_value()
         )
-        replies = OutboundHandler(
+        replies = OutboundDelivery(
             store,
             send,
             genesys,

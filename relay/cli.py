@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox.demo import run_demo
+    from igbridge.sandbox.demo import run_demo
 
     configure_logging("WARNING")
     return run_demo(keep_running=args.keep_running, port=args.port)

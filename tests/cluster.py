@@ -34,7 +34,7 @@ import jsonpatch
 import kmock
 from kmock._internal import enums, rendering
 
-from igbridge.relay.sandbox.server import free_port
+from igbridge.sandbox.server import free_port
 
 KINDS = {
     ("igbridge.dev", "v1", "instagramchannels"): ("InstagramChannel", True),

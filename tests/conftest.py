@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from igbridge.relay.sandbox.redis_server import RedisServer
-from igbridge.relay.sandbox.stack import Sandbox, run_sandbox
+from igbridge.sandbox.stack import Sandbox, run_sandbox
+from tests.harness.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.sandbox.stack import Sandbox
 from tests.cluster import Cluster
 
 NAMESPACE = "default"

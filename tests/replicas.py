@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.sandbox.stack import Sandbox
+from tests.harness.process import RelayProcess
 
 _prefixes = itertools.count()
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from igbridge.relay.pipeline.customer_state import PRUNE_EVERY, CustomerState
-from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.store import RedisStore
+from tests.harness.redis_server import RedisServer
 
 
 class Clock:

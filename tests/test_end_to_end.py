@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.server import free_port
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.sandbox.server import free_port
+from igbridge.sandbox.stack import Sandbox
 from tests.cluster import Cluster, run_cluster
+from tests.harness.process import RelayProcess
 from tests.operator_harness import condition, run_operator, wait_until
 
 EXAMPLES = Path(__file__).parents[1] / "examples"

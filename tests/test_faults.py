@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
+from tests.harness.process import RelayProcess
 from tests.replicas import Load, received_by_customer, without_repeats
 
 GENESYS_INBOUND = "/api/v2/conversations/messages/"

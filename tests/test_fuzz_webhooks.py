@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from igbridge.relay.sandbox.genesys_sim import sign_genesys
-from igbridge.relay.sandbox.meta_sim import sign_meta
-from igbridge.relay.sandbox.server import ThreadedServer
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay, run_sandbox
+from igbridge.sandbox.genesys_sim import sign_genesys
+from igbridge.sandbox.meta_sim import sign_meta
+from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay, run_sandbox
 
 KEYS = [
     "object",

@@ -13,9 +13,9 @@ from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.client import GenesysClient
 from igbridge.relay.genesys.errors import AuthError, PermanentError, TransientError
 from igbridge.relay.genesys.payloads import From, InboundChannel, InboundMessage
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.genesys_sim import GenesysSimulator
-from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.genesys_sim import GenesysSimulator
+from igbridge.sandbox.server import ThreadedServer, serve_in_thread
 
 T = TypeVar("T")
 

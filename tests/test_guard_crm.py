@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
-from igbridge.relay.sandbox.stack import Sandbox, run_relay
+from igbridge.sandbox.server import ThreadedServer, serve_in_thread
+from igbridge.sandbox.stack import Sandbox, run_relay
 
 
 class Crm:

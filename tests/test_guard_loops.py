@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from igbridge.relay.pipeline.loops import LoopBreaker, LoopRules
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 from igbridge.relay.store import RedisStore
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 
 AUTO_REPLY = "Thanks for contacting us! An agent will reply shortly."
 BOT_REPLY = "Hi! I'm the assistant. How can I help?"

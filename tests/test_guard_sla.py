@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from igbridge.relay.sandbox.server import serve_in_thread
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
+from igbridge.sandbox.server import serve_in_thread
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 
 
 def fast(sandbox: Sandbox, db: Path, after: str, **extra: str) -> dict[str, str]:

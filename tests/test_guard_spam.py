@@ -13,10 +13,10 @@ import pytest
 from igbridge.relay.config import ConfigError, load_settings
 from igbridge.relay.meta.events import EventKind, InstagramEvent
 from igbridge.relay.pipeline.guard import GuardRules, SpamFilter, Verdict
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.redis_server import RedisServer
-from igbridge.relay.sandbox.stack import Sandbox, run_relay
 from igbridge.relay.store import RedisStore
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.stack import Sandbox, run_relay
+from tests.harness.redis_server import RedisServer
 from tests.test_config import BASE_ENV
 
 
@@ -171,8 +171,8 @@ def test_spam_is_kept_out_of_genesys_or_flagged(
 def test_the_channel_status_summarises_what_the_guard_did(tmp_path: Path) -> None:
     from igbridge.relay.health import RelayHealth
     from igbridge.relay.metrics import RelayMetrics
-    from igbridge.relay.status_report import StatusReporter
     from igbridge.relay.store import SQLiteStore
+    from igbridge.relay.tasks.status_report import StatusReporter
 
     settings = load_settings(
         {**BASE_ENV, "IGBRIDGE_CHANNEL_NAME": "shop", "IGBRIDGE_CHANNEL_NAMESPACE": "default"}

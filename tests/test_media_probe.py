@@ -19,8 +19,8 @@ from igbridge.relay.meta.media import (
     host_allowed,
     media_type_for_mime,
 )
-from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
-from igbridge.relay.sandbox.tls import TLSFiles, make_tls
+from igbridge.sandbox.server import ThreadedServer, serve_in_thread
+from igbridge.sandbox.tls import TLSFiles, make_tls
 
 HUGE_BYTES = 64 * 1024 * 1024  # what /m/huge would send to a client that read its body
 CHUNK = 64 * 1024

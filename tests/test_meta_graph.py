@@ -23,7 +23,7 @@ from igbridge.relay.meta.graph import (
     Profile,
     TTLCache,
 )
-from igbridge.relay.sandbox.server import ThreadedServer, free_port, serve_in_thread
+from igbridge.sandbox.server import ThreadedServer, free_port, serve_in_thread
 
 TOKEN = "EAAG-test-page-token-never-logged"
 ACCOUNT = "17841400000000001"

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 
 from igbridge.operator.conditions import now_iso
-from igbridge.relay.sandbox.server import free_port
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.sandbox.server import free_port
+from igbridge.sandbox.stack import Sandbox
 from tests.cluster import run_cluster
 from tests.operator_harness import (
     NAMESPACE,

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import yaml
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.server import ThreadedServer
-from igbridge.relay.sandbox.stack import Sandbox, run_relay
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.stack import Sandbox, run_relay
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import (
     NAMESPACE,

@@ -14,12 +14,12 @@ import pytest
 from igbridge.relay.config import load_settings
 from igbridge.relay.health import RelayHealth
 from igbridge.relay.metrics import RelayMetrics
-from igbridge.relay.sandbox.redis_server import RedisServer
-from igbridge.relay.sandbox.server import ThreadedServer
-from igbridge.relay.sandbox.stack import Sandbox, run_relay
-from igbridge.relay.status_report import StatusReporter, merge_pod_report
 from igbridge.relay.store import SQLiteStore
+from igbridge.relay.tasks.status_report import StatusReporter, merge_pod_report
+from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.stack import Sandbox, run_relay
 from tests.cluster import Cluster, run_cluster
+from tests.harness.redis_server import RedisServer
 from tests.operator_harness import (
     NAMESPACE,
     condition,

@@ -29,8 +29,8 @@ from igbridge.relay.pipeline.inbound import (
     translate,
 )
 from igbridge.relay.pipeline.timefmt import format_time
-from igbridge.relay.sandbox.server import serve_in_thread
-from igbridge.relay.sandbox.tls import TLSFiles, make_tls
+from igbridge.sandbox.server import serve_in_thread
+from igbridge.sandbox.tls import TLSFiles, make_tls
 
 TOKEN = "page-token"
 ACCOUNT = "17841400000000001"

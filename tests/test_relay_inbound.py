@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from igbridge.relay.sandbox.stack import Sandbox, run_relay, run_sandbox
+from igbridge.sandbox.stack import Sandbox, run_relay, run_sandbox
 from tests.fixtures_loader import CUSTOMER, fixture_names, load_fixture
 
 CDN_PREFIX = "https://lookaside.fbsbx.com/ig_messaging_cdn/"

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import regex
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.genesys_sim import sign_genesys
-from igbridge.relay.sandbox.server import ThreadedServer
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.genesys_sim import sign_genesys
+from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 
 HOUR_MS = 3600 * 1000
 CUSTOMER = "8001"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.stack import WEBHOOK_SECRET, Sandbox
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox
+from tests.harness.process import RelayProcess
 
 
 def test_restart_between_accept_and_send(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.redis_server import RedisServer
-from igbridge.relay.sandbox.server import serve_in_thread
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.server import serve_in_thread
+from igbridge.sandbox.stack import Sandbox
+from tests.harness.redis_server import RedisServer
 from tests.replicas import Load, received_by_customer, relay_replicas, without_repeats
 
 GENESYS_INBOUND = "/api/v2/conversations/messages/"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.process import RelayProcess
-from igbridge.relay.sandbox.stack import Sandbox
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.stack import Sandbox
+from tests.harness.process import RelayProcess
 
 CUSTOMERS = 5
 PER_CUSTOMER = 8

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import httpx
 
-from igbridge.relay.sandbox.stack import Sandbox, run_relay
+from igbridge.sandbox.stack import Sandbox, run_relay
 
 
 def test_text_reaches_genesys(sandbox: Sandbox, tmp_path: Path) -> None:

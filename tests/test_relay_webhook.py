@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.stack import VERIFY_TOKEN, Sandbox, run_relay
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.stack import VERIFY_TOKEN, Sandbox, run_relay
 from tests.fixtures_loader import load_fixture
 
 INBOUND_PATH = "/api/v2/conversations/messages/"

@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from igbridge.relay.genesys.outbound import parse_outbound, verify_genesys_signature
-from igbridge.relay.meta.signature import SignatureCheck
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.genesys_agent import (
+from igbridge.relay.genesys.outbound import parse_outbound
+from igbridge.relay.web.signature import SignatureCheck, verify_genesys_signature
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.genesys_agent import (
     encode_agent_message,
     post_agent_message_async,
     sign_genesys,
 )
-from igbridge.relay.sandbox.genesys_sim import GenesysSimulator
-from igbridge.relay.sandbox.server import serve_in_thread
+from igbridge.sandbox.genesys_sim import GenesysSimulator
+from igbridge.sandbox.server import serve_in_thread
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-client-secret-0123"

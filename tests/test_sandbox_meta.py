@@ -21,11 +21,11 @@ from starlette.routing import Route
 
 from igbridge.relay.meta.events import EventKind, parse_webhook
 from igbridge.relay.meta.graph import GraphClient
-from igbridge.relay.sandbox.faults import Fault
-from igbridge.relay.sandbox.meta_sim import MetaSimulator
-from igbridge.relay.sandbox.meta_webhooks import MetaWebhooks, encode_like_meta, sign_meta
-from igbridge.relay.sandbox.server import ThreadedServer, serve_in_thread
-from igbridge.relay.sandbox.tls import TLSFiles, make_tls
+from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.meta_sim import MetaSimulator
+from igbridge.sandbox.meta_webhooks import MetaWebhooks, encode_like_meta, sign_meta
+from igbridge.sandbox.server import ThreadedServer, serve_in_thread
+from igbridge.sandbox.tls import TLSFiles, make_tls
 
 APP_SECRET = "test-app-secret"
 TOKEN = "test-page-token"

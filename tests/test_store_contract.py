@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.store import NewJob, RedisStore, SQLiteStore, Store
+from tests.harness.redis_server import RedisServer
 
 Q = "inbound"
 _prefixes = itertools.count()

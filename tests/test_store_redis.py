@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from igbridge.relay.sandbox.redis_server import RedisServer
 from igbridge.relay.store import NewJob, RedisStore, StoreUnavailable
 from igbridge.relay.store.redis_store import redacted
+from tests.harness.redis_server import RedisServer
 from tests.test_store_contract import Clock, job
 
 Q = "outbound"

@@ -1,54 +1,11 @@
 """What Genesys POSTs to the relay's outbound webhook: agents' messages, typing events,
-and receipts, signed with ``X-Hub-Signature-256: sha256=<base64 HMAC-SHA256>``."""
+and receipts (the signature is checked in ``web/signature.py``)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from ..meta.signature import SignatureCheck
-
-PREFIX = "sha256="
-
-
-def _digest(body: bytes, secret: bytes) -> bytes:
-    return hmac.new(secret, body, hashlib.sha256).digest()
-
-
-def verify_genesys_signature(raw: bytes, header: str | None, secret: bytes) -> SignatureCheck:
-    """Check Genesys's base64 signature over the raw bytes.
-
-    Genesys's own sample hashes the compact JSON; if that ever differs from the bytes on
-    the wire, the compact form of the same body is accepted too (still under the secret).
-    """
-    if not header:
-        return SignatureCheck.MISSING
-    header = header.strip()
-    if not header.startswith(PREFIX):
-        return SignatureCheck.MALFORMED
-    try:
-        given = base64.b64decode(header[len(PREFIX) :], validate=True)
-    except (binascii.Error, ValueError):
-        return SignatureCheck.MALFORMED
-    if len(given) != hashlib.sha256().digest_size:
-        return SignatureCheck.MALFORMED
-    if hmac.compare_digest(_digest(raw, secret), given):
-        return SignatureCheck.OK
-    try:
-        compact = json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8"
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return SignatureCheck.MISMATCH
-    if compact != raw and hmac.compare_digest(_digest(compact, secret), given):
-        return SignatureCheck.OK
-    return SignatureCheck.MISMATCH
 
 
 class _Model(BaseModel):

@@ -8,10 +8,10 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .meta.events import FORWARDED_KINDS, EventKind, InstagramEvent, parse_webhook
-from .meta.signature import SignatureCheck, verify_meta_signature, verify_token_matches
-from .store.base import NewJob, StoreUnavailable
-from .webhook_base import SignedWebhook, reject
+from ..meta.events import FORWARDED_KINDS, EventKind, InstagramEvent, parse_webhook
+from ..store.base import NewJob, StoreUnavailable
+from .base import SignedWebhook, reject
+from .signature import SignatureCheck, verify_meta_signature, verify_token_matches
 
 log = logging.getLogger(__name__)
 

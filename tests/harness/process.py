@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from .server import free_port
+from igbridge.sandbox.server import free_port
 
 
 class RelayProcess:
@@ -28,7 +28,7 @@ class RelayProcess:
     def start(self, timeout: float = 30.0) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            self.proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-P",

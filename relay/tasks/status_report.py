@@ -23,10 +23,10 @@ from typing import Any
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
-from .config import Settings
-from .health import RelayHealth
-from .metrics import RelayMetrics
-from .store.base import Store, StoreUnavailable
+from ..config import Settings
+from ..health import RelayHealth
+from ..metrics import RelayMetrics
+from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..app import create_app
-from ..config import load_settings
+from igbridge.relay.app import create_app
+from igbridge.relay.config import load_settings
+
 from .genesys_sim import GenesysSimulator
 from .meta_sim import MetaSimulator
 from .server import ThreadedServer, serve_in_thread

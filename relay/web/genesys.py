@@ -13,10 +13,10 @@ from datetime import datetime
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .genesys.outbound import parse_outbound, verify_genesys_signature
-from .meta.signature import SignatureCheck
-from .store.base import NewJob, StoreUnavailable
-from .webhook_base import SignedWebhook, reject
+from ..genesys.outbound import parse_outbound
+from ..store.base import NewJob, StoreUnavailable
+from .base import SignedWebhook, reject
+from .signature import SignatureCheck, verify_genesys_signature
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..config import Settings
+from ..metrics import RelayMetrics
+from ..store.base import Store
 from .body import BodyTooLarge, read_body
-from .config import Settings
-from .meta.signature import SignatureCheck
-from .metrics import RelayMetrics
-from .store.base import Store
+from .signature import SignatureCheck
 
 log = logging.getLogger(__name__)
 

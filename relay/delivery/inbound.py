@@ -6,19 +6,19 @@ import functools
 import logging
 import time
 
-from .backoff import backoff_delay
-from .genesys.client import GenesysClient
-from .genesys.errors import AuthError, PermanentError, TransientError
-from .genesys.payloads import ChannelMetadata, InboundMessage
-from .health import RelayHealth
-from .meta.events import EventKind, InstagramEvent
-from .metrics import RelayMetrics
-from .pipeline.guard import SpamFilter, customer_text
-from .pipeline.inbound import InboundContext, NotForwarded, translate
-from .pipeline.loops import LoopBreaker
-from .pipeline.loops import Verdict as LoopVerdict
-from .sla import customer_waiting
-from .store.base import Job, Store
+from ..genesys.client import GenesysClient
+from ..genesys.errors import AuthError, PermanentError, TransientError
+from ..genesys.payloads import ChannelMetadata, InboundMessage
+from ..health import RelayHealth
+from ..meta.events import EventKind, InstagramEvent
+from ..metrics import RelayMetrics
+from ..pipeline.guard import SpamFilter, customer_text
+from ..pipeline.inbound import InboundContext, NotForwarded, translate
+from ..pipeline.loops import LoopBreaker
+from ..pipeline.loops import Verdict as LoopVerdict
+from ..store.base import Job, Store
+from ..tasks.sla import customer_waiting
+from .retry import backoff_delay
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def flag_spam(message: InboundMessage, rule: str, flag: str) -> InboundMessage:
     return message.model_copy(update={"channel": channel})
 
 
-class InboundHandler:
+class InboundDelivery:
     def __init__(
         self,
         ctx: InboundContext,

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .server import free_port
+from igbridge.sandbox.server import free_port
 
 
 def redis_binary() -> str:
@@ -40,7 +40,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        self._proc = subprocess.Popen(  # noqa: S603 (the redis-server found on PATH)
+        self._proc = subprocess.Popen(
             [
                 redis_binary(),
                 "--bind", "127.0.0.1",

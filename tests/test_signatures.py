@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from igbridge.relay.meta.signature import (
+from igbridge.relay.web.signature import (
     SignatureCheck,
     sign_meta,
     verify_meta_signature,

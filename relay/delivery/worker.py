@@ -1,8 +1,8 @@
 """A worker that drains one store queue: at most one job per customer in flight,
 customers in parallel, each job ending delivered, retried later, or dead-lettered.
 
-The handler decides what happened to a job (an ``Outcome``); the worker owns the
-store bookkeeping and the metrics, so every queue behaves alike.
+The delivery (inbound or outbound) decides what happened to a job (an ``Outcome``); the
+worker owns the store bookkeeping and the metrics, so every queue behaves alike.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .metrics import RelayMetrics
-from .store.base import Job, Store, StoreUnavailable
+from ..metrics import RelayMetrics
+from ..store.base import Job, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class DeadLetter:
 
 Outcome = Delivered | Ignored | Retry | DeadLetter
 STORE_RETRY_SECONDS = 1.0
-Handler = Callable[[Job], Awaitable[Outcome]]
+Deliver = Callable[[Job], Awaitable[Outcome]]
 
 
 class QueueWorker:
@@ -56,7 +56,7 @@ class QueueWorker:
         self,
         store: Store,
         queue: str,
-        handler: Handler,
+        deliver: Deliver,
         metrics: RelayMetrics,
         *,
         concurrency: int = 16,
@@ -66,7 +66,7 @@ class QueueWorker:
     ) -> None:
         self._store = store
         self._queue = queue
-        self._handler = handler
+        self._deliver = deliver
         self._metrics = metrics
         self._concurrency = concurrency
         self._lease = lease_seconds
@@ -154,11 +154,11 @@ class QueueWorker:
     async def _process(self, job: Job) -> None:
         try:
             async with asyncio.timeout(self._job_timeout):
-                outcome = await self._handler(job)
+                outcome = await self._deliver(job)
         except TimeoutError:
             outcome = Retry(5.0, "timeout", f"handling took over {self._job_timeout:.0f}s")
         except StoreUnavailable as exc:
-            # The handler's own bookkeeping hit a store outage: not a bug, try again soon.
+            # The delivery's own bookkeeping hit a store outage: not a bug, try again soon.
             outcome = Retry(STORE_RETRY_SECONDS, "store", str(exc))
         except asyncio.CancelledError:
             # Shutdown: hand the job back now instead of waiting for its lease to expire.

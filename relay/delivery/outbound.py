@@ -15,22 +15,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .backoff import backoff_delay
-from .genesys.client import GenesysClient
-from .genesys.errors import AuthError, PermanentError, TransientError
-from .genesys.outbound import OutboundMessage
-from .health import RelayHealth
-from .inbound_handler import AUTH_RETRY_SECONDS, transient_reason
-from .meta.graph import GraphError
-from .meta.send import SendClient, SendError, SendErrorKind
-from .metrics import RelayMetrics
-from .pipeline.loops import LoopBreaker
-from .pipeline.outbound import Part, Refusal, message_parts, typing_parts
-from .pipeline.timefmt import format_time
-from .pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
-from .sla import customer_answered
-from .store.base import Job, Store
-from .webhooks_instagram import COMMENT_ORIGIN, OWN_MESSAGES
+from ..genesys.client import GenesysClient
+from ..genesys.errors import AuthError, PermanentError, TransientError
+from ..genesys.outbound import OutboundMessage
+from ..health import RelayHealth
+from ..meta.graph import GraphError
+from ..meta.send import SendClient, SendError, SendErrorKind
+from ..metrics import RelayMetrics
+from ..pipeline.loops import LoopBreaker
+from ..pipeline.outbound import Part, Refusal, message_parts, typing_parts
+from ..pipeline.timefmt import format_time
+from ..pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
+from ..store.base import Job, Store
+from ..tasks.sla import customer_answered
+from ..web.instagram import COMMENT_ORIGIN, OWN_MESSAGES
+from .inbound import AUTH_RETRY_SECONDS, transient_reason
+from .retry import backoff_delay
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class OutboundHandler:
+class OutboundDelivery:
     def __init__(
         self,
         store: Store,

@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 
-from .genesys.errors import GenesysError, PermanentError, TransientError
-from .genesys.rest import GenesysRest
-from .metrics import RelayMetrics
-from .store.base import Store, StoreUnavailable
+from ..genesys.errors import GenesysError, PermanentError, TransientError
+from ..genesys.rest import GenesysRest
+from ..metrics import RelayMetrics
+from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Background tasks of a relay process: SLA escalation, its status report, store upkeep."""

@@ -1,0 +1,1 @@
+"""Test and benchmark harness: the relay and redis-server as real processes."""
