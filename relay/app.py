@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,24 +32,16 @@ from .metrics import RelayMetrics
 from .pipeline.guard import SpamFilter, parse_rules
 from .pipeline.inbound import InboundContext
 from .pipeline.loops import LoopBreaker
+from .records import INBOUND, OUTBOUND
 from .store import open_store
 from .store.base import Store, StoreUnavailable
+from .tasks.maintenance import maintain, refresh_gauges
 from .tasks.sla import SlaSweeper
 from .tasks.status_report import StatusReporter
-from .web.genesys import OUTBOUND, GenesysWebhook
-from .web.instagram import INBOUND, InstagramWebhook
+from .web.genesys import GenesysWebhook
+from .web.instagram import InstagramWebhook
 
 log = logging.getLogger(__name__)
-
-QUEUES = (INBOUND, OUTBOUND)
-# Meta retries a webhook for up to 36 hours; a week of remembered ids covers that.
-DEDUPE_RETENTION_SECONDS = 7 * 86400.0
-DEAD_LETTER_RETENTION_SECONDS = 30 * 86400.0
-MAINTENANCE_INTERVAL_SECONDS = 3600.0
-
-# Transient Genesys failures are retried this long before a message is dead-lettered:
-# past Meta's 24-hour reply window an answer cannot reach the customer anyway.
-MAX_RETRY_AGE_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +122,6 @@ class Relay:
             ctx,
             genesys,
             health,
-            max_age_seconds=MAX_RETRY_AGE_SECONDS,
             backoff_cap=settings.backoff_cap,
             spam=SpamFilter(rules, store=store if shared else None) if settings.guard else None,
             metrics=metrics,
@@ -192,38 +182,6 @@ class Relay:
         await self.http.aclose()
         await self.store.close()
 
-    async def maintain(self) -> None:
-        """Forget old dedupe keys and expired records now and then, so the store does not
-        grow forever."""
-        while True:
-            for queue in QUEUES:
-                try:
-                    await self.store.prune_dead_letters(queue, DEAD_LETTER_RETENTION_SECONDS)
-                    pruned = await self.store.prune_dedupe(queue, DEDUPE_RETENTION_SECONDS)
-                    if pruned:
-                        log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})
-                except StoreUnavailable as exc:
-                    log.warning("dedupe pruning skipped: %s", exc)
-            try:
-                await self.store.prune_records()
-            except StoreUnavailable as exc:
-                log.warning("record pruning skipped: %s", exc)
-            await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
-
-    async def refresh_gauges(self) -> None:
-        m = self.metrics
-        for queue in QUEUES:
-            m.queue_depth.labels(queue).set(await self.store.depth(queue))
-            m.dead_letters.labels(queue).set(await self.store.dead_letter_count(queue))
-            m.oldest_job_age.labels(queue).set(await self.store.oldest_age(queue) or 0.0)
-        now = time.time()
-        m.near_window_end.set(
-            await self.store.customers_waiting(
-                int((now - 24 * 3600) * 1000),
-                int((now - self.settings.window_escalate_after) * 1000),
-            )
-        )
-
 
 def create_app(settings: Settings) -> Starlette:
     metrics = RelayMetrics()
@@ -242,7 +200,7 @@ def create_app(settings: Settings) -> Starlette:
         tasks = [
             asyncio.create_task(r.inbound.run(), name="inbound-worker"),
             asyncio.create_task(r.outbound.run(), name="outbound-worker"),
-            asyncio.create_task(r.maintain(), name="store-maintenance"),
+            asyncio.create_task(maintain(r.store), name="store-maintenance"),
         ]
         sweeper = SlaSweeper(
             r.store,
@@ -307,7 +265,7 @@ def create_app(settings: Settings) -> Starlette:
         r = relay()
         # On a store error the gauges keep their last values; /readyz reports the store.
         with contextlib.suppress(StoreUnavailable):
-            await r.refresh_gauges()
+            await refresh_gauges(r.store, metrics, settings.window_escalate_after)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     webhooks = [

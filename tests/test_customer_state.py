@@ -7,8 +7,14 @@ import json
 from pathlib import Path
 
 from igbridge.relay.pipeline.customer_state import PRUNE_EVERY, CustomerState
+from igbridge.relay.records import Record
 from igbridge.relay.store import RedisStore
 from tests.harness.redis_server import RedisServer
+
+
+COUNT: Record[list[int]] = Record(
+    "count", lambda raw: list(json.loads(raw)), lambda state: json.dumps(state).encode()
+)
 
 
 class Clock:
@@ -22,10 +28,8 @@ def counter(
     store: RedisStore | None = None, clock: Clock | None = None
 ) -> CustomerState[list[int]]:
     return CustomerState(
-        "count",
+        COUNT,
         new=list,
-        load=lambda raw: list(json.loads(raw)),
-        dump=lambda state: json.dumps(state).encode(),
         ttl_seconds=60,
         store=store,
         clock=clock or Clock(),

@@ -18,7 +18,7 @@ from ..pipeline.loops import LoopBreaker
 from ..pipeline.loops import Verdict as LoopVerdict
 from ..store.base import Job, Store
 from ..tasks.sla import customer_waiting
-from .retry import backoff_delay
+from .retry import AUTH_RETRY_SECONDS, MAX_RETRY_AGE_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -33,18 +33,6 @@ WAITING_KINDS = frozenset(
         EventKind.MENTION,
     }
 )
-# Credentials fixed by a person take a while; don't hammer the token endpoint meanwhile.
-AUTH_RETRY_SECONDS = 30.0
-
-
-def transient_reason(exc: TransientError) -> str:
-    if exc.status == 429:
-        return "429"
-    if exc.status is not None and exc.status >= 500:
-        return "5xx"
-    if exc.status is not None:
-        return str(exc.status)
-    return "network"
 
 
 def flag_spam(message: InboundMessage, rule: str, flag: str) -> InboundMessage:
@@ -65,7 +53,7 @@ class InboundDelivery:
         genesys: GenesysClient,
         health: RelayHealth,
         *,
-        max_age_seconds: float,
+        max_age_seconds: float = MAX_RETRY_AGE_SECONDS,
         backoff_cap: float = 60.0,
         spam: SpamFilter | None = None,
         metrics: RelayMetrics | None = None,

@@ -7,14 +7,13 @@ twice and never reports a message twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from .. import records
 from ..genesys.client import GenesysClient
 from ..genesys.errors import AuthError, PermanentError, TransientError
 from ..genesys.outbound import OutboundMessage
@@ -26,37 +25,20 @@ from ..pipeline.loops import LoopBreaker
 from ..pipeline.outbound import Part, Refusal, message_parts, typing_parts
 from ..pipeline.timefmt import format_time
 from ..pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
+from ..records import COMMENT_ORIGIN, OWN_MESSAGES, PROGRESS, Progress
 from ..store.base import Job, Store
 from ..tasks.sla import customer_answered
-from ..web.instagram import COMMENT_ORIGIN, OWN_MESSAGES
-from .inbound import AUTH_RETRY_SECONDS, transient_reason
-from .retry import backoff_delay
+from .retry import AUTH_RETRY_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
 
-PROGRESS = "outbound_progress"
-# Progress and our own message ids matter while Genesys may redeliver a reply and Meta
-# may echo it; a week covers both (the dedupe keys are kept as long).
-RECORD_TTL_SECONDS = 7 * 24 * 3600.0
 # A message about the token, not a token.
 TOKEN_PROBLEM = "Instagram refused the access token (code 190): replace " + (
     "IGBRIDGE_META_ACCESS_TOKEN; no reply can be sent until then"
 )
 # A typing indicator older than this means nothing any more.
 TYPING_MAX_AGE_SECONDS = 20.0
-
-
-@dataclass
-class Progress:
-    sent: int = 0
-    route: str | None = None
-    status: str | None = None  # Delivered | Failed, once decided
-    reasons: list[dict[str, str]] = field(default_factory=list)
-
-    def fail(self, code: str, message: str) -> None:
-        self.status = "Failed"
-        self.reasons = [{"code": code, "message": message[:500]}]
 
 
 def _now_ms() -> int:
@@ -105,8 +87,7 @@ class OutboundDelivery:
 
     # -- sending -------------------------------------------------------------------------
     async def _comment_origin(self, customer: str) -> CommentOrigin | None:
-        raw = await self._store.get_record(COMMENT_ORIGIN, customer)
-        return CommentOrigin(**json.loads(raw)) if raw else None
+        return await records.get(self._store, COMMENT_ORIGIN, customer)
 
     async def _decide(self, msg: OutboundMessage) -> Decision:
         last = await self._store.last_customer_message(msg.customer_id)
@@ -170,9 +151,7 @@ class OutboundDelivery:
             origin = await self._comment_origin(msg.customer_id)
             if origin is not None:
                 used = CommentOrigin(origin.comment_id, origin.ts_ms, private_replied=True)
-                await self._store.put_record(
-                    COMMENT_ORIGIN, msg.customer_id, json.dumps(asdict(used)).encode()
-                )
+                await records.put(self._store, COMMENT_ORIGIN, msg.customer_id, used)
         self._health.meta_token_error = None
         await self._save(msg.id, progress)
         return None
@@ -203,9 +182,7 @@ class OutboundDelivery:
         sent = await self._send.send(body)
         if sent.message_id:
             # Its echo will come back through the webhook: known as ours, not a person's.
-            await self._store.put_record(
-                OWN_MESSAGES, sent.message_id, b"1", ttl_seconds=RECORD_TTL_SECONDS
-            )
+            await records.put(self._store, OWN_MESSAGES, sent.message_id, True)
 
     async def _send_failed(
         self, msg: OutboundMessage, job: Job, progress: Progress, exc: SendError
@@ -306,16 +283,10 @@ class OutboundDelivery:
         return Delivered()
 
     async def _load(self, message_id: str) -> Progress:
-        raw = await self._store.get_record(PROGRESS, message_id)
-        return Progress(**json.loads(raw)) if raw else Progress()
+        return await records.get(self._store, PROGRESS, message_id) or Progress()
 
     async def _save(self, message_id: str, progress: Progress) -> None:
-        await self._store.put_record(
-            PROGRESS,
-            message_id,
-            json.dumps(asdict(progress)).encode(),
-            ttl_seconds=RECORD_TTL_SECONDS,
-        )
+        await records.put(self._store, PROGRESS, message_id, progress)
 
 
 def _graph(message: str) -> GraphError:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..metrics import RelayMetrics
 from ..store.base import Job, Store, StoreUnavailable
+from .retry import STORE_RETRY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ class DeadLetter:
 
 
 Outcome = Delivered | Ignored | Retry | DeadLetter
-STORE_RETRY_SECONDS = 1.0
 Deliver = Callable[[Job], Awaitable[Outcome]]
 
 

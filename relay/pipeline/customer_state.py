@@ -16,30 +16,29 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from .. import records
+from ..records import Record
 from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 T = TypeVar("T")
-CAS_ATTEMPTS = 10
 PRUNE_EVERY = 1000  # changes between sweeps of idle customers in memory
 
 
 class CustomerState(Generic[S]):
     def __init__(
         self,
-        namespace: str,
+        record: Record[S],
         *,
         new: Callable[[], S],
-        load: Callable[[bytes], S],
-        dump: Callable[[S], bytes],
         ttl_seconds: float,
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._namespace = namespace
-        self._new, self._load, self._dump = new, load, dump
+        self._record = record
+        self._new = new
         self._ttl = ttl_seconds
         self._store = store
         self._clock = clock
@@ -55,7 +54,7 @@ class CustomerState(Generic[S]):
         except StoreUnavailable as exc:
             log.warning(
                 "guard state unavailable; not checked",
-                extra={"namespace": self._namespace, "error": str(exc)},
+                extra={"namespace": self._record.namespace, "error": str(exc)},
             )
             return change(self._new())
 
@@ -73,17 +72,12 @@ class CustomerState(Generic[S]):
         return result
 
     async def _change_shared(self, store: Store, key: str, change: Callable[[S], T]) -> T:
-        for _ in range(CAS_ATTEMPTS):
-            raw = await store.get_record(self._namespace, key)
-            state = self._load(raw) if raw else self._new()
-            result = change(state)
-            new = self._dump(state)
-            if new == raw or await store.compare_and_put_record(
-                self._namespace, key, raw, new, ttl_seconds=self._ttl
-            ):
-                return result
-        log.warning(
-            "guard state update gave up under contention",
-            extra={"namespace": self._namespace, "key": key},
-        )
-        return result
+        result: list[T] = []
+
+        def apply(state: S | None) -> S:
+            state = self._new() if state is None else state
+            result[:] = [change(state)]
+            return state
+
+        await records.change(store, self._record, key, apply, ttl_seconds=self._ttl)
+        return result[0]

@@ -9,22 +9,19 @@ live in memory for one relay and in the store for replicas (``customer_state``).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..meta.events import EventKind, InstagramEvent
+from ..records import SPAM_STATE, SenderActivity
 from ..store.base import Store
 from .customer_state import CustomerState
 from .loops import LoopRules
-
-NAMESPACE = "spam_state"
 
 URL = re.compile(
     r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+\.(?:com|net|org|io|ly|me|link|xyz|top|shop|info|biz)(?:/\S*)?\b"
@@ -93,25 +90,6 @@ def customer_text(event: InstagramEvent) -> str:
     return text if isinstance(text, str) else ""
 
 
-@dataclass
-class _Sender:
-    """A sender's recent message times, and (time, text digest) pairs for repeats."""
-
-    times: deque[float] = field(default_factory=deque)
-    recent: deque[tuple[float, str]] = field(default_factory=deque)
-
-    def to_json(self) -> bytes:
-        return json.dumps({"t": list(self.times), "r": [list(x) for x in self.recent]}).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> _Sender:
-        d = json.loads(raw)
-        return cls(
-            deque(float(t) for t in d.get("t") or []),
-            deque((float(t), str(h)) for t, h in d.get("r") or []),
-        )
-
-
 class SpamFilter:
     def __init__(
         self,
@@ -128,10 +106,8 @@ class SpamFilter:
         if rules.rate_limit is not None:
             windows.append(rules.rate_limit.per_seconds)
         self._senders = CustomerState(
-            NAMESPACE,
-            new=_Sender,
-            load=_Sender.from_json,
-            dump=_Sender.to_json,
+            SPAM_STATE,
+            new=SenderActivity,
             ttl_seconds=max(windows),
             store=store,
             clock=clock,
@@ -172,7 +148,7 @@ class SpamFilter:
                 return Verdict("link_only", "a message that is only a link")
         return CLEAN
 
-    def _behaviour(self, state: _Sender, text: str, now: float) -> Verdict:
+    def _behaviour(self, state: SenderActivity, text: str, now: float) -> Verdict:
         limit = self._rules.rate_limit
         if limit is not None:
             times = state.times

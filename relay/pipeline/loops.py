@@ -14,19 +14,17 @@ a customer's inbound message and the bot's reply are often handled by different 
 from __future__ import annotations
 
 import difflib
-import json
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..records import LOOP_STATE, LoopActivity
 from ..store.base import Store
 from .customer_state import CustomerState
 
-NAMESPACE = "loop_state"
 T = TypeVar("T")
 
 
@@ -37,38 +35,6 @@ class LoopRules(BaseModel):
     window_seconds: float = Field(default=120.0, gt=0, alias="windowSeconds")
     quiet_seconds: float = Field(default=300.0, gt=0, alias="quietSeconds")
     similarity: float = Field(default=0.85, gt=0, le=1)
-
-
-@dataclass
-class _Customer:
-    last_bot_reply: float | None = None
-    last_texts: deque[str] = field(default_factory=lambda: deque(maxlen=4))
-    bounces: deque[float] = field(default_factory=deque)
-    broken_until: float | None = None
-    last_inbound: float = 0.0
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "bot": self.last_bot_reply,
-                "texts": list(self.last_texts),
-                "bounces": list(self.bounces),
-                "broken": self.broken_until,
-                "inbound": self.last_inbound,
-            },
-            ensure_ascii=False,
-        ).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> _Customer:
-        d = json.loads(raw)
-        return cls(
-            last_bot_reply=d.get("bot"),
-            last_texts=deque(d.get("texts") or [], maxlen=4),
-            bounces=deque(d.get("bounces") or []),
-            broken_until=d.get("broken"),
-            last_inbound=float(d.get("inbound") or 0.0),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +60,21 @@ class LoopBreaker:
         # Past this, a customer's state holds nothing that could still count.
         ttl = rules.window_seconds + rules.quiet_seconds + rules.reply_seconds
         self._state = CustomerState(
-            NAMESPACE,
-            new=_Customer,
-            load=_Customer.from_json,
-            dump=_Customer.to_json,
+            LOOP_STATE,
+            new=LoopActivity,
             ttl_seconds=ttl,
             store=store,
             clock=clock,
         )
         self.loops_detected = 0
 
-    async def _change(self, customer: str, change: Callable[[_Customer], T]) -> T:
+    async def _change(self, customer: str, change: Callable[[LoopActivity], T]) -> T:
         return await self._state.change(customer, change)
 
     async def bot_replied(self, customer: str) -> None:
         now = self._clock()
 
-        def change(state: _Customer) -> None:
+        def change(state: LoopActivity) -> None:
             state.last_bot_reply = now
 
         await self._change(customer, change)
@@ -120,7 +84,7 @@ class LoopBreaker:
         now = self._clock()
         rules = self._rules
 
-        def change(state: _Customer) -> Verdict:
+        def change(state: LoopActivity) -> Verdict:
             if state.broken_until is not None and now - state.last_inbound >= rules.quiet_seconds:
                 state.broken_until = None  # calmed down: back to normal
                 state.bounces.clear()
@@ -149,7 +113,7 @@ class LoopBreaker:
         """Bot replies to this customer are held back right now."""
         now = self._clock()
 
-        def change(state: _Customer) -> bool:
+        def change(state: LoopActivity) -> bool:
             if state.broken_until is None:
                 return False
             if now - state.last_inbound >= self._rules.quiet_seconds:

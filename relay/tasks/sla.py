@@ -11,47 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 
+from .. import records
 from ..genesys.errors import GenesysError, PermanentError, TransientError
 from ..genesys.rest import GenesysRest
 from ..metrics import RelayMetrics
+from ..records import CONVERSATIONS, Conversation
 from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-CONVERSATIONS = "conversation"
-
-
-# Attempts at a compare-and-set before giving up on an update (only under heavy contention
-# for one customer's record, which per-customer ordering makes rare).
-CAS_ATTEMPTS = 20
 # How long a sweeper's claim on an escalation holds if its replica dies mid-way.
 CLAIM_SECONDS = 60.0
-
-State = dict[str, Any]
-
-
-async def _update(store: Store, customer: str, change: Callable[[State], bool]) -> bool:
-    """Apply ``change`` (which returns False to leave the record alone) atomically: the
-    inbound and outbound workers, on any replica, may touch one customer at once."""
-    for _ in range(CAS_ATTEMPTS):
-        raw = await store.get_record(CONVERSATIONS, customer)
-        state: State = json.loads(raw) if raw else {}
-        if not change(state):
-            return False
-        if await store.compare_and_put_record(
-            CONVERSATIONS, customer, raw, json.dumps(state).encode()
-        ):
-            return True
-    log.warning("sla state update gave up under contention", extra={"customer": customer})
-    return False
 
 
 async def customer_waiting(
@@ -59,32 +34,32 @@ async def customer_waiting(
 ) -> None:
     """A customer's message reached Genesys: they wait from their first unanswered one."""
 
-    def change(state: State) -> bool:
-        before = dict(state)
-        if conversation_id:
-            state["conversation_id"] = conversation_id
-        if state.get("waiting_since_ms") is None:
-            state["waiting_since_ms"] = message_ms
-            state["escalated"] = False
-        else:
-            state["waiting_since_ms"] = min(state["waiting_since_ms"], message_ms)
-        return state != before  # a customer's later messages usually change nothing
+    def wait(state: Conversation | None) -> Conversation:
+        state = state or Conversation()
+        waiting = state.waiting_since_ms
+        return state.model_copy(
+            update={
+                "conversation_id": conversation_id or state.conversation_id,
+                "waiting_since_ms": message_ms if waiting is None else min(waiting, message_ms),
+                "escalated": False if waiting is None else state.escalated,
+            }
+        )
 
-    await _update(store, customer, change)
+    # A customer's later messages usually change nothing, and then nothing is written.
+    await records.change(store, CONVERSATIONS, customer, wait)
 
 
 async def customer_answered(store: Store, customer: str) -> None:
     """A reply reached the customer: the clock stops (and restarts with their next message)."""
 
-    def change(state: State) -> bool:
-        if state.get("waiting_since_ms") is None:
-            return False
-        state["waiting_since_ms"] = None
-        state["escalated"] = False
-        state.pop("claimed_until", None)
-        return True
+    def answered(state: Conversation | None) -> Conversation | None:
+        if state is None or state.waiting_since_ms is None:
+            return None
+        return state.model_copy(
+            update={"waiting_since_ms": None, "escalated": False, "claimed_until": 0.0}
+        )
 
-    await _update(store, customer, change)
+    await records.change(store, CONVERSATIONS, customer, answered)
 
 
 class SlaSweeper:
@@ -125,22 +100,24 @@ class SlaSweeper:
         now = time.time()
         now_ms = int(now * 1000)
         escalated = 0
-        for customer, raw in await self._store.list_records(CONVERSATIONS):
-            state = json.loads(raw)
-            since = state.get("waiting_since_ms")
-            if since is None or state.get("escalated") or now_ms - since < self._after_ms:
+        for customer, state in await records.items(self._store, CONVERSATIONS):
+            since = state.waiting_since_ms
+            if since is None or not self._due(state, since, now_ms, now):
                 continue
-            conversation = state.get("conversation_id")
-            if not conversation or state.get("claimed_until", 0) > now:
-                continue
-            claim = json.dumps({**state, "claimed_until": now + CLAIM_SECONDS}).encode()
-            if not await self._store.compare_and_put_record(CONVERSATIONS, customer, raw, claim):
+            claim = functools.partial(self._claim, since, now_ms, now)
+            claimed = await records.change(self._store, CONVERSATIONS, customer, claim)
+            if claimed is None:
                 continue  # another replica claimed it, or the customer was just answered
+            conversation = claimed.conversation_id
+            assert conversation is not None
             outcome = await self._escalate(conversation)
-            done = await _update(
-                self._store, customer, functools.partial(_settle_claim, since, outcome)
+            await records.change(
+                self._store,
+                CONVERSATIONS,
+                customer,
+                functools.partial(_settle_claim, since, outcome),
             )
-            if not done or outcome is None:
+            if outcome is None:
                 continue
             waited = (now_ms - since) / 1000
             self._metrics.sla_escalations.labels(outcome).inc()
@@ -157,6 +134,25 @@ class SlaSweeper:
                 )
                 await self._alert(customer, conversation, waited)
         return escalated
+
+    def _due(self, state: Conversation, since: int, now_ms: int, now: float) -> bool:
+        """Past the threshold, not escalated yet, with a conversation to raise, unclaimed."""
+        return (
+            not state.escalated
+            and now_ms - since >= self._after_ms
+            and bool(state.conversation_id)
+            and state.claimed_until <= now
+        )
+
+    def _claim(
+        self, since: int, now_ms: int, now: float, state: Conversation | None
+    ) -> Conversation | None:
+        # Re-checked on the fresh record: the customer may have been answered meanwhile.
+        if state is None or state.waiting_since_ms != since:
+            return None
+        if not self._due(state, since, now_ms, now):
+            return None
+        return state.model_copy(update={"claimed_until": now + CLAIM_SECONDS})
 
     async def _escalate(self, conversation: str) -> str | None:
         """Raise the priority; the outcome label, or None to try again next sweep."""
@@ -194,11 +190,10 @@ class SlaSweeper:
             log.warning("sla alert webhook failed", extra={"error": type(exc).__name__})
 
 
-def _settle_claim(since: int, outcome: str | None, state: State) -> bool:
+def _settle_claim(since: int, outcome: str | None, state: Conversation | None) -> Conversation:
     """Drop the sweeper's claim; mark the waiting period escalated if it is still the
     same period (a reply may have ended it meanwhile)."""
-    state.pop("claimed_until", None)
-    current = state.get("waiting_since_ms")
-    if outcome is not None and current is not None and current <= since:
-        state["escalated"] = True
-    return True
+    state = state or Conversation()
+    current = state.waiting_since_ms
+    done = outcome is not None and current is not None and current <= since
+    return state.model_copy(update={"claimed_until": 0.0, "escalated": state.escalated or done})

@@ -23,14 +23,15 @@ from typing import Any
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
+from .. import records
 from ..config import Settings
 from ..health import RelayHealth
 from ..metrics import RelayMetrics
+from ..records import QUEUES, TOTALS
 from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("inbound", "outbound")
 WINDOW_SECONDS = 24 * 3600
 # A pod entry older than this many report intervals belongs to a pod that is gone.
 STALE_INTERVALS = 4
@@ -233,19 +234,13 @@ class StatusReporter:
             await api.close()
 
 
-TOTALS = "channel_totals"
-
-
 async def _add_to_total(store: Store, field: str, delta: int) -> int:
     """Add to a channel-wide counter record (compare-and-set: replicas add at once)."""
-    for _ in range(20):
-        raw = await store.get_record(TOTALS, field)
-        total = int(raw or b"0")
-        if delta == 0:
-            return total
-        if await store.compare_and_put_record(TOTALS, field, raw, str(total + delta).encode()):
-            return total + delta
-    raise StoreUnavailable(f"channel total {field}: too much contention")
+    if delta == 0:
+        return await records.get(store, TOTALS, field) or 0
+    added = await records.change(store, TOTALS, field, lambda total: (total or 0) + delta)
+    assert added is not None
+    return added
 
 
 async def _api_client() -> ApiClient:

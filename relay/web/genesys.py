@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..genesys.outbound import parse_outbound
+from ..records import OUTBOUND
 from ..store.base import NewJob, StoreUnavailable
 from .base import SignedWebhook, reject
 from .signature import SignatureCheck, verify_genesys_signature
 
 log = logging.getLogger(__name__)
 
-OUTBOUND = "outbound"
 ROUTE = "/webhooks/genesys"
 
 

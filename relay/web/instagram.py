@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from .. import records
 from ..meta.events import FORWARDED_KINDS, EventKind, InstagramEvent, parse_webhook
+from ..pipeline.window import CommentOrigin
+from ..records import COMMENT_ORIGIN, INBOUND, OWN_MESSAGES
 from ..store.base import NewJob, StoreUnavailable
 from .base import SignedWebhook, reject
 from .signature import SignatureCheck, verify_meta_signature, verify_token_matches
 
 log = logging.getLogger(__name__)
 
-INBOUND = "inbound"
-COMMENT_ORIGIN = "comment_origin"
-OWN_MESSAGES = "own_message"  # Send API message ids of what the relay itself sent
 # What a customer does that opens (or keeps open) Meta's 24-hour reply window.
 WINDOW_KINDS = frozenset(
     {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REACTION, EventKind.REFERRAL}
@@ -46,7 +45,7 @@ class InstagramWebhook(SignedWebhook):
         if event.kind is not EventKind.ECHO:
             return event.kind.value
         try:
-            ours = await self._store.get_record(OWN_MESSAGES, event.dedupe_key)
+            ours = await records.get(self._store, OWN_MESSAGES, event.dedupe_key)
         except StoreUnavailable:
             return "echo"
         return "own_echo" if ours else "echo"
@@ -55,10 +54,8 @@ class InstagramWebhook(SignedWebhook):
         """For a conversation that starts with a comment: which comment a reply answers."""
         for event in events:
             if event.kind is EventKind.COMMENT:
-                origin = {"comment_id": event.dedupe_key, "ts_ms": event.timestamp_ms}
-                await self._store.put_record(
-                    COMMENT_ORIGIN, event.customer_id, json.dumps(origin).encode()
-                )
+                origin = CommentOrigin(event.dedupe_key, event.timestamp_ms)
+                await records.put(self._store, COMMENT_ORIGIN, event.customer_id, origin)
 
     async def handshake(self, request: Request) -> Response:
         params = request.query_params
