@@ -1,4 +1,4 @@
-"""Relay configuration: exactly the environment variables named in DESIGN.md.
+"""Relay configuration: the environment variables in the README's configuration table.
 
 Every secret may instead come from a file named by ``<NAME>_FILE`` (how Kubernetes
 mounts Secrets). A missing or invalid setting stops start-up with one line naming it.
@@ -34,7 +34,7 @@ SECRET_FIELDS = (
     "crm_token",
 )
 
-# Hosts Meta serves message media and profile pictures from (reference/instagram.md).
+# Hosts Meta serves message media and profile pictures from (its CDN and lookaside).
 DEFAULT_MEDIA_HOSTS = (
     "lookaside.fbsbx.com",
     "*.fbsbx.com",
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # comment (Meta allows one per comment, within 7 days) or public replies under it.
     comment_replies: Literal["private", "public"] = "private"
 
-    # Beyond DESIGN.md's table: operational knobs with safe defaults.
+    # Operational knobs with safe defaults.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     media_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MEDIA_HOSTS
     media_ca_file: Path | None = None

@@ -1,5 +1,5 @@
 """The agent's side of the Genesys simulator: outbound webhooks, as Genesys sends them
-to an integration's ``outboundNotificationWebhookUrl`` (reference/genesys.md, Outbound)."""
+to an integration's ``outboundNotificationWebhookUrl`` (Open Messaging outbound)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A Genesys Cloud simulator: OAuth, Open Messaging inbound, receipts, routing, integrations.
 
-It follows reference/genesys.md: it accepts what Genesys documents and answers 400 with
+It follows Genesys's Open Messaging API documentation: it accepts what Genesys documents and answers 400 with
 a reason for what Genesys documents as rejected. State is guarded by one lock: the app
 runs on a uvicorn thread while tests read from theirs.
 

@@ -1,4 +1,4 @@
-"""What the Meta simulator's Send API accepts (reference/instagram.md), as pure checks.
+"""What the Meta simulator's Send API accepts (as Meta documents it), as pure checks.
 
 Each check returns the Graph error Meta would answer with, or None.
 """

@@ -1,5 +1,5 @@
 """The webhook side of the Meta simulator: Meta-shaped event bodies, signed and delivered
-the way Meta does it (reference/instagram.md).
+the way Meta documents it.
 
 Builders return whole webhook bodies (``{"object": "instagram", "entry": [...]}``);
 ``batch`` joins several into one delivery. A builder for something the customer did

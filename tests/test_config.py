@@ -1,4 +1,4 @@
-"""Start-up configuration: exactly DESIGN.md's variables, one clear line for a bad one."""
+"""Start-up configuration: exactly the documented variables, one clear line for a bad one."""
 
 from __future__ import annotations
 

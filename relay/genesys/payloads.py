@@ -1,4 +1,4 @@
-"""Genesys Open Messaging inbound payloads (reference/genesys.md), as pydantic models.
+"""Genesys Open Messaging inbound payloads, as pydantic models.
 
 ``model_dump(mode="json", exclude_none=True, by_alias=True)`` gives the request body.
 """
