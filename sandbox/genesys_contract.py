@@ -1,7 +1,8 @@
 """What the Genesys simulator accepts on the Open Messaging inbound routes.
 
 Each check returns the reason Genesys would answer 400 with, or None. The rules come
-from Genesys's Open Messaging API documentation, so the relay is tested against the contract, not itself.
+from Genesys's Open Messaging API documentation, so the relay is tested against the
+contract, not itself.
 """
 
 from __future__ import annotations

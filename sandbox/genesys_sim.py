@@ -1,8 +1,8 @@
 """A Genesys Cloud simulator: OAuth, Open Messaging inbound, receipts, routing, integrations.
 
-It follows Genesys's Open Messaging API documentation: it accepts what Genesys documents and answers 400 with
-a reason for what Genesys documents as rejected. State is guarded by one lock: the app
-runs on a uvicorn thread while tests read from theirs.
+It follows Genesys's Open Messaging API documentation: it accepts what Genesys documents
+and answers 400 with a reason for what Genesys documents as rejected. State is guarded
+by one lock: the app runs on a uvicorn thread while tests read from theirs.
 
 Observation for other processes (benchmarks): ``GET /_sandbox/messages[?since=N]``;
 faults: ``POST|DELETE /_sandbox/faults`` (see faults.py).

@@ -1,9 +1,10 @@
 """A Meta simulator: the Instagram Graph API (Send API, profiles, mentions, subscriptions),
 the media CDN (meta_cdn.py) and the webhook side (meta_webhooks.py).
 
-It follows Meta's Instagram messaging documentation, including the 24-hour window and Graph error bodies
-(rules in meta_contract.py). Graph routes answer under any ``/{version}/``. Faults:
-``sim.faults`` for the Graph API, ``sim.cdn.faults`` for the CDN (see faults.py).
+It follows Meta's Instagram messaging documentation, including the 24-hour window and
+Graph error bodies (rules in meta_contract.py). Graph routes answer under any
+``/{version}/``. Faults: ``sim.faults`` for the Graph API, ``sim.cdn.faults`` for the CDN
+(see faults.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from igbridge.relay.records import Record
 from igbridge.relay.store import RedisStore
 from tests.harness.redis_server import RedisServer
 
-
 COUNT: Record[list[int]] = Record(
     "count", lambda raw: list(json.loads(raw)), lambda state: json.dumps(state).encode()
 )
