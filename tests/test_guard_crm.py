@@ -31,7 +31,7 @@ class Crm:
         if request.headers.get("authorization") != "Bearer crm-token-123":
             return JSONResponse({"error": "unauthorised"}, status_code=401)
         if self.mode == "slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(2)
         if self.mode == "down":
             return JSONResponse({"error": "boom"}, status_code=500)
         return JSONResponse({"CustomerTier": "gold", "CrmId": "C-77", "Source": "spoofed"})
@@ -79,7 +79,7 @@ def test_a_slow_crm_does_not_hold_messages_past_its_timeout(
     sandbox: Sandbox, tmp_path: Path, crm: tuple[Crm, ThreadedServer]
 ) -> None:
     state, server = crm
-    state.mode = "slow"  # answers after 5 s; the relay waits 0.5 s
+    state.mode = "slow"  # answers after 2 s; the relay waits 0.5 s
     with run_relay(relay_env(sandbox, tmp_path, server)) as relay:
         started = time.monotonic()
         send(sandbox, relay.url, "4002", "are you there?")
