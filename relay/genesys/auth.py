@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import httpx
 
+from ..retry_after import retry_after_seconds
 from .errors import AuthError, TransientError
-from .http import classify_response, retry_after_seconds
+from .http import classify_response
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 
+from ..retry_after import retry_after_seconds
 from .auth import TokenProvider
 from .errors import PermanentError, TransientError
-from .http import classify_response, error_reason, retry_after_seconds
+from .http import classify_response, error_reason
 
 # Genesys (and the seed's "???" failure) need the charset spelled out.
 JSON_UTF8 = "application/json; charset=utf-8"

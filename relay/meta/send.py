@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ..genesys.http import retry_after_seconds
+from ..retry_after import retry_after_seconds
 from .graph import GraphError
 
 WINDOW_SUBCODES = frozenset({2534022, 2018278})
