@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, PLURAL
+
 from .spec import ChannelSpec
 
-GROUP, VERSION, PLURAL = "igbridge.dev", "v1", "instagramchannels"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "InstagramChannel"
 RELAY_PORT = 8080
 # Paths and key names, not secrets.
 SECRET_MOUNT = "/var/run/igbridge"  # noqa: S105
 DATA_DIR = "/data"
-CHECKSUM_ANNOTATION = "igbridge.dev/config-checksum"
+CHANNEL_LABEL = f"{GROUP}/channel"
+CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
 VERIFY_TOKEN_KEY = "verify-token"  # noqa: S105
 WEBHOOK_SECRET_KEY = "genesys-webhook-secret"  # noqa: S105
 
@@ -46,7 +46,7 @@ def labels(channel: str) -> dict[str, str]:
         "app.kubernetes.io/name": "igbridge-relay",
         "app.kubernetes.io/instance": channel,
         "app.kubernetes.io/managed-by": "igbridge-operator",
-        "igbridge.dev/channel": channel,
+        CHANNEL_LABEL: channel,
     }
 
 
@@ -123,14 +123,14 @@ def _env(spec: ChannelSpec, integration_id: str) -> list[dict[str, Any]]:
         "IGBRIDGE_COMMENT_REPLIES": relay.comment_replies,
         "IGBRIDGE_LOG_LEVEL": relay.log_level,
         "IGBRIDGE_BASE_PATH": urlsplit(spec.base_url).path.rstrip("/"),
-        "IGBRIDGE_GUARD": json.dumps(spec.guard, sort_keys=True) if spec.guard else "",
+        "IGBRIDGE_GUARD": spec.guard_json,
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env.append(store)
     env.append(
         {
             "name": "IGBRIDGE_CHANNEL_NAME",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['igbridge.dev/channel']"}},
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{CHANNEL_LABEL}']"}},
         }
     )
     env.append(
@@ -217,7 +217,7 @@ def build_deployment(
             "strategy": strategy,
             "selector": {
                 "matchLabels": {
-                    "igbridge.dev/channel": channel,
+                    CHANNEL_LABEL: channel,
                     "app.kubernetes.io/name": "igbridge-relay",
                 }
             },
@@ -260,7 +260,7 @@ def build_service(channel: str, namespace: str, uid: str) -> Manifest:
         "metadata": _meta(relay_name(channel), namespace, channel, uid),
         "spec": {
             "selector": {
-                "igbridge.dev/channel": channel,
+                CHANNEL_LABEL: channel,
                 "app.kubernetes.io/name": "igbridge-relay",
             },
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
@@ -284,14 +284,14 @@ def build_role(channel: str, namespace: str, uid: str) -> Manifest:
         "metadata": _meta(relay_name(channel), namespace, channel, uid),
         "rules": [
             {
-                "apiGroups": ["igbridge.dev"],
-                "resources": ["instagramchannels/status"],
+                "apiGroups": [GROUP],
+                "resources": [f"{PLURAL}/status"],
                 "resourceNames": [channel],
                 "verbs": ["get", "patch"],
             },
             {
-                "apiGroups": ["igbridge.dev"],
-                "resources": ["instagramchannels"],
+                "apiGroups": [GROUP],
+                "resources": [PLURAL],
                 "resourceNames": [channel],
                 "verbs": ["get"],
             },

@@ -9,6 +9,10 @@ import sys
 
 import kopf
 
+from igbridge.relay.config import ConfigError
+
+from .settings import load_operator_settings
+
 
 def _quiet_report_handler(record: logging.LogRecord) -> bool:
     """Every relay report runs a cheap check; its "succeeded" lines would flood the log
@@ -32,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "say which namespaces to watch: --namespace NS (repeatable) or --all-namespaces"
         )
+    try:
+        config = load_operator_settings()
+    except ConfigError as exc:
+        print(f"igbridge-operator: configuration error: {exc}", file=sys.stderr)
+        return 2
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_prefix=False)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # Even with --verbose: the Kubernetes client logs whole response bodies at debug,
@@ -39,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_report_handler)
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from .handlers import registry
 
     settings = kopf.OperatorSettings()
     # Watching named namespaces needs no namespace listing (and so no cluster-wide list
@@ -47,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.scanning.disabled = not args.all_namespaces
     asyncio.run(
         kopf.operator(
+            registry=registry(config),
             clusterwide=args.all_namespaces,
             namespaces=args.namespace,
             standalone=True,

@@ -8,6 +8,8 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from igbridge.relay.channel_status import KIND, PLURAL
+
 PLURALS = {
     "Secret": "secrets",
     "Service": "services",
@@ -16,7 +18,7 @@ PLURALS = {
     "Deployment": "deployments",
     "Role": "roles",
     "RoleBinding": "rolebindings",
-    "InstagramChannel": "instagramchannels",
+    KIND: PLURAL,
     "Ingress": "ingresses",
 }
 MERGE_PATCH = "application/merge-patch+json"

@@ -1,7 +1,8 @@
 """Reconciling one InstagramChannel: credentials, the Genesys integration, the relay's
 workload, Meta's webhook subscription, and a status that says what to fix.
 
-Handlers (handlers.py) stay thin and call ``reconcile`` / ``finalize`` here.
+The I/O lives here; what the channel should be is decided in plan.py. Handlers
+(handlers.py) stay thin and call ``reconcile`` / ``finalize`` here.
 """
 
 from __future__ import annotations
@@ -9,59 +10,29 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
+from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, RelayReport
 from igbridge.relay.genesys.errors import AuthError, GenesysError, PermanentError, TransientError
 
-from . import builders
+from . import builders, plan
+from .channel import Channel
 from .conditions import FALSE, TRUE, UNKNOWN, Conditions
 from .integrations import CreateStillPending, Integrations
 from .kube import Kube
-from .spec import ChannelSpec
+from .problems import RetryLater, SpecProblem, invalid_spec, secret_missing
+from .relay_verdict import relay_available
+from .settings import OperatorSettings
+from .spec import ChannelSpec, parse_spec
 
 log = logging.getLogger(__name__)
 
-API_VERSION = builders.API_VERSION
-ADOPT_ANNOTATION = "igbridge.dev/integration-id"
-
-
-class RetryLater(Exception):
-    """Something outside our control is not ready; try again after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
-class SpecProblem(Exception):
-    """The spec (or a referenced Secret) must change before retrying can help."""
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    name: str
-    namespace: str
-    uid: str
-    generation: int | None
-    spec: dict[str, Any]
-    status: dict[str, Any]
-    annotations: dict[str, str]
-
+ADOPT_ANNOTATION = f"{GROUP}/integration-id"
 
 IntegrationsFactory = Callable[[ChannelSpec, str, str], Integrations]
 SubscriptionCheck = Callable[[ChannelSpec, str], Awaitable[bool]]
-
-
-@dataclass
-class OperatorConfig:
-    relay_image: str = "ghcr.io/igbridge/igbridge:latest"
-    relay_grace_seconds: float = 90.0
-    ingress: builders.IngressOptions | None = None
 
 
 def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
@@ -72,8 +43,11 @@ def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def integration_name(channel: Channel, spec: ChannelSpec) -> str:
-    return spec.genesys.integration_name or f"igbridge-{channel.namespace}-{channel.name}"[:100]
+def _record(conds: Conditions, problem: SpecProblem) -> None:
+    conds.set(problem.condition, FALSE, problem.reason, problem.message)
+    if problem.condition == "CredentialsReady":
+        # Nothing can be synced without them.
+        conds.set("Synced", FALSE, "WaitingForCredentials", problem.message)
 
 
 class Reconciler:
@@ -82,57 +56,40 @@ class Reconciler:
         kube: Kube,
         integrations: IntegrationsFactory,
         subscriptions: SubscriptionCheck,
-        config: OperatorConfig,
+        settings: OperatorSettings,
     ) -> None:
         self._kube = kube
         self._integrations = integrations
         self._subscribe = subscriptions
-        self._config = config
+        self._settings = settings
 
     async def _status(self, channel: Channel, status: dict[str, Any]) -> None:
-        await self._kube.patch_status(
-            API_VERSION, builders.KIND, channel.namespace, channel.name, status
-        )
+        await self._kube.patch_status(API_VERSION, KIND, channel.namespace, channel.name, status)
 
-    async def _secret(
-        self, channel: Channel, name: str, keys: list[str], conds: Conditions
-    ) -> dict[str, str]:
-        found = await self._kube.get("v1", "Secret", channel.namespace, name)
+    async def _secret(self, channel: Channel, need: plan.SecretNeed) -> dict[str, str]:
+        found = await self._kube.get("v1", "Secret", channel.namespace, need.name)
         if found is None:
-            raise SpecProblem(f"Secret {channel.namespace}/{name} not found")
+            raise secret_missing(f"Secret {channel.namespace}/{need.name} not found")
         data = _decode(found)
-        missing = [k for k in keys if not data.get(k)]
+        missing = [k for k in need.keys if not data.get(k)]
         if missing:
-            raise SpecProblem(f"Secret {channel.namespace}/{name} has no key {missing[0]!r}")
+            raise secret_missing(
+                f"Secret {channel.namespace}/{need.name} has no key {missing[0]!r}"
+            )
         return data
 
     async def reconcile(self, channel: Channel) -> None:
         conds = Conditions(channel.status.get("conditions"), channel.generation)
         status: dict[str, Any] = {"observedGeneration": channel.generation}
         try:
-            spec = ChannelSpec.model_validate(channel.spec)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            conds.set("Synced", FALSE, "InvalidSpec", f"spec.{where}: {err['msg']}")
-            await self._status(channel, {**status, "conditions": conds.finish()})
-            raise SpecProblem(f"spec.{where}: {err['msg']}") from None
-        status["webhookUrls"] = {
-            "instagram": spec.instagram_webhook_url,
-            "genesys": spec.genesys_webhook_url,
-        }
-        try:
+            spec = parse_spec(channel.spec)
+            status["webhookUrls"] = {
+                "instagram": spec.instagram_webhook_url,
+                "genesys": spec.genesys_webhook_url,
+            }
             await self._reconcile(channel, spec, conds, status)
-        except SpecProblem as exc:
-            kind = "CredentialsReady" if "Secret" in str(exc) else "Synced"
-            conds.set(
-                kind,
-                FALSE,
-                "SecretMissing" if kind == "CredentialsReady" else "InvalidSpec",
-                str(exc),
-            )
-            if kind == "CredentialsReady":
-                conds.set("Synced", FALSE, "WaitingForCredentials", str(exc))
+        except SpecProblem as problem:
+            _record(conds, problem)
             await self._status(channel, {**status, "conditions": conds.finish()})
             raise
         except RetryLater as exc:
@@ -157,73 +114,50 @@ class Reconciler:
         return True
 
     def _relay_condition(self, channel: Channel, conds: Conditions) -> None:
-        relay = channel.status.get("relay") or {}
-        beat = relay.get("lastHeartbeat")
-        if not beat:
-            conds.set(
-                "RelayAvailable", UNKNOWN, "WaitingForRelay", "the relay has not reported yet"
-            )
-            return
-        try:
-            age = (
-                datetime.now(tz=UTC) - datetime.fromisoformat(beat.replace("Z", "+00:00"))
-            ).total_seconds()
-        except ValueError:
-            age = float("inf")
-        if age > self._config.relay_grace_seconds:
-            conds.set(
-                "RelayAvailable",
-                FALSE,
-                "RelayNotReporting",
-                f"no report from the relay for {age:.0f}s "
-                f"(grace {self._config.relay_grace_seconds:.0f}s); check the relay pods",
-            )
-        elif relay.get("ready") is False:
-            conds.set(
-                "RelayAvailable",
-                FALSE,
-                "RelayNotReady",
-                str(relay.get("lastError") or "the relay is not ready"),
-            )
-        else:
-            conds.set("RelayAvailable", TRUE, "RelayReporting", f"last report {age:.0f}s ago")
+        verdict = relay_available(
+            RelayReport.read(channel.status.get("relay")),
+            now=time.time(),
+            grace=self._settings.relay_grace_seconds,
+        )
+        conds.set("RelayAvailable", verdict.status, verdict.reason, verdict.message)
 
     async def _reconcile(
         self, channel: Channel, spec: ChannelSpec, conds: Conditions, status: dict[str, Any]
     ) -> None:
-        ig, gen = spec.instagram.credentials, spec.genesys.credentials
-        meta = await self._secret(channel, ig.name, [ig.app_secret_key, ig.access_token_key], conds)
-        genesys = await self._secret(
-            channel, gen.name, [gen.client_id_key, gen.client_secret_key], conds
-        )
-        redis = spec.relay.store.redis
-        # Read, not just mounted: a missing Secret is named here rather than as a pod that
-        # cannot start, and a rotated Redis password rolls the relay like other secrets.
-        store = await self._secret(channel, redis.name, [redis.url_key], conds) if redis else {}
+        needs = plan.secrets_needed(spec)
+        found = {need.role: await self._secret(channel, need) for need in needs}
         own = await self._generated_secret(channel)
-        names = [ig.name, gen.name] + ([redis.name] if redis else [])
         conds.set(
             "CredentialsReady",
             TRUE,
             "SecretsFound",
-            f"{', '.join(names)} and {builders.generated_secret_name(channel.name)}",
+            f"{', '.join(need.name for need in needs)} and "
+            f"{builders.generated_secret_name(channel.name)}",
         )
 
+        gen = spec.genesys.credentials
+        genesys = found["genesys"]
         client = self._integrations(
             spec, genesys[gen.client_id_key], genesys[gen.client_secret_key]
         )
         integration_id = await self._integration(channel, spec, client, own, conds, status)
         status["integrationId"] = integration_id
 
-        secrets = {"meta": meta, "genesys": genesys, "own": own}
-        if store:  # only then: an operator upgrade must not roll every SQLite relay
-            secrets["store"] = store
-        checksum = builders.config_checksum(channel.spec, secrets)
-        await self._workload(channel, spec, integration_id, checksum)
+        checksum = builders.config_checksum(channel.spec, {**found, "own": own})
+        for manifest in plan.owned_objects(
+            channel,
+            spec,
+            integration_id=integration_id,
+            checksum=checksum,
+            image=self._settings.relay_image,
+            ingress=self._settings.ingress,
+        ):
+            await self._kube.apply(manifest)
 
         if spec.instagram.subscribe_webhooks:
+            access_token = found["meta"][spec.instagram.credentials.access_token_key]
             try:
-                ok = await self._subscribe(spec, meta[ig.access_token_key])
+                ok = await self._subscribe(spec, access_token)
             except Exception as exc:  # Meta down must not block the rest of the channel
                 conds.set(
                     "WebhookSubscribed", UNKNOWN, "MetaUnavailable", f"could not check: {exc}"
@@ -266,20 +200,19 @@ class Reconciler:
         conds: Conditions,
         status: dict[str, Any],
     ) -> str:
-        name = integration_name(channel, spec)
-        signing = own[builders.WEBHOOK_SECRET_KEY]
+        desired = plan.desired_integration(channel, spec, own[builders.WEBHOOK_SECRET_KEY])
         try:
-            current = await self._find_integration(channel, name, client)
+            current = await self._find_integration(channel, desired.name, client)
             if current is None:
                 # Record the intent first: if we crash after Genesys created it but before we
                 # saved its id, the next run adopts it by name instead of leaking a duplicate.
-                await self._status(channel, {"pendingIntegration": name})
+                await self._status(channel, {"pendingIntegration": desired.name})
                 current = await client.create(
-                    name,
-                    spec.genesys_webhook_url,
-                    signing,
-                    supported_content_id=spec.genesys.supported_content_id,
-                    messaging_setting_id=spec.genesys.messaging_setting_id,
+                    desired.name,
+                    desired.webhook_url,
+                    desired.signing_secret,
+                    supported_content_id=desired.supported_content_id,
+                    messaging_setting_id=desired.messaging_setting_id,
                 )
                 await self._status(
                     channel, {"integrationId": current["id"], "pendingIntegration": None}
@@ -287,29 +220,19 @@ class Reconciler:
                 log.info("genesys integration created", extra={"integration": current["id"]})
             integration_id = str(current["id"])
             settled = await client.wait_created(integration_id, within=5.0)
-            drift: dict[str, Any] = {}
-            if settled.get("outboundNotificationWebhookUrl") != spec.genesys_webhook_url:
-                drift["outboundNotificationWebhookUrl"] = spec.genesys_webhook_url
-            # An adopted integration keeps its name unless the spec names one explicitly.
-            if spec.genesys.integration_name and settled.get("name") != name:
-                drift["name"] = name
-            if drift or settled.get("outboundNotificationWebhookSignatureSecretToken") not in (
-                None,
-                signing,
-            ):
-                drift["outboundNotificationWebhookSignatureSecretToken"] = signing
+            drift = plan.integration_drift(desired, settled)
+            if drift:
                 await client.update(integration_id, drift)
-            flow = spec.genesys.inbound_flow_id
-            recipient = (settled.get("recipient") or {}).get("id")
-            if flow and recipient and channel.status.get("flowId") != flow:
-                await client.attach_flow(recipient, flow)
-            status["flowId"] = flow
+            attach = plan.flow_to_attach(desired, settled, channel.status.get("flowId"))
+            if attach:
+                await client.attach_flow(*attach)
+            status["flowId"] = desired.inbound_flow_id
         except CreateStillPending as exc:
             conds.set("IntegrationReady", FALSE, "Creating", str(exc))
             raise RetryLater(str(exc), 2.0) from None
         except AuthError as exc:
             conds.set("IntegrationReady", FALSE, "GenesysAuthFailed", str(exc))
-            raise SpecProblem(
+            raise secret_missing(
                 f"Genesys credentials in Secret {spec.genesys.credentials.name} were refused: {exc}"
             ) from None
         except TransientError as exc:
@@ -317,7 +240,7 @@ class Reconciler:
             raise RetryLater(f"Genesys unavailable: {exc}", exc.retry_after or 10.0) from None
         except PermanentError as exc:
             conds.set("IntegrationReady", FALSE, "GenesysRejected", str(exc))
-            raise SpecProblem(f"Genesys rejected the integration: {exc}") from None
+            raise invalid_spec(f"Genesys rejected the integration: {exc}") from None
         conds.set(
             "IntegrationReady", TRUE, "Completed", f"Open Messaging integration {integration_id}"
         )
@@ -336,39 +259,11 @@ class Reconciler:
                     return found
         return await client.find_by_name(name)
 
-    async def _workload(
-        self, channel: Channel, spec: ChannelSpec, integration_id: str, checksum: str
-    ) -> None:
-        n, ns, uid = channel.name, channel.namespace, channel.uid
-        manifests = [
-            builders.build_service_account(n, ns, uid),
-            builders.build_role(n, ns, uid),
-            builders.build_role_binding(n, ns, uid),
-            builders.build_service(n, ns, uid),
-        ]
-        if spec.relay.store.redis is None:
-            manifests.append(builders.build_data_claim(n, ns, uid))
-        manifests.append(
-            builders.build_deployment(
-                n,
-                ns,
-                uid,
-                spec,
-                integration_id=integration_id,
-                image=self._config.relay_image,
-                checksum=checksum,
-            )
-        )
-        if self._config.ingress is not None:
-            manifests.append(builders.build_ingress(n, ns, uid, spec, self._config.ingress))
-        for manifest in manifests:
-            await self._kube.apply(manifest)
-
     async def finalize(self, channel: Channel) -> None:
         """On delete: remove the Genesys integration (or keep it under Orphan)."""
         try:
-            spec = ChannelSpec.model_validate(channel.spec)
-        except ValidationError:
+            spec = parse_spec(channel.spec)
+        except SpecProblem:
             return  # never provisioned anything
         integration_id = channel.status.get("integrationId")
         if spec.deletion_policy == "Orphan" or not integration_id:
@@ -381,7 +276,7 @@ class Reconciler:
         secret = await self._kube.get("v1", "Secret", channel.namespace, gen.name)
         data = _decode(secret)
         if not data.get(gen.client_id_key) or not data.get(gen.client_secret_key):
-            raise SpecProblem(
+            raise secret_missing(
                 f"cannot delete integration {integration_id}: Secret {gen.name} is gone"
             )
         client = self._integrations(spec, data[gen.client_id_key], data[gen.client_secret_key])
@@ -393,6 +288,8 @@ class Reconciler:
             ) from None
         except GenesysError as exc:
             raise SpecProblem(
-                f"Genesys refused to delete integration {integration_id}: {exc}"
+                "IntegrationReady",
+                "GenesysRejected",
+                f"Genesys refused to delete integration {integration_id}: {exc}",
             ) from None
         log.info("integration deleted", extra={"integration": integration_id})

@@ -6,11 +6,24 @@ applies the same defaults so the operator behaves the same where none does (test
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 from igbridge.relay.config import derive_login_url
+from igbridge.relay.pipeline.guard import GuardRules
+
+from .problems import invalid_spec
 
 
 class _Spec(BaseModel):
@@ -94,9 +107,28 @@ class ChannelSpec(_Spec):
     instagram: InstagramSpec
     genesys: GenesysSpec
     relay: RelaySpec = Field(default_factory=RelaySpec)
-    guard: dict[str, Any] = Field(default_factory=dict)
+    # The relay's own model: a rule it would refuse is refused here, before a relay
+    # crash-loops on it.
+    guard: GuardRules = Field(default_factory=GuardRules)
     window: WindowSpec = Field(default_factory=WindowSpec)
     deletion_policy: Literal["Delete", "Orphan"] = Field(default="Delete", alias="deletionPolicy")
+    _guard_json: str = PrivateAttr(default="")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_guard_as_written(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # The relay gets the rules as the channel wrote them: re-serialising the model
+        # would turn 600 into 600.0 and so roll every relay on an operator upgrade.
+        spec = handler(data)
+        written = data.get("guard") if isinstance(data, Mapping) else None
+        if isinstance(spec, ChannelSpec) and written:
+            spec._guard_json = json.dumps(written, sort_keys=True)
+        return spec
+
+    @property
+    def guard_json(self) -> str:
+        """``IGBRIDGE_GUARD``: empty when the channel sets no rules."""
+        return self._guard_json
 
     @property
     def base_url(self) -> str:
@@ -109,3 +141,13 @@ class ChannelSpec(_Spec):
     @property
     def genesys_webhook_url(self) -> str:
         return f"{self.base_url}/webhooks/genesys"
+
+
+def parse_spec(raw: Mapping[str, Any]) -> ChannelSpec:
+    """The spec as typed values; an invalid one is a SpecProblem naming the first field."""
+    try:
+        return ChannelSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise invalid_spec(f"spec.{where}: {err['msg']}") from None

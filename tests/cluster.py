@@ -34,10 +34,11 @@ import jsonpatch
 import kmock
 from kmock._internal import enums, rendering
 
+from igbridge.relay.channel_status import GROUP, KIND, PLURAL, VERSION
 from igbridge.sandbox.server import free_port
 
 KINDS = {
-    ("igbridge.dev", "v1", "instagramchannels"): ("InstagramChannel", True),
+    (GROUP, VERSION, PLURAL): (KIND, True),
     ("", "v1", "secrets"): ("Secret", False),
     ("", "v1", "services"): ("Service", False),
     ("", "v1", "serviceaccounts"): ("ServiceAccount", False),

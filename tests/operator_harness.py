@@ -13,6 +13,9 @@ from typing import Any
 
 import kopf
 
+from igbridge.operator.handlers import registry
+from igbridge.operator.settings import load_operator_settings
+from igbridge.relay.channel_status import API_VERSION, KIND
 from igbridge.sandbox.stack import Sandbox
 from tests.cluster import Cluster
 
@@ -21,12 +24,18 @@ NAMESPACE = "default"
 
 @contextmanager
 def run_operator(cluster: Cluster, namespace: str = NAMESPACE, **env: str) -> Iterator[None]:
+    """The operator as its command runs it, configured by this environment: the process's
+    own with quick resyncs by default, and ``env`` on top."""
+    environ = {
+        "IGBRIDGE_OPERATOR_RESYNC_SECONDS": "1",
+        "IGBRIDGE_OPERATOR_RECHECK_SECONDS": "1",
+        **os.environ,
+        **env,
+    }
+    handlers = registry(load_operator_settings(environ))
     saved = dict(os.environ)
+    # The Kubernetes clients' own variable: kopf's login and the startup handler read it.
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    os.environ.setdefault("IGBRIDGE_OPERATOR_RESYNC_SECONDS", "1")
-    os.environ.setdefault("IGBRIDGE_OPERATOR_RECHECK_SECONDS", "1")
-    os.environ.update(env)
-    from igbridge.operator import handlers  # noqa: F401  (registers the handlers)
 
     stop = threading.Event()
     ready = threading.Event()
@@ -39,6 +48,7 @@ def run_operator(cluster: Cluster, namespace: str = NAMESPACE, **env: str) -> It
     def main() -> None:
         asyncio.run(
             kopf.operator(
+                registry=handlers,
                 namespaces=[namespace],
                 standalone=True,
                 stop_flag=stop,
@@ -92,8 +102,8 @@ def secrets_and_channel(sb: Sandbox, name: str = "shop", **spec: Any) -> list[di
     }
     channel_spec.update(spec)
     channel = {
-        "apiVersion": "igbridge.dev/v1",
-        "kind": "InstagramChannel",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": channel_spec,
     }

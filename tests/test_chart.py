@@ -139,7 +139,7 @@ def test_every_value_is_documented() -> None:
 def test_crd_is_the_one_the_operator_tests_use() -> None:
     """One source of truth: the chart's crds/ file, checked against the emulator's
     registration and the operator's constants."""
-    from igbridge.operator.builders import GROUP, PLURAL, VERSION
+    from igbridge.relay.channel_status import GROUP, PLURAL, VERSION
     from tests.cluster import KINDS
 
     crd = yaml.safe_load(CRD.read_text())

@@ -93,3 +93,19 @@ def test_operator_command_requires_a_scope() -> None:
     )
     assert done.returncode == 2
     assert "--namespace" in done.stderr
+
+
+def test_a_bad_setting_is_named_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "igbridge.operator", "--namespace", NAMESPACE],
+        env={**os.environ, "IGBRIDGE_OPERATOR_RESYNC_SECONDS": "often"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(
+        "igbridge-operator: configuration error: IGBRIDGE_OPERATOR_RESYNC_SECONDS: "
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -432,3 +433,42 @@ def test_adoption_by_annotation_and_no_leak_after_a_lost_create_response(
         wait_until(lambda: status_of(cluster, "Synced", "other") == "True", what="Synced")
     assert channel(cluster, "other")["status"]["integrationId"] == lost
     assert len(sandbox.genesys.integrations) == 2
+
+
+def test_a_guard_the_relay_would_refuse_is_named_and_never_reaches_it(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path
+) -> None:
+    def synced() -> dict[str, Any]:
+        return condition(channel(cluster), "Synced")
+
+    def set_guard(guard: dict[str, Any]) -> None:
+        current = channel(cluster)["spec"].get("guard") or {}
+        patch = {"spec": {"guard": {**dict.fromkeys(current), **guard}}}  # null removes a key
+        done = cluster.kubectl("patch", "igch", "shop", "--type", "merge", "-p", json.dumps(patch))
+        assert done.returncode == 0, done.stderr
+
+    typo = "spec.guard.maxRepeat: Extra inputs are not permitted"
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox, guard={"maxRepeat": 3}):
+            cluster.apply(manifest)
+        wait_until(lambda: synced().get("reason") == "InvalidSpec", what="InvalidSpec")
+        assert (synced()["status"], synced()["message"]) == ("False", typo)
+        assert status_of(cluster, "Ready") == "False"
+        assert cluster.get("deployments", NAMESPACE, "shop-relay") is None
+
+        set_guard({"maxRepeats": 3})
+        with relay_for(sandbox, tmp_path):
+            wait_until(lambda: status_of(cluster, "Ready") == "True", what="Ready once fixed")
+        deployment = cluster.get("deployments", NAMESPACE, "shop-relay")
+        assert deployment is not None
+        assert env_of(deployment)["IGBRIDGE_GUARD"] == '{"maxRepeats": 3}'
+
+        # The same typo on a running channel: named, and the relay keeps its valid rules.
+        set_guard({"maxRepeat": 3})
+        wait_until(lambda: synced().get("reason") == "InvalidSpec", what="InvalidSpec again")
+        assert synced()["message"] == typo
+        before = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
+        time.sleep(2.5)  # more than two resyncs
+        after = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert env_of(after)["IGBRIDGE_GUARD"] == '{"maxRepeats": 3}'

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from igbridge.relay.channel_status import merge_pod_report
 from igbridge.relay.config import load_settings
 from igbridge.relay.health import RelayHealth
 from igbridge.relay.metrics import RelayMetrics
 from igbridge.relay.store import SQLiteStore
-from igbridge.relay.tasks.status_report import StatusReporter, merge_pod_report
+from igbridge.relay.tasks.status_report import StatusReporter
 from igbridge.sandbox.server import ThreadedServer
 from igbridge.sandbox.stack import Sandbox, run_relay
 from tests.cluster import Cluster, run_cluster

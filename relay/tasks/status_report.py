@@ -17,13 +17,13 @@ import asyncio
 import logging
 import os
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
 from .. import records
+from ..channel_status import PodReport, format_heartbeat, merge_pod_report, status_path
 from ..config import Settings
 from ..health import RelayHealth
 from ..metrics import RelayMetrics
@@ -35,56 +35,6 @@ log = logging.getLogger(__name__)
 WINDOW_SECONDS = 24 * 3600
 # A pod entry older than this many report intervals belongs to a pod that is gone.
 STALE_INTERVALS = 4
-# What each pod says about itself; the rest of a report is the same from every pod.
-POD_FIELDS = ("lastHeartbeat", "ready", "lastError", "messagesIn", "messagesOut", "guard")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
-def merge_pod_report(
-    pod: str, own: dict[str, Any], current: dict[str, Any], *, stale_after: float
-) -> dict[str, Any]:
-    """The ``status.relay`` merge patch for this pod, given the ``status.relay`` it read."""
-    now = _parse_iso(own["lastHeartbeat"]) or time.time()
-    mine = {k: own[k] for k in POD_FIELDS}
-    patch_pods: dict[str, Any] = {pod: mine}
-    fresh: dict[str, dict[str, Any]] = {pod: mine}
-    pods = current.get("pods")
-    for name, entry in (pods if isinstance(pods, dict) else {}).items():
-        if name == pod:
-            continue
-        beat = _parse_iso(entry.get("lastHeartbeat")) if isinstance(entry, dict) else None
-        if beat is None or now - beat > stale_after:
-            patch_pods[name] = None  # null in a merge patch removes the key
-        else:
-            fresh[name] = entry
-    unready = sorted(name for name, entry in fresh.items() if entry.get("ready") is False)
-    guard: dict[str, int] = {}
-    for entry in fresh.values():
-        for key, value in (entry.get("guard") or {}).items():
-            guard[key] = guard.get(key, 0) + int(value or 0)
-    return {
-        **own,
-        "pod": pod,
-        "ready": not unready,
-        "lastError": (f"{unready[0]}: {fresh[unready[0]].get('lastError')}" if unready else None),
-        "messagesIn": sum(int(e.get("messagesIn") or 0) for e in fresh.values()),
-        "messagesOut": sum(int(e.get("messagesOut") or 0) for e in fresh.values()),
-        "guard": guard,
-        "replicas": len(fresh),
-        "pods": patch_pods,
-    }
 
 
 class StatusReporter:
@@ -105,10 +55,7 @@ class StatusReporter:
         self._health = health
         self._interval = interval
         self._counted: dict[str, int] = {}  # what this pod added to the channel's totals
-        self._path = (
-            f"/apis/igbridge.dev/v1/namespaces/{settings.channel_namespace}"
-            f"/instagramchannels/{settings.channel_name}/status"
-        )
+        self._path = status_path(settings.channel_namespace, settings.channel_name)
 
     @property
     def _pod(self) -> str:
@@ -154,18 +101,18 @@ class StatusReporter:
             for p in (self._health.genesys_auth_error, self._health.meta_token_error, store_error)
             if p
         ]
-        return {
-            "lastHeartbeat": _iso(now),
-            "pod": self._settings.pod_name,
-            "ready": not problems,
-            "messagesIn": self._counter("igbridge_delivered_total", {"queue": "inbound"}),
-            "messagesOut": self._counter("igbridge_outbound_sent_total"),
-            "queueDepth": depth,
-            "deadLetters": dead,
-            "nearWindowEnd": near,
-            "lastError": problems[0] if problems else None,
-            "guard": self._guard_summary(),
-        }
+        return PodReport(
+            last_heartbeat=format_heartbeat(now),
+            pod=self._settings.pod_name,
+            ready=not problems,
+            messages_in=self._counter("igbridge_delivered_total", {"queue": "inbound"}),
+            messages_out=self._counter("igbridge_outbound_sent_total"),
+            queue_depth=depth,
+            dead_letters=dead,
+            near_window_end=near,
+            last_error=problems[0] if problems else None,
+            guard=self._guard_summary(),
+        ).wire()
 
     def _guard_summary(self) -> dict[str, int]:
         """What the guard did since this pod started, by outcome."""

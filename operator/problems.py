@@ -1,0 +1,38 @@
+"""The reconciler's two kinds of "not now", each saying what the status should show.
+
+A problem carries its condition and reason as data, so the status is set from what went
+wrong, never from how the message happens to be worded."""
+
+from __future__ import annotations
+
+
+class RetryLater(Exception):
+    """Something outside our control is not ready; try again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class SpecProblem(Exception):
+    """The spec (or a referenced Secret) must change before retrying can help.
+
+    ``condition`` is the condition that turns False for it, with ``reason``; the message
+    says what to fix."""
+
+    def __init__(self, condition: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.condition = condition
+        self.reason = reason
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"SpecProblem({self.condition!r}, {self.reason!r}, {self.message!r})"
+
+
+def invalid_spec(message: str) -> SpecProblem:
+    return SpecProblem("Synced", "InvalidSpec", message)
+
+
+def secret_missing(message: str) -> SpecProblem:
+    return SpecProblem("CredentialsReady", "SecretMissing", message)

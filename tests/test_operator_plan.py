@@ -1,0 +1,378 @@
+"""The operator's decisions as data: no cluster, no Genesys, no Meta."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from igbridge.operator import builders, plan
+from igbridge.operator.channel import Channel
+from igbridge.operator.problems import SpecProblem
+from igbridge.operator.relay_verdict import Verdict, relay_available
+from igbridge.operator.spec import ChannelSpec, parse_spec
+from igbridge.relay.channel_status import RelayReport, parse_heartbeat
+
+SPEC: dict[str, Any] = {
+    "publicUrl": "https://shop.example.com/ig",
+    "instagram": {"accountId": "1784", "credentialsSecretRef": {"name": "shop-meta"}},
+    "genesys": {"region": "mypurecloud.ie", "credentialsSecretRef": {"name": "shop-genesys"}},
+}
+CHANNEL = Channel(
+    name="shop",
+    namespace="default",
+    uid="uid-1",
+    generation=1,
+    spec=SPEC,
+    status={},
+    annotations={},
+)
+SIGNING = "a-signing-secret-of-length"
+URL = "https://shop.example.com/ig/webhooks/genesys"
+
+
+def spec(**changes: Any) -> ChannelSpec:
+    return parse_spec({**SPEC, **changes})
+
+
+def genesys(**changes: Any) -> dict[str, Any]:
+    return {**SPEC["genesys"], **changes}
+
+
+# -- Secrets ------------------------------------------------------------------------------
+
+
+def test_secrets_needed_without_redis() -> None:
+    assert plan.secrets_needed(spec()) == (
+        plan.SecretNeed("meta", "shop-meta", ("app-secret", "access-token")),
+        plan.SecretNeed("genesys", "shop-genesys", ("client-id", "client-secret")),
+    )
+
+
+def test_secrets_needed_with_redis_and_custom_keys() -> None:
+    needs = plan.secrets_needed(
+        spec(
+            genesys=genesys(
+                credentialsSecretRef={"name": "g", "clientIdKey": "id", "clientSecretKey": "pw"}
+            ),
+            relay={"store": {"redisSecretRef": {"name": "shop-redis", "urlKey": "dsn"}}},
+        )
+    )
+    assert [(n.role, n.name, n.keys) for n in needs] == [
+        ("meta", "shop-meta", ("app-secret", "access-token")),
+        ("genesys", "g", ("id", "pw")),
+        ("store", "shop-redis", ("dsn",)),
+    ]
+
+
+# -- The integration ----------------------------------------------------------------------
+
+
+def test_desired_integration_by_default() -> None:
+    assert plan.desired_integration(CHANNEL, spec(), SIGNING) == plan.DesiredIntegration(
+        name="igbridge-default-shop", webhook_url=URL, signing_secret=SIGNING
+    )
+
+
+def test_desired_integration_from_every_option() -> None:
+    desired = plan.desired_integration(
+        CHANNEL,
+        spec(
+            genesys=genesys(
+                integrationName="Shop IG",
+                supportedContentId="sc-1",
+                messagingSettingId="ms-1",
+                inboundFlowId="flow-1",
+            )
+        ),
+        SIGNING,
+    )
+    assert desired == plan.DesiredIntegration(
+        name="Shop IG",
+        webhook_url=URL,
+        signing_secret=SIGNING,
+        supported_content_id="sc-1",
+        messaging_setting_id="ms-1",
+        inbound_flow_id="flow-1",
+        enforce_name=True,
+    )
+
+
+def test_integration_name_is_cut_to_what_genesys_accepts() -> None:
+    long = Channel("x" * 120, "default", "u", 1, SPEC, {}, {})
+    assert len(plan.desired_integration(long, spec(), SIGNING).name) == 100
+
+
+DEFAULT = plan.DesiredIntegration(
+    name="igbridge-default-shop", webhook_url=URL, signing_secret=SIGNING
+)
+NAMED = plan.DesiredIntegration(
+    name="Shop IG", webhook_url=URL, signing_secret=SIGNING, enforce_name=True
+)
+W, S = plan.WEBHOOK_URL, plan.SIGNING_SECRET
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "drift"),
+    [
+        pytest.param(DEFAULT, {"name": "igbridge-default-shop", W: URL}, {}, id="in-sync"),
+        pytest.param(
+            DEFAULT, {"name": "igbridge-default-shop", W: URL, S: SIGNING}, {}, id="same-secret"
+        ),
+        pytest.param(
+            DEFAULT,
+            {"name": "igbridge-default-shop", W: "https://wrong.example.com/hook"},
+            {W: URL, S: SIGNING},
+            id="webhook-url-edited-sends-the-secret-along",
+        ),
+        pytest.param(DEFAULT, {"name": "x"}, {W: URL, S: SIGNING}, id="webhook-url-missing"),
+        pytest.param(DEFAULT, {"name": "hand-made", W: URL}, {}, id="adopted-keeps-its-own-name"),
+        pytest.param(
+            NAMED,
+            {"name": "hand-made", W: URL},
+            {"name": "Shop IG", S: SIGNING},
+            id="a-name-in-the-spec-is-enforced",
+        ),
+        pytest.param(
+            DEFAULT,
+            {"name": "igbridge-default-shop", W: URL, S: "an-old-secret-of-some-length"},
+            {S: SIGNING},
+            id="a-returned-secret-that-differs",
+        ),
+        pytest.param(
+            NAMED,
+            {"name": "old", W: "https://old.example.com", S: "old-secret-of-some-length"},
+            {W: URL, "name": "Shop IG", S: SIGNING},
+            id="everything-drifted",
+        ),
+    ],
+)
+def test_integration_drift(
+    desired: plan.DesiredIntegration, actual: dict[str, Any], drift: dict[str, Any]
+) -> None:
+    assert plan.integration_drift(desired, actual) == drift
+
+
+FLOW = plan.DesiredIntegration(
+    name="n", webhook_url=URL, signing_secret=SIGNING, inbound_flow_id="flow-1"
+)
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "attached", "expected"),
+    [
+        pytest.param(FLOW, {"recipient": {"id": "r-1"}}, None, ("r-1", "flow-1"), id="new-flow"),
+        pytest.param(
+            FLOW, {"recipient": {"id": "r-1"}}, "flow-0", ("r-1", "flow-1"), id="changed-flow"
+        ),
+        pytest.param(FLOW, {"recipient": {"id": "r-1"}}, "flow-1", None, id="already-attached"),
+        pytest.param(FLOW, {}, None, None, id="no-recipient-yet"),
+        pytest.param(FLOW, {"recipient": None}, None, None, id="null-recipient"),
+        pytest.param(DEFAULT, {"recipient": {"id": "r-1"}}, None, None, id="no-flow-in-spec"),
+    ],
+)
+def test_flow_to_attach(
+    desired: plan.DesiredIntegration,
+    actual: dict[str, Any],
+    attached: object,
+    expected: tuple[str, str] | None,
+) -> None:
+    assert plan.flow_to_attach(desired, actual, attached) == expected
+
+
+# -- Owned objects ------------------------------------------------------------------------
+
+
+def kinds(manifests: list[dict[str, Any]]) -> list[str]:
+    return [m["kind"] for m in manifests]
+
+
+def test_owned_objects_on_sqlite() -> None:
+    objects = plan.owned_objects(
+        CHANNEL, spec(), integration_id="i-1", checksum="c", image="img:1", ingress=None
+    )
+    assert kinds(objects) == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "PersistentVolumeClaim",
+        "Deployment",
+    ]
+    deployment = objects[-1]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        builders.CHECKSUM_ANNOTATION: "c"
+    }
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
+    for manifest in objects:
+        assert manifest["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_owned_objects_on_redis_with_an_ingress() -> None:
+    ingress = builders.IngressOptions(class_name="nginx", annotations={})
+    objects = plan.owned_objects(
+        CHANNEL,
+        spec(relay={"replicas": 2, "store": {"redisSecretRef": {"name": "r"}}}),
+        integration_id="i-1",
+        checksum="c",
+        image="img:1",
+        ingress=ingress,
+    )
+    assert kinds(objects) == [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "Ingress",
+    ]
+    assert objects[4]["spec"]["replicas"] == 2
+
+
+def env(channel_spec: ChannelSpec) -> dict[str, str]:
+    (deployment,) = [
+        m
+        for m in plan.owned_objects(
+            CHANNEL, channel_spec, integration_id="i", checksum="c", image="i", ingress=None
+        )
+        if m["kind"] == "Deployment"
+    ]
+    return {
+        e["name"]: e.get("value", "")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_the_relay_gets_the_guard_as_written() -> None:
+    guard = {
+        "maxRepeats": 3,
+        "repeatWindowSeconds": 600,
+        "rateLimit": {"messages": 5, "perSeconds": 60},
+        "loops": {"bounces": 4},
+        "action": "flag",
+    }
+    assert env(spec(guard=guard))["IGBRIDGE_GUARD"] == json.dumps(guard, sort_keys=True)
+    assert env(spec())["IGBRIDGE_GUARD"] == ""
+    assert env(spec(guard={}))["IGBRIDGE_GUARD"] == ""
+
+
+# -- Spec problems ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param(
+            {"guard": {"maxRepeat": 3}},
+            "spec.guard.maxRepeat: Extra inputs are not permitted",
+            id="guard-typo",
+        ),
+        pytest.param(
+            {"guard": {"loops": {"bounces": 1}}},
+            "spec.guard.loops.bounces: Input should be greater than or equal to 2",
+            id="guard-loops-bound",
+        ),
+        pytest.param(
+            {"guard": {"action": "delete"}},
+            "spec.guard.action: Input should be 'drop' or 'flag'",
+            id="guard-action",
+        ),
+        pytest.param(
+            {"relay": {"replicas": 3}},
+            "spec.relay: Value error, replicas > 1 needs store.redisSecretRef: "
+            "SQLite serves one replica",
+            id="replicas-without-redis",
+        ),
+        pytest.param(
+            {"publicUrl": None}, "spec.publicUrl: Input should be a valid string", id="url"
+        ),
+    ],
+)
+def test_an_invalid_spec_is_a_typed_problem(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecProblem) as caught:
+        spec(**changes)
+    problem = caught.value
+    assert (problem.condition, problem.reason, problem.message) == (
+        "Synced",
+        "InvalidSpec",
+        message,
+    )
+
+
+def test_a_guard_pattern_must_compile() -> None:
+    with pytest.raises(SpecProblem) as caught:
+        spec(guard={"patterns": ["(unclosed"]})
+    assert caught.value.message.startswith("spec.guard.patterns: ")
+    assert "not a valid regular expression" in caught.value.message
+
+
+# -- The relay's report -------------------------------------------------------------------
+
+NOW = parse_heartbeat("2026-11-25T10:00:00Z") or 0.0
+
+
+@pytest.mark.parametrize(
+    ("relay", "verdict"),
+    [
+        pytest.param(
+            None, Verdict("Unknown", "WaitingForRelay", "the relay has not reported yet"), id="none"
+        ),
+        pytest.param(
+            {"ready": True},
+            Verdict("Unknown", "WaitingForRelay", "the relay has not reported yet"),
+            id="no-heartbeat",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "2026-11-25T09:59:50Z", "ready": True},
+            Verdict("True", "RelayReporting", "last report 10s ago"),
+            id="fresh",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "2026-11-25T09:59:50+00:00"},
+            Verdict("True", "RelayReporting", "last report 10s ago"),
+            id="fresh-written-by-hand",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "2026-11-25T09:58:00Z", "ready": True},
+            Verdict(
+                "False",
+                "RelayNotReporting",
+                "no report from the relay for 120s (grace 90s); check the relay pods",
+            ),
+            id="stale",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "yesterday"},
+            Verdict(
+                "False",
+                "RelayNotReporting",
+                "no report from the relay for infs (grace 90s); check the relay pods",
+            ),
+            id="unreadable-heartbeat",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "2026-11-25T09:59:59Z", "ready": False, "lastError": "auth failed"},
+            Verdict("False", "RelayNotReady", "auth failed"),
+            id="not-ready",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "2026-11-25T09:59:59Z", "ready": False},
+            Verdict("False", "RelayNotReady", "the relay is not ready"),
+            id="not-ready-without-error",
+        ),
+        pytest.param(
+            {"lastHeartbeat": "2026-11-25T09:59:59Z", "ready": "no", "messagesIn": "many"},
+            Verdict("True", "RelayReporting", "last report 1s ago"),
+            id="odd-fields-read-leniently",
+        ),
+        pytest.param(
+            "not an object",
+            Verdict("Unknown", "WaitingForRelay", "the relay has not reported yet"),
+            id="junk",
+        ),
+    ],
+)
+def test_relay_available(relay: object, verdict: Verdict) -> None:
+    assert relay_available(RelayReport.read(relay), now=NOW, grace=90.0) == verdict
