@@ -121,7 +121,7 @@ class ChannelSpec(_Spec):
         # would turn 600 into 600.0 and so roll every relay on an operator upgrade.
         spec = handler(data)
         written = data.get("guard") if isinstance(data, Mapping) else None
-        if isinstance(spec, ChannelSpec) and written:
+        if isinstance(spec, ChannelSpec) and isinstance(written, Mapping) and written:
             spec._guard_json = json.dumps(written, sort_keys=True)
         return spec
 

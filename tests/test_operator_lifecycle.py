@@ -472,3 +472,33 @@ def test_a_guard_the_relay_would_refuse_is_named_and_never_reaches_it(
         after = cluster.get("deployments", NAMESPACE, "shop-relay") or {}
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
         assert env_of(after)["IGBRIDGE_GUARD"] == '{"maxRepeats": 3}'
+
+
+def test_a_rejection_is_named_by_what_failed_not_by_its_wording(
+    sandbox: Sandbox, cluster: Cluster
+) -> None:
+    """Genesys refuses the integration with a message that mentions a secret token: the
+    credentials are fine, the integration is what was rejected."""
+    rejection = "outboundNotificationWebhookSignatureSecretToken is not acceptable"
+    sandbox.genesys.faults.add(
+        Fault(
+            status=400,
+            count=10_000,
+            path_prefix=INTEGRATIONS,
+            method="POST",
+            body={"message": rejection, "status": 400, "code": "bad.request"},
+        )
+    )
+    with run_operator(cluster):
+        for manifest in secrets_and_channel(sandbox):
+            cluster.apply(manifest)
+        wait_until(
+            lambda: condition(channel(cluster), "Synced").get("reason") == "InvalidSpec",
+            what="InvalidSpec",
+        )
+        synced = condition(channel(cluster), "Synced")
+        assert synced["message"] == f"Genesys rejected the integration: HTTP 400: {rejection}"
+        assert condition(channel(cluster), "IntegrationReady")["reason"] == "GenesysRejected"
+        assert status_of(cluster, "CredentialsReady") == "True"
+        sandbox.genesys.faults.clear()
+        wait_until(lambda: status_of(cluster, "Synced") == "True", what="recovered")
