@@ -7,6 +7,8 @@ from typing import Any
 
 import kopf
 
+from igbridge.relay.channel_status import GROUP, PLURAL, VERSION
+
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -14,6 +16,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
 
 
-@kopf.on.create("igbridge.dev", "v1", "instagramchannels")
+@kopf.on.create(GROUP, VERSION, PLURAL)
 def noop(**_: Any) -> dict[str, bool]:
     return {"done": True}  # kopf stores it in status.noop: that is how the bench sees it

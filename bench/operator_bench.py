@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from igbridge.relay.channel_status import API_VERSION, PLURAL
 from igbridge.sandbox.server import free_port
 from igbridge.sandbox.stack import Sandbox, run_sandbox
 
@@ -43,7 +44,7 @@ from bench.proc import cpu_seconds, peak_rss_mb
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import NAMESPACE, secrets_and_channel
 
-CHANNELS = f"/apis/igbridge.dev/v1/namespaces/{NAMESPACE}/instagramchannels"
+CHANNELS = f"/apis/{API_VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
 
 
