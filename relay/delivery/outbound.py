@@ -2,14 +2,15 @@
 
 Every agent message ends in exactly one final receipt. Progress (parts sent, the route
 chosen, the outcome) is kept in the store, so a retry or a restart never sends a part
-twice and never reports a message twice.
+twice and never reports a message twice. What to send, on which route, and what a
+refusal means are decided by the pure functions in ``pipeline/``; this module loads the
+facts they need and carries out their answers.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,13 +19,25 @@ from ..genesys.client import GenesysClient
 from ..genesys.errors import AuthError, PermanentError, TransientError
 from ..genesys.outbound import OutboundMessage
 from ..health import RelayHealth
-from ..meta.graph import GraphError
-from ..meta.send import SendClient, SendError, SendErrorKind
+from ..meta.send import SendClient, SendError
 from ..metrics import RelayMetrics
+from ..pipeline.addressing import DirectMessage, SendRequest, address, typing_request
 from ..pipeline.loops import LoopBreaker
-from ..pipeline.outbound import Part, Refusal, message_parts, typing_parts
+from ..pipeline.outbound import message_parts, typing_parts
+from ..pipeline.receipts import (
+    LOOP_HELD,
+    TOKEN_PROBLEM,
+    Failed,
+    Refusal,
+    RetryLater,
+    SendContext,
+    SwitchRoute,
+    after_send_error,
+    refused,
+    window_closed,
+)
 from ..pipeline.timefmt import format_time
-from ..pipeline.window import TAG_WINDOW_MS, CommentOrigin, Decision, Route, decide
+from ..pipeline.window import CommentOrigin, Route, decide, typing_allowed
 from ..records import COMMENT_ORIGIN, OWN_MESSAGES, PROGRESS, Progress
 from ..store.base import Job, Store
 from ..tasks.sla import customer_answered
@@ -33,10 +46,6 @@ from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
 
-# A message about the token, not a token.
-TOKEN_PROBLEM = "Instagram refused the access token (code 190): replace " + (
-    "IGBRIDGE_META_ACCESS_TOKEN; no reply can be sent until then"
-)
 # A typing indicator older than this means nothing any more.
 TYPING_MAX_AGE_SECONDS = 20.0
 
@@ -89,22 +98,11 @@ class OutboundDelivery:
     async def _comment_origin(self, customer: str) -> CommentOrigin | None:
         return await records.get(self._store, COMMENT_ORIGIN, customer)
 
-    async def _decide(self, msg: OutboundMessage) -> Decision:
-        last = await self._store.last_customer_message(msg.customer_id)
-        return decide(
-            _now_ms(),
-            last,
-            human=msg.from_human,
-            tag_allowed=self._tag,
-            comment=await self._comment_origin(msg.customer_id),
-            public_comment_replies=self._public,
-        )
-
     async def _deliver(self, msg: OutboundMessage, job: Job, progress: Progress) -> Outcome | None:
+        """Sends what is left of the message; a Retry, or None once progress has a status."""
         parts = message_parts(msg)
         if isinstance(parts, Refusal):
-            progress.fail(parts.code, parts.message)
-            await self._save(msg.id, progress)
+            await self._fail(msg, progress, refused(parts, progress.sent))
             return None
         if (
             progress.sent == 0
@@ -113,31 +111,46 @@ class OutboundDelivery:
             and await self._loops.holding(msg.customer_id)
         ):
             self._metrics.loop_held.inc()
-            progress.fail(
-                "MessageNotAllowed",
-                "Not sent: this customer looks like an automated sender answering our bot "
-                "(a bot-on-bot loop); bot replies resume when the conversation calms down. "
-                "A human agent can still reply.",
-            )
-            await self._save(msg.id, progress)
+            await self._fail(msg, progress, refused(LOOP_HELD))
             return None
+        comment = await self._comment_origin(msg.customer_id)
         if progress.route is None:
-            decision = await self._decide(msg)
+            decision = decide(
+                _now_ms(),
+                await self._store.last_customer_message(msg.customer_id),
+                human=msg.from_human,
+                tag_allowed=self._tag,
+                comment=comment,
+                public_comment_replies=self._public,
+            )
             if decision.route is Route.EXPIRED:
-                self._metrics.window_expired.inc()
-                progress.fail("MessageExpired", decision.reason)
-                await self._save(msg.id, progress)
+                await self._fail(msg, progress, window_closed(decision))
                 return None
             progress.route = decision.route.value
         while progress.sent < len(parts):
+            route = Route(progress.route)
+            request = address(route, msg.customer_id, comment, parts[progress.sent])
+            if isinstance(request, Refusal):
+                log.warning(
+                    "reply not sendable on its route",
+                    extra={"message_id": msg.id, "code": request.code, "route": route.value},
+                )
+                await self._fail(msg, progress, refused(request, progress.sent))
+                return None
             try:
-                await self._send_part(msg, Route(progress.route), parts[progress.sent])
+                await self._send_request(request)
             except SendError as exc:
-                outcome = await self._send_failed(msg, job, progress, exc)
-                await self._save(msg.id, progress)
-                if outcome is not None or progress.status is not None:
-                    return outcome
-                continue  # the route changed (HUMAN_AGENT tag): send the same part again
+                answer = await self._send_failed(msg, job, progress, route, exc)
+                if isinstance(answer, SwitchRoute):
+                    # Meta's clock disagrees with ours: the same part again, on the new route.
+                    progress.route = answer.route.value
+                    await self._save(msg.id, progress)
+                    continue
+                if isinstance(answer, RetryLater):
+                    await self._save(msg.id, progress)
+                    return Retry(answer.delay, answer.reason, answer.detail)
+                await self._fail(msg, progress, answer)
+                return None
             progress.sent += 1
             self._metrics.outbound_sent.inc()
             await self._save(msg.id, progress)
@@ -156,90 +169,48 @@ class OutboundDelivery:
         await self._save(msg.id, progress)
         return None
 
-    async def _send_part(self, msg: OutboundMessage, route: Route, part: Part) -> None:
-        if route is Route.PUBLIC_REPLY:
-            origin = await self._comment_origin(msg.customer_id)
-            text = part.get("message", {}).get("text")
-            if origin is None or not isinstance(text, str):
-                raise SendError(
-                    SendErrorKind.REJECTED,
-                    _graph("A public comment reply can carry text only."),
-                )
-            await self._send.reply_publicly(origin.comment_id, text)
-            return
-        body: dict[str, Any] = {**part}
-        if route is Route.PRIVATE_REPLY:
-            origin = await self._comment_origin(msg.customer_id)
-            assert origin is not None
-            body["recipient"] = {"comment_id": origin.comment_id}
+    async def _send_request(self, request: SendRequest) -> None:
+        if isinstance(request, DirectMessage):
+            sent = await self._send.send(request.body)
+            if sent.message_id:
+                # Its echo will come back through the webhook: known as ours, not a person's.
+                await records.put(self._store, OWN_MESSAGES, sent.message_id, True)
         else:
-            body["recipient"] = {"id": msg.customer_id}
-        if route is Route.TAGGED:
-            body["messaging_type"] = "MESSAGE_TAG"
-            body["tag"] = "HUMAN_AGENT"
-        elif "message" in body:
-            body["messaging_type"] = "RESPONSE"
-        sent = await self._send.send(body)
-        if sent.message_id:
-            # Its echo will come back through the webhook: known as ours, not a person's.
-            await records.put(self._store, OWN_MESSAGES, sent.message_id, True)
+            await self._send.reply_publicly(request.comment_id, request.text)
 
     async def _send_failed(
-        self, msg: OutboundMessage, job: Job, progress: Progress, exc: SendError
-    ) -> Outcome | None:
-        kind = exc.kind
+        self, msg: OutboundMessage, job: Job, progress: Progress, route: Route, exc: SendError
+    ) -> Failed | RetryLater | SwitchRoute:
         log.warning(
             "instagram refused a reply",
             extra={
                 "message_id": msg.id,
-                "kind": kind.value,
+                "kind": exc.kind.value,
                 "code": exc.error.code,
                 "subcode": exc.error.subcode,
-                "route": progress.route,
+                "route": route.value,
             },
         )
-        if kind is SendErrorKind.WINDOW:
-            last = await self._store.last_customer_message(msg.customer_id)
-            within_tag = last is not None and _now_ms() - last <= TAG_WINDOW_MS
-            if progress.route == Route.NORMAL and self._tag and msg.from_human and within_tag:
-                progress.route = Route.TAGGED.value  # Meta's clock disagrees with ours: tag it
-                return None
+        context = SendContext(
+            route=route,
+            sent=progress.sent,
+            attempts=job.attempts,
+            max_attempts=self._max_attempts,
+            backoff_seconds=backoff_delay(job.attempts, cap=self._cap),
+            now_ms=_now_ms(),
+            last_customer_ms=await self._store.last_customer_message(msg.customer_id),
+            human=msg.from_human,
+            tag_allowed=self._tag,
+        )
+        return after_send_error(exc, context)
+
+    async def _fail(self, msg: OutboundMessage, progress: Progress, failed: Failed) -> None:
+        if failed.window_closed:
             self._metrics.window_expired.inc()
-            progress.fail(
-                "MessageExpired",
-                "Not delivered: Instagram says the 24-hour reply window has closed"
-                + (" and the human agent tag does not apply." if progress.route else ".")
-                + " The customer must write again first.",
-            )
-        elif kind is SendErrorKind.TOKEN:
+        if failed.token_problem:
             self._health.meta_token_error = TOKEN_PROBLEM
-            progress.fail("GeneralError", f"Not delivered: {TOKEN_PROBLEM}.")
-        elif kind is SendErrorKind.DESTINATION:
-            progress.fail(
-                "InvalidDestination",
-                "Not delivered: Instagram says this customer cannot be reached "
-                f"(account unavailable or unknown). {exc.error.message}".strip(),
-            )
-        elif kind in (SendErrorKind.THROTTLED, SendErrorKind.TRANSIENT):
-            if job.attempts + 1 >= self._max_attempts:
-                code = "RateLimited" if kind is SendErrorKind.THROTTLED else "ServerError"
-                progress.fail(
-                    code,
-                    f"Not delivered: Instagram kept refusing after {job.attempts + 1} attempts "
-                    f"({exc.error.message or 'HTTP ' + str(exc.error.status)}).",
-                )
-                return None
-            delay = exc.retry_after
-            if delay is None:
-                delay = backoff_delay(job.attempts, cap=self._cap)
-            return Retry(delay, kind.value, str(exc))
-        else:
-            progress.fail(
-                "GeneralError", f"Not delivered: Instagram refused it: {exc.error.message}"
-            )
-        if progress.sent:
-            progress.reasons[0]["message"] += f" ({progress.sent} earlier part(s) were delivered.)"
-        return None
+        progress.fail(failed.code, failed.message)
+        await self._save(msg.id, progress)
 
     # -- reporting -------------------------------------------------------------------------
     async def _report(self, msg: OutboundMessage, progress: Progress) -> Outcome:
@@ -273,11 +244,11 @@ class OutboundDelivery:
         if time.time() - job.enqueued_at > TYPING_MAX_AGE_SECONDS:
             return Ignored("stale_typing")
         last = await self._store.last_customer_message(msg.customer_id)
-        if decide(_now_ms(), last, human=True, tag_allowed=False).route is not Route.NORMAL:
+        if not typing_allowed(_now_ms(), last):
             return Ignored("typing_outside_window")
         for part in typing_parts(msg):
             try:
-                await self._send.send({"recipient": {"id": msg.customer_id}, **part})
+                await self._send.send(typing_request(msg.customer_id, part).body)
             except SendError:
                 return Ignored("typing_refused")  # best effort: never retried
         return Delivered()
@@ -287,7 +258,3 @@ class OutboundDelivery:
 
     async def _save(self, message_id: str, progress: Progress) -> None:
         await records.put(self._store, PROGRESS, message_id, progress)
-
-
-def _graph(message: str) -> GraphError:
-    return GraphError(400, None, None, message)

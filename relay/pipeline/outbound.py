@@ -7,10 +7,10 @@ within Instagram's limits, and what does not fit is sent as readable text instea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..genesys.outbound import OutboundContent, OutboundMessage
+from .receipts import Refusal
 from .split import split_text
 
 MAX_QUICK_REPLIES = 13
@@ -19,7 +19,7 @@ MAX_ELEMENTS = 10
 MAX_BUTTONS = 3
 TEMPLATE_TEXT = 80
 MB = 1024 * 1024
-# Instagram's Send API limits (reference/instagram.md): images png/jpeg up to 8 MB,
+# Instagram's Send API limits: images png/jpeg up to 8 MB,
 # audio, video and files up to 25 MB.
 MEDIA_RULES: dict[str, tuple[str, tuple[str, ...] | None, int]] = {
     "Image": ("image", ("image/png", "image/jpeg", "image/jpg"), 8 * MB),
@@ -28,16 +28,7 @@ MEDIA_RULES: dict[str, tuple[str, tuple[str, ...] | None, int]] = {
     "File": ("file", None, 25 * MB),
 }
 
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """The message cannot be sent as it is: a Failed receipt with this Genesys reason."""
-
-    code: str
-    message: str
-
-
-Part = dict[str, Any]  # a Send API body without recipient and messaging_type
+Part = dict[str, Any]  # a Send API body without recipient and messaging_type (addressing.py)
 
 
 def typing_parts(msg: OutboundMessage) -> list[Part]:
@@ -150,7 +141,7 @@ def _attachment(content: OutboundContent) -> Part | Refusal:
 
 
 def message_parts(msg: OutboundMessage) -> list[Part] | Refusal:
-    """The Send API messages for one agent message, in order."""
+    """The Send API messages for one agent message, in order, or why it cannot be sent."""
     texts = split_text(msg.text or "")
     parts: list[Part] = [{"message": {"text": t}} for t in texts]
     quick: list[dict[str, Any]] = []

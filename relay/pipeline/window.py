@@ -1,9 +1,12 @@
-"""Meta's reply rules, decided before anything is sent.
+"""Meta's reply rules: every 24-hour decision the relay makes, in one place.
 
 Inside 24 h of the customer's last message: a normal reply. Up to 7 days, for a person
 (not a bot) and when the channel allows it: the HUMAN_AGENT tag. A conversation that
 began with a comment is answered with one private reply to that comment (or publicly,
 when the channel says so). Otherwise nothing is sent and the agent is told why.
+
+Decided before sending (``decide``), again when Meta refuses a reply as outside its
+window (``after_window_refusal``), and for typing indicators (``typing_allowed``).
 """
 
 from __future__ import annotations
@@ -78,3 +81,33 @@ def decide(
         f"Not delivered: the customer's last message was {_ago(age)} ago; Instagram allows "
         f"replies within 24 hours, and {why}. The customer must write again first.",
     )
+
+
+def after_window_refusal(
+    now_ms: int,
+    last_customer_ms: int | None,
+    *,
+    route: Route | None,
+    human: bool,
+    tag_allowed: bool,
+) -> Decision:
+    """Meta refused a reply as outside its window although ``route`` looked allowed.
+
+    Meta's clock decides, and it may disagree with ours near the 24-hour edge: a normal
+    reply from a person is tried once more with the HUMAN_AGENT tag while the 7 days
+    last. Anything else (the tag already refused, a bot, the tag off) is final."""
+    within_tag = last_customer_ms is not None and now_ms - last_customer_ms <= TAG_WINDOW_MS
+    if route is Route.NORMAL and tag_allowed and human and within_tag:
+        return Decision(Route.TAGGED)
+    return Decision(
+        Route.EXPIRED,
+        "Not delivered: Instagram says the 24-hour reply window has closed"
+        + (" and the human agent tag does not apply." if route is not None else ".")
+        + " The customer must write again first.",
+    )
+
+
+def typing_allowed(now_ms: int, last_customer_ms: int | None) -> bool:
+    """A typing indicator is no message: no tag or comment reply carries it, so only
+    inside the 24 hours."""
+    return last_customer_ms is not None and now_ms - last_customer_ms <= WINDOW_MS
