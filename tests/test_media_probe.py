@@ -1,4 +1,5 @@
-"""Media MIME checks against a real HTTPS server on loopback: what is contacted, and how."""
+"""Media MIME checks against a real HTTPS server on loopback: what is contacted, and how;
+and the Genesys media type the pipeline makes of what was found."""
 
 from __future__ import annotations
 
@@ -12,13 +13,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from igbridge.relay.meta.media import (
-    MediaInfo,
-    MediaProber,
-    declared_media_type,
-    host_allowed,
-    media_type_for_mime,
-)
+from igbridge.relay.genesys.payloads import MediaType
+from igbridge.relay.meta.media import MediaInfo, MediaProber, host_allowed
+from igbridge.relay.pipeline.media_type import declared_media_type, media_type, media_type_for_mime
 from igbridge.sandbox.server import ThreadedServer, serve_in_thread
 from igbridge.sandbox.tls import TLSFiles, make_tls
 
@@ -95,7 +92,9 @@ def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cdn]:
 
 def probe(
     cdn: Cdn, url: str, declared: str, allowed: tuple[str, ...] = ("127.0.0.1",)
-) -> MediaInfo:
+) -> tuple[MediaType, MediaInfo]:
+    """What the check found, and the Genesys type the pipeline makes of it."""
+
     async def go() -> MediaInfo:
         prober = MediaProber(allowed, timeout=1.0, ca_file=cdn.tls.ca)
         try:
@@ -103,13 +102,14 @@ def probe(
         finally:
             await prober.aclose()
 
-    return asyncio.run(go())
+    info = asyncio.run(go())
+    return media_type(info, declared), info
 
 
 def test_head_decides_the_type(cdn: Cdn) -> None:
     before = cdn.body_bytes
     info = probe(cdn, f"{cdn.server.url}/m/clip", "image")  # the webhook said image
-    assert info == MediaInfo("Video", "video/mp4", True, "verified")
+    assert info == ("Video", MediaInfo("video/mp4", True, "verified"))
     assert cdn.seen[-1] == ("HEAD", "clip", None)
     assert cdn.body_bytes == before
 
@@ -117,21 +117,21 @@ def test_head_decides_the_type(cdn: Cdn) -> None:
 def test_refused_head_falls_back_to_a_one_byte_ranged_get(cdn: Cdn) -> None:
     before = cdn.body_bytes
     info = probe(cdn, f"{cdn.server.url}/m/no-head", "audio")
-    assert info == MediaInfo("Audio", "audio/mpeg", True, "verified")
+    assert info == ("Audio", MediaInfo("audio/mpeg", True, "verified"))
     assert cdn.seen[-2:] == [("HEAD", "no-head", None), ("GET", "no-head", "bytes=0-0")]
     assert cdn.body_bytes - before <= 1
 
 
 def test_head_without_a_content_type_falls_back_to_the_ranged_get(cdn: Cdn) -> None:
     info = probe(cdn, f"{cdn.server.url}/m/untyped", "file")
-    assert info == MediaInfo("Image", "image/png", True, "verified")
+    assert info == ("Image", MediaInfo("image/png", True, "verified"))
     assert cdn.seen[-2:] == [("HEAD", "untyped", None), ("GET", "untyped", "bytes=0-0")]
 
 
 def test_the_body_is_never_read_even_when_the_cdn_ignores_range(cdn: Cdn) -> None:
     before = cdn.body_bytes
     info = probe(cdn, f"{cdn.server.url}/m/huge", "image")
-    assert info == MediaInfo("Video", "video/mp4", True, "verified")
+    assert info == ("Video", MediaInfo("video/mp4", True, "verified"))
     assert cdn.seen[-1] == ("GET", "huge", "bytes=0-0")
     # Only what socket buffers swallowed before the connection was closed, not 64 MB.
     assert cdn.body_bytes - before < HUGE_BYTES // 4
@@ -139,52 +139,53 @@ def test_the_body_is_never_read_even_when_the_cdn_ignores_range(cdn: Cdn) -> Non
 
 def test_redirects_are_followed_only_to_allowed_https_hosts(cdn: Cdn) -> None:
     assert probe(cdn, f"{cdn.server.url}/m/hop", "file") == (
-        MediaInfo("Image", "image/jpeg", True, "verified")
+        ("Image", MediaInfo("image/jpeg", True, "verified"))
     )
     assert cdn.seen[-2:] == [("HEAD", "hop", None), ("HEAD", "photo", None)]
     away = probe(cdn, f"{cdn.server.url}/m/elsewhere", "image")
-    assert away == MediaInfo("Image", None, False, "not_allowed")
+    assert away == ("Image", MediaInfo(None, False, "not_allowed"))
     count = len(cdn.seen)
     downgraded = probe(cdn, f"{cdn.server.url}/m/downgrade", "video")
-    assert downgraded == MediaInfo("Video", None, False, "not_https")
+    assert downgraded == ("Video", MediaInfo(None, False, "not_https"))
     assert cdn.seen[count:] == [("HEAD", "downgrade", None)]  # the http:// hop was not taken
 
 
 def test_redirect_chains_stop_after_three_hops(cdn: Cdn) -> None:
     count = len(cdn.seen)
     info = probe(cdn, f"{cdn.server.url}/m/loop", "image")
-    assert info == MediaInfo("Image", None, False, "too_many_redirects")
+    assert info == ("Image", MediaInfo(None, False, "too_many_redirects"))
     assert cdn.seen[count:] == [("HEAD", "loop", None)] * 4  # the first request and 3 hops
 
 
 def test_hosts_off_the_allow_list_and_plain_http_are_never_contacted(cdn: Cdn) -> None:
     count = len(cdn.seen)
     assert probe(cdn, f"{cdn.server.url}/m/photo", "video", allowed=("*.fbcdn.net",)) == (
-        MediaInfo("Video", None, False, "not_allowed")
+        ("Video", MediaInfo(None, False, "not_allowed"))
     )
     plain = cdn.server.url.replace("https://", "http://")
-    assert probe(cdn, f"{plain}/m/photo", "image") == MediaInfo("Image", None, False, "not_https")
-    assert probe(cdn, "not a url", "audio") == MediaInfo("Audio", None, False, "not_https")
+    assert probe(cdn, f"{plain}/m/photo", "image") == ("Image", MediaInfo(None, False, "not_https"))
+    assert probe(cdn, "not a url", "audio") == ("Audio", MediaInfo(None, False, "not_https"))
     assert len(cdn.seen) == count
 
 
 def test_timeout_and_expired_story_fall_back_to_the_webhook_type(cdn: Cdn) -> None:
     # The server answers after 3 s; a 1 s client gives up first, so the outcome is "timeout".
     slow = probe(cdn, f"{cdn.server.url}/m/slow", "video")
-    assert slow == MediaInfo("Video", None, False, "timeout")
+    assert slow == ("Video", MediaInfo(None, False, "timeout"))
     expired = probe(cdn, f"{cdn.server.url}/m/expired", "story_mention")
-    assert expired == MediaInfo("Image", None, False, "http_403")
+    assert expired == ("Image", MediaInfo(None, False, "http_403"))
     assert cdn.seen[-2:] == [("HEAD", "expired", None), ("GET", "expired", "bytes=0-0")]
-    assert probe(cdn, f"{cdn.server.url}/m/gone", "file") == MediaInfo(
-        "File", None, False, "http_404"
+    assert probe(cdn, f"{cdn.server.url}/m/gone", "file") == (
+        "File",
+        MediaInfo(None, False, "http_404"),
     )
 
 
 def test_types_that_say_nothing_fall_back_to_the_webhook_type(cdn: Cdn) -> None:
     page = probe(cdn, f"{cdn.server.url}/m/page", "ig_reel")
-    assert page == MediaInfo("Link", None, False, "unusable_type")
+    assert page == ("Link", MediaInfo(None, False, "unusable_type"))
     octets = probe(cdn, f"{cdn.server.url}/m/bytes", "video")
-    assert octets == MediaInfo("Video", None, False, "no_content_type")
+    assert octets == ("Video", MediaInfo(None, False, "no_content_type"))
     assert cdn.seen[-2:] == [("HEAD", "bytes", None), ("GET", "bytes", "bytes=0-0")]
 
 
@@ -197,7 +198,10 @@ def test_a_certificate_from_an_unknown_ca_is_refused(cdn: Cdn) -> None:
             await prober.aclose()
 
     info = asyncio.run(go())
-    assert info == MediaInfo("Image", None, False, "error:ConnectError")
+    assert (media_type(info, "image"), info) == (
+        "Image",
+        MediaInfo(None, False, "error:ConnectError"),
+    )
 
 
 @pytest.mark.parametrize(

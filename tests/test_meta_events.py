@@ -9,7 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from igbridge.relay.meta.events import EventKind, InstagramEvent, parse_webhook
+from igbridge.relay.meta.events import (
+    Attachment,
+    Comment,
+    EventKind,
+    InstagramEvent,
+    Mention,
+    Message,
+    Postback,
+    QuickReply,
+    Reaction,
+    Referral,
+    ReplyTo,
+    Story,
+    Unsend,
+    parse_webhook,
+)
 from tests.fixtures_loader import ACCOUNT_ID, CUSTOMER, fixture_names, load_fixture_json
 
 T = 1767261600000
@@ -102,7 +117,9 @@ def test_fixture_parses_to_expected_events(name: str) -> None:
     assert got == events
     assert [s.reason for s in result.skipped] == skipped
     for event in result.events:
-        assert InstagramEvent.from_json(event.to_json()) == event
+        restored = InstagramEvent.from_json(event.to_json())
+        assert restored == event
+        assert restored.body == event.body
 
 
 @pytest.mark.parametrize(
@@ -115,9 +132,13 @@ def test_fixture_parses_to_expected_events(name: str) -> None:
 )
 def test_text_is_byte_exact(name: str, text: str) -> None:
     (event,) = parse_webhook(load_fixture_json(name)).events
+    assert isinstance(event.body, Message)
     assert event.data["message"]["text"].encode("utf-8") == text.encode("utf-8")
+    assert (event.body.text or "").encode("utf-8") == text.encode("utf-8")
     restored = InstagramEvent.from_json(event.to_json())
     assert restored.data["message"]["text"] == text
+    assert isinstance(restored.body, Message)
+    assert restored.body.text == text
 
 
 @pytest.mark.parametrize(
@@ -213,4 +234,267 @@ json_values = st.recursive(
 def test_parse_never_raises_and_events_round_trip(entries: list[Any]) -> None:
     result = parse_webhook({"object": "instagram", "entry": entries})
     for event in result.events:
-        assert InstagramEvent.from_json(event.to_json()) == event
+        restored = InstagramEvent.from_json(event.to_json())
+        assert restored == event
+        assert restored.body == event.body
+
+
+# -- typed bodies -----------------------------------------------------------------------------
+
+
+def body_of(name: str) -> object:
+    (event,) = parse_webhook(load_fixture_json(name), account_id=ACCOUNT_ID).events
+    return event.body
+
+
+CDN = "https://lookaside.fbsbx.com/ig_messaging_cdn/"
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        (
+            "story_reply",
+            Message(
+                mid="mid.storyreply.1",
+                text="Where can I buy this? 😍",
+                attachments=(),
+                reply_to=ReplyTo(
+                    mid=None,
+                    story=Story(
+                        id="17900000000000013", url=f"{CDN}?asset_id=1000013&signature=AbQx1-sig"
+                    ),
+                ),
+                quick_reply=None,
+                is_unsupported=False,
+                referral=None,
+            ),
+        ),
+        (
+            "ig_post",
+            Message(
+                mid="mid.igpost.1",
+                text=None,
+                attachments=(
+                    Attachment(
+                        type="ig_post",
+                        url="https://www.instagram.com/p/C9xYz12AbCd/",
+                        title="Summer collection is here ☀️",
+                        story_id=None,
+                        post_media_id="18012345678901234",
+                    ),
+                ),
+                reply_to=None,
+                quick_reply=None,
+                is_unsupported=False,
+                referral=None,
+            ),
+        ),
+        (
+            "quick_reply",
+            Message(
+                mid="mid.quickreply.1",
+                text="Track my order",
+                attachments=(),
+                reply_to=None,
+                quick_reply=QuickReply(payload="TRACK_ORDER"),
+                is_unsupported=False,
+                referral=None,
+            ),
+        ),
+        (
+            "message_with_referral",
+            Message(
+                mid="mid.withreferral.1",
+                text="Is this still on sale?",
+                attachments=(),
+                reply_to=None,
+                quick_reply=None,
+                is_unsupported=False,
+                referral=Referral(
+                    source="ADS", type="OPEN_THREAD", ref="summer_sale", ad_id="23850000000000001"
+                ),
+            ),
+        ),
+        ("postback", Postback(mid="mid.postback.1", title="Talk to an agent", payload="AGENT")),
+        (
+            "reaction",
+            Reaction(mid="mid.business.reply.1", action="react", reaction="love", emoji="❤️"),
+        ),
+        (
+            "referral_link",
+            Referral(source="IGME_LINK", type="OPEN_THREAD", ref="support_page", ad_id=None),
+        ),
+        ("unsend", Unsend(mid="mid.text.deleted.1")),
+        (
+            "live_comment",
+            Comment(
+                id="17850000000000004",
+                text="Love this live!",
+                from_id="6915500000000004",
+                from_username="liveviewer",
+                parent_id=None,
+                media_id="18000000000000001",
+                media_product_type="FEED",
+                live=True,
+            ),
+        ),
+        ("mention", Mention(comment_id="17850000000000099", media_id="18000000000000099")),
+    ],
+)
+def test_fixture_body_is_typed(name: str, body: object) -> None:
+    assert body_of(name) == body
+
+
+def one_message(message: dict[str, Any]) -> Message:
+    item = {"sender": {"id": "2"}, "timestamp": 1, "message": {"mid": "m", **message}}
+    (event,) = parse_webhook(
+        {"object": "instagram", "entry": [{"id": "1", "messaging": [item]}]}
+    ).events
+    assert isinstance(event.body, Message)
+    return event.body
+
+
+def test_odd_message_fields_are_tolerated_not_fatal() -> None:
+    message = one_message(
+        {
+            "text": 42,  # not text: no text
+            "attachments": [
+                "not an object",
+                {"type": "image", "payload": {"url": 7, "title": {"x": 1}}},
+                {"payload": "not an object"},
+                {"type": "ig_post", "payload": {"title": 2024, "ig_post_media_id": 180}},
+            ],
+            "reply_to": "not an object",
+            "quick_reply": ["not an object"],
+            "referral": "not an object",
+        }
+    )
+    assert message.text is None
+    assert message.attachments == (
+        Attachment("image", None, None, None, None),
+        Attachment("", None, None, None, None),
+        Attachment("ig_post", None, "2024", None, "180"),
+    )
+    assert (message.reply_to, message.quick_reply, message.referral) == (None, None, None)
+    assert one_message({"attachments": {"type": "image"}}).attachments == ()
+    assert one_message({"attachments": 3}).attachments == ()
+
+
+def test_scalar_fields_read_as_text() -> None:
+    message = one_message(
+        {
+            "reply_to": {"mid": 17, "story": {"id": 179, "url": "https://x/s"}},
+            "quick_reply": {"payload": True},
+            "is_unsupported": 1,
+        }
+    )
+    assert message.reply_to == ReplyTo(mid="17", story=Story(id="179", url="https://x/s"))
+    assert message.quick_reply == QuickReply(payload="true")
+    assert message.is_unsupported is True
+    assert one_message({"quick_reply": {"payload": ""}}).quick_reply == QuickReply(None)
+    story = one_message({"attachments": [{"type": "story_mention", "payload": {"story_id": 9}}]})
+    assert story.attachments[0].story_id == "9"
+
+
+def test_a_referral_beside_the_message_tags_it() -> None:
+    item = {
+        "sender": {"id": "2"},
+        "timestamp": 1,
+        "message": {"mid": "m", "text": "hi"},
+        "referral": {"ref": "r", "source": "ADS"},
+    }
+    (event,) = parse_webhook(
+        {"object": "instagram", "entry": [{"id": "1", "messaging": [item]}]}
+    ).events
+    assert isinstance(event.body, Message)
+    assert event.body.referral == Referral(source="ADS", type=None, ref="r", ad_id=None)
+
+
+# -- jobs stored by earlier versions ----------------------------------------------------------
+
+# Exactly what the store holds for queued jobs today: kind, ids, time, Meta's item as
+# sent, and the changes field. A relay upgraded with a full queue must deliver them.
+STORED_MESSAGE = (
+    b'{"kind":"message","account_id":"17841400000000001","customer_id":"6915500000000001",'
+    b'"dedupe_key":"mid.sm.1","timestamp_ms":1767261600000,"data":{"sender":{"id":'
+    b'"6915500000000001"},"recipient":{"id":"17841400000000001"},"timestamp":1767261600000,'
+    b'"message":{"mid":"mid.sm.1","text":"look \\ud83d\\ude0d","attachments":[{"type":'
+    b'"story_mention","payload":{"url":"https://lookaside.fbsbx.com/s?asset_id=1"}}]}},'
+    b'"field":null}'
+)
+STORED_COMMENT = (
+    '{"kind":"comment","account_id":"17841400000000001","customer_id":"6915500000000003",'
+    '"dedupe_key":"17850000000000002","timestamp_ms":1767261660000,"data":{"from":{"id":'
+    '"6915500000000003","username":"maria_s"},"media":{"id":"18000000000000001",'
+    '"media_product_type":"FEED"},"id":"17850000000000002","text":"And in size M? 👗",'
+    '"parent_id":"17850000000000001"},"field":"comments"}'
+).encode()
+STORED_MENTION = (
+    b'{"kind":"mention","account_id":"17841400000000001","customer_id":'
+    b'"ig-mention-18000000000000099","dedupe_key":"mention:17850000000000099",'
+    b'"timestamp_ms":1767261840000,"data":{"media_id":"18000000000000099","comment_id":'
+    b'"17850000000000099"},"field":"mentions"}'
+)
+
+
+def test_a_job_stored_in_todays_format_decodes_to_the_typed_event() -> None:
+    message = InstagramEvent.from_json(STORED_MESSAGE)
+    assert (message.kind, message.customer_id, message.dedupe_key, message.timestamp_ms) == (
+        EventKind.MESSAGE,
+        "6915500000000001",
+        "mid.sm.1",
+        1767261600000,
+    )
+    assert message.body == Message(
+        mid="mid.sm.1",
+        text="look 😍",
+        attachments=(
+            Attachment(
+                type="story_mention",
+                url="https://lookaside.fbsbx.com/s?asset_id=1",
+                title=None,
+                story_id=None,
+                post_media_id=None,
+            ),
+        ),
+        reply_to=None,
+        quick_reply=None,
+        is_unsupported=False,
+        referral=None,
+    )
+    comment = InstagramEvent.from_json(STORED_COMMENT)
+    assert comment.body == Comment(
+        id="17850000000000002",
+        text="And in size M? 👗",
+        from_id="6915500000000003",
+        from_username="maria_s",
+        parent_id="17850000000000001",
+        media_id="18000000000000001",
+        media_product_type="FEED",
+        live=False,
+    )
+    mention = InstagramEvent.from_json(STORED_MENTION)
+    assert mention.body == Mention(comment_id="17850000000000099", media_id="18000000000000099")
+
+
+def test_jobs_are_still_stored_in_todays_format() -> None:
+    # Replicas of the previous version share the queue during a rolling upgrade.
+    for raw in (STORED_COMMENT, STORED_MENTION):
+        assert InstagramEvent.from_json(raw).to_json() == raw
+    restored = InstagramEvent.from_json(STORED_MESSAGE)
+    assert json.loads(restored.to_json()) == json.loads(STORED_MESSAGE)
+
+
+def test_a_stored_job_parses_to_the_same_event_as_the_webhook() -> None:
+    for name in ("story_reply", "comment", "mention", "postback", "unsend"):
+        (event,) = parse_webhook(load_fixture_json(name), account_id=ACCOUNT_ID).events
+        assert InstagramEvent.from_json(event.to_json()).body == event.body
+
+
+def test_a_stored_job_whose_data_is_not_an_object_does_not_decode() -> None:
+    raw = STORED_MENTION.replace(
+        b'{"media_id":"18000000000000099","comment_id":"17850000000000099"}', b"[]"
+    )
+    with pytest.raises(TypeError):
+        InstagramEvent.from_json(raw)

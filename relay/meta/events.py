@@ -3,10 +3,15 @@
 ``parse_webhook`` turns one verified webhook body into events. It never raises on
 content: shapes it does not know are returned as ``Skipped`` with a reason, so the
 caller can log and count them while the rest of the batch is still stored.
+
+Each event keeps Meta's item as sent (``data``, what the store holds, so queued jobs
+survive upgrades) and its typed ``body``, read from that item once when the event is
+made. Nothing past this module reads the raw item.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -28,6 +33,235 @@ class EventKind(StrEnum):
     MENTION = "mention"
 
 
+# -- typed bodies ---------------------------------------------------------------------------
+# Optional text fields hold Meta's scalar as text (ids may arrive as numbers, flags as
+# booleans); a missing, empty or structured value is None. URLs and the customer's own
+# text are kept only when they are strings, exactly as sent.
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    type: str  # Meta's attachment type as sent: "image", "story_mention", "ig_reel", ...
+    url: str | None
+    title: str | None
+    story_id: str | None  # a story mention's story
+    post_media_id: str | None  # a shared post's media (ig_post_media_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    id: str | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    mid: str | None  # the message replied to
+    story: Story | None  # or the business's story replied to
+
+
+@dataclass(frozen=True, slots=True)
+class QuickReply:
+    payload: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """Where a conversation came from: an ad, an ig.me link. Also a message's tag."""
+
+    source: str | None
+    type: str | None
+    ref: str | None
+    ad_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    mid: str | None
+    text: str | None
+    attachments: tuple[Attachment, ...]
+    reply_to: ReplyTo | None
+    quick_reply: QuickReply | None
+    is_unsupported: bool  # something Instagram does not pass on (a poll, a GIF, ...)
+    referral: Referral | None
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    mid: str | None
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsend:
+    mid: str | None  # the message the customer deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Postback:
+    mid: str | None
+    title: str | None
+    payload: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    mid: str | None  # the message reacted to
+    action: str | None  # "react" or "unreact"
+    reaction: str | None  # Meta's name for it: "love", ...
+    emoji: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    mid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    id: str | None
+    text: str  # "" when the comment has none
+    from_id: str | None
+    from_username: str | None
+    parent_id: str | None  # the comment this one answers
+    media_id: str | None
+    media_product_type: str | None  # "FEED", "REELS", ...
+    live: bool  # written on a live broadcast
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    comment_id: str
+    media_id: str
+
+
+EventBody = Message | Echo | Unsend | Postback | Reaction | Seen | Referral | Comment | Mention
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return text or None
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _attachments(raw: Any) -> tuple[Attachment, ...]:
+    if not isinstance(raw, list):
+        return ()
+    found: list[Attachment] = []
+    for att in raw:
+        if not isinstance(att, dict):
+            continue  # an attachment that is not an object carries nothing to show
+        payload = _dict(att.get("payload"))
+        found.append(
+            Attachment(
+                type=str(att.get("type", "")),
+                url=_string(payload.get("url")),
+                title=_text(payload.get("title")),
+                story_id=_text(payload.get("id") or payload.get("story_id")),
+                post_media_id=_text(payload.get("ig_post_media_id")),
+            )
+        )
+    return tuple(found)
+
+
+def _referral(raw: dict[str, Any]) -> Referral:
+    return Referral(
+        source=_text(raw.get("source")),
+        type=_text(raw.get("type")),
+        ref=_text(raw.get("ref")),
+        ad_id=_text(raw.get("ad_id")),
+    )
+
+
+def _message(item: dict[str, Any]) -> Message:
+    message = _dict(item.get("message"))
+    reply_to = message.get("reply_to")
+    story = _dict(reply_to).get("story")
+    quick = message.get("quick_reply")
+    # A referral may ride in the message or beside it (Meta has sent both).
+    referral = message.get("referral") or item.get("referral")
+    return Message(
+        mid=_text(message.get("mid")),
+        text=_string(message.get("text")),
+        attachments=_attachments(message.get("attachments")),
+        reply_to=(
+            ReplyTo(
+                mid=_text(reply_to.get("mid")),
+                story=(
+                    Story(_text(story.get("id")), _string(story.get("url")))
+                    if isinstance(story, dict)
+                    else None
+                ),
+            )
+            if isinstance(reply_to, dict)
+            else None
+        ),
+        quick_reply=QuickReply(_text(quick.get("payload"))) if isinstance(quick, dict) else None,
+        is_unsupported=bool(message.get("is_unsupported")),
+        referral=_referral(referral) if isinstance(referral, dict) else None,
+    )
+
+
+def _comment(value: dict[str, Any], field: str | None) -> Comment:
+    author = _dict(value.get("from"))
+    media = _dict(value.get("media"))
+    return Comment(
+        id=_text(value.get("id")),
+        text=_string(value.get("text")) or "",
+        from_id=_text(author.get("id")),
+        from_username=_text(author.get("username")),
+        parent_id=_text(value.get("parent_id")),
+        media_id=_text(media.get("id")),
+        media_product_type=_text(media.get("media_product_type")),
+        live=field == "live_comments",
+    )
+
+
+def read_body(kind: EventKind, data: dict[str, Any], field: str | None) -> EventBody:
+    """The typed body of an item already classified as ``kind``. Total: a field of an
+    unexpected shape reads as absent, so a stored job always decodes."""
+    match kind:
+        case EventKind.MESSAGE:
+            return _message(data)
+        case EventKind.ECHO:
+            message = _dict(data.get("message"))
+            return Echo(_text(message.get("mid")), _string(message.get("text")))
+        case EventKind.UNSEND:
+            return Unsend(_text(_dict(data.get("message")).get("mid")))
+        case EventKind.POSTBACK:
+            postback = _dict(data.get("postback"))
+            return Postback(
+                _text(postback.get("mid")),
+                _text(postback.get("title")),
+                _text(postback.get("payload")),
+            )
+        case EventKind.REACTION:
+            reaction = _dict(data.get("reaction"))
+            return Reaction(
+                mid=_text(reaction.get("mid")),
+                action=_text(reaction.get("action")),
+                reaction=_text(reaction.get("reaction")),
+                emoji=_text(reaction.get("emoji")),
+            )
+        case EventKind.SEEN:
+            return Seen(_text(_dict(data.get("read")).get("mid")))
+        case EventKind.REFERRAL:
+            return _referral(_dict(data.get("referral")))
+        case EventKind.COMMENT:
+            return _comment(data, field)
+        case EventKind.MENTION:
+            return Mention(str(data.get("comment_id", "")), str(data.get("media_id", "")))
+
+
 @dataclass(frozen=True, slots=True)
 class InstagramEvent:
     kind: EventKind
@@ -35,8 +269,13 @@ class InstagramEvent:
     customer_id: str  # the customer's IGSID: the ordering key
     dedupe_key: str  # the platform id (mid, comment id) or one derived from it
     timestamp_ms: int  # Meta's event time in milliseconds
-    data: dict[str, Any]  # the messaging item or the changes value, as Meta sent it
+    data: dict[str, Any]  # the messaging item or the changes value, as Meta sent it (stored)
     field: str | None = None  # the changes[] field name, for changes-borne events
+    # Read from ``data`` once, here; derived, so equal data means an equal body.
+    body: EventBody = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body", read_body(self.kind, self.data, self.field))
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -56,13 +295,16 @@ class InstagramEvent:
     @classmethod
     def from_json(cls, raw: bytes) -> InstagramEvent:
         obj = json.loads(raw)
+        data = obj["data"]
+        if not isinstance(data, dict):
+            raise TypeError("stored event data is not an object")
         return cls(
             kind=EventKind(obj["kind"]),
             account_id=obj["account_id"],
             customer_id=obj["customer_id"],
             dedupe_key=obj["dedupe_key"],
             timestamp_ms=int(obj["timestamp_ms"]),
-            data=obj["data"],
+            data=data,
             field=obj.get("field"),
         )
 

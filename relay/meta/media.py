@@ -3,7 +3,8 @@
 Meta forbids storing message media, and its CDN URLs carry no file extension, so the
 relay asks the CDN: a HEAD, or when that is refused a one-byte ranged GET whose body is
 never read. Only https URLs on an allow-list of Meta hosts are contacted, with a short
-timeout; when a URL cannot be checked the type declared in the webhook decides.
+timeout. The result says what was found, verified or not; what the agent's platform
+makes of it (a picture, a link) is decided by the pipeline.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ..genesys.payloads import MediaType
-
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
@@ -28,40 +27,12 @@ MAX_REDIRECTS = 3
 # login page served in place of an expired story or a private reel.
 UNUSABLE_MIMES = frozenset({"application/octet-stream", "binary/octet-stream", "text/html"})
 
-# What the webhook's attachment type means when the URL cannot be checked.
-DECLARED_MEDIA_TYPES: dict[str, MediaType] = {
-    "image": "Image",
-    "sticker": "Image",
-    "video": "Video",
-    "audio": "Audio",
-    "file": "File",
-    # A story mention's URL is the story's image or video; Image is the common case and
-    # Genesys still shows a link when the story has expired.
-    "story_mention": "Image",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    media_type: MediaType
-    mime: str | None
+    mime: str | None  # the CDN's Content-Type, when it could be verified
     verified: bool
     note: str  # the probe's outcome: a metric label ("verified", "not_allowed", "timeout", ...)
-
-
-def media_type_for_mime(mime: str) -> MediaType:
-    major = mime.split("/", 1)[0]
-    if major == "image":
-        return "Image"
-    if major == "video":
-        return "Video"
-    if major == "audio":
-        return "Audio"
-    return "File"
-
-
-def declared_media_type(declared: str) -> MediaType:
-    return DECLARED_MEDIA_TYPES.get(declared, "Link")
 
 
 def host_allowed(host: str, allowed: Iterable[str]) -> bool:
@@ -112,10 +83,11 @@ class MediaProber:
         return None
 
     async def probe(self, url: str, declared_type: str) -> MediaInfo:
-        """The attachment's type: the CDN's when it can be checked, else the webhook's.
+        """The attachment's MIME type, as the CDN gives it, when it can be checked.
 
-        Never raises: an unverified type still lets the message through. ``note`` is
-        the outcome ("verified", "not_allowed", "not_https", "timeout", "http_403", ...).
+        ``declared_type`` (the webhook's attachment type) is only logged. Never raises:
+        an unverified type still lets the message through. ``note`` is the outcome
+        ("verified", "not_allowed", "not_https", "timeout", "http_403", ...).
         """
         try:
             async with asyncio.timeout(self._deadline):
@@ -126,11 +98,11 @@ class MediaProber:
             mime, note = None, f"error:{type(exc).__name__}"
         if mime is None:
             log.info(
-                "media type unverified, using the webhook's type",
+                "media type unverified, the webhook's type will be used",
                 extra={"outcome": note, "host": _host(url), "declared": declared_type[:40]},
             )
-            return MediaInfo(declared_media_type(declared_type), None, False, note)
-        return MediaInfo(media_type_for_mime(mime), mime, True, "verified")
+            return MediaInfo(None, False, note)
+        return MediaInfo(mime, True, "verified")
 
     async def _probe(self, url: str) -> tuple[str | None, str]:
         for _ in range(MAX_REDIRECTS + 1):

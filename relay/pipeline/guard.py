@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..meta.events import EventKind, InstagramEvent
+from ..meta.events import Comment, EventKind, InstagramEvent, Message
 from ..records import SPAM_STATE, SenderActivity
 from ..store.base import Store
 from .customer_state import CustomerState
@@ -80,14 +80,10 @@ CLEAN = Verdict(None)
 
 def customer_text(event: InstagramEvent) -> str:
     """What the customer wrote, for the rules (never used to change the message)."""
-    data = event.data
-    if event.kind is EventKind.COMMENT:
-        text = data.get("text")
-        return text if isinstance(text, str) else ""
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    assert isinstance(message, dict)
-    text = message.get("text")
-    return text if isinstance(text, str) else ""
+    match event.body:
+        case Message(text=text) | Comment(text=text):
+            return text or ""
+    return ""
 
 
 class SpamFilter:

@@ -3,12 +3,18 @@
 The customer's text passes through untouched (byte-exact); everything Genesys has no
 field for becomes a note the agent can read plus flat ``customAttributes`` an
 Architect flow can route on (``Source == Instagram_DM`` and friends).
+
+``gather`` does the lookups an event needs (profile, media checks, the mentioned
+comment, the CRM) and ``build`` turns the event and those facts into the message
+without any I/O of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ..genesys.payloads import (
@@ -21,9 +27,23 @@ from ..genesys.payloads import (
     InboundMessage,
     MediaType,
 )
-from ..meta.events import EventKind, InstagramEvent
+from ..meta.events import Attachment as AttachmentBody
+from ..meta.events import (
+    Comment,
+    Echo,
+    EventBody,
+    InstagramEvent,
+    Mention,
+    Message,
+    Postback,
+    Reaction,
+    Referral,
+    Seen,
+    Unsend,
+)
 from ..meta.graph import MentionedComment, Profile
 from ..meta.media import MediaInfo
+from .media_type import media_type, verified_media_type
 from .timefmt import format_time
 
 ATTRIBUTE_LIMIT = 1000
@@ -81,6 +101,86 @@ class NotForwarded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the relay looked up for one event: all ``build`` needs besides the event."""
+
+    profile: Profile | None = None  # the customer's, for direct messages
+    media: Mapping[str, MediaInfo] = dataclasses.field(default_factory=dict)  # checks, by URL
+    mentioned: MentionedComment | None = None  # the comment a mention points at, if found
+    crm: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the CRM's fields
+
+
+AttachmentRole = Literal["unsupported", "story_mention", "media", "share"]
+
+
+def _role(kind: str) -> AttachmentRole:
+    if kind == "unsupported_type":
+        return "unsupported"
+    if kind == "story_mention":
+        return "story_mention"
+    if kind in MEDIA_TYPES:
+        return "media"
+    return "share"  # shares, reels, posts, cards, links, types Meta adds later
+
+
+def media_checks(body: EventBody) -> list[tuple[str, str]]:
+    """The URLs whose type ``build`` goes by, each with the type the webhook declared."""
+    if not isinstance(body, Message):
+        return []
+    checks: list[tuple[str, str]] = []
+    story = body.reply_to.story if body.reply_to else None
+    if story is not None and story.url is not None:
+        checks.append((story.url, "story_mention"))
+    for att in body.attachments:
+        checked = _role(att.type) in ("story_mention", "media") or att.type in REELS
+        if att.url is not None and checked:
+            checks.append((att.url, att.type))
+    return checks
+
+
+async def gather(event: InstagramEvent, ctx: InboundContext) -> Facts:
+    """Every lookup the event needs: the only I/O of a translation."""
+    body = event.body
+    profile = None
+    if isinstance(body, (Message, Unsend, Postback, Reaction, Referral)):
+        # Commenters and mentioners are not messaging contacts: no profile for them.
+        profile = await ctx.profiles.get_profile(event.customer_id)
+    media: dict[str, MediaInfo] = {}
+    for url, declared in media_checks(body):
+        if url not in media:
+            media[url] = await ctx.media.probe(url, declared)
+    mentioned = None
+    if isinstance(body, Mention):
+        mentioned = await ctx.mentions.get_mentioned_comment(ctx.account_id, body.comment_id)
+    facts = Facts(profile=profile, media=media, mentioned=mentioned)
+    if ctx.crm is None:
+        return facts
+    # The CRM is asked only about what will be forwarded, by the username the message shows.
+    draft = _build(event, facts)
+    if isinstance(draft, NotForwarded):
+        return facts
+    username = _attributes(draft).get("InstagramUsername")
+    return dataclasses.replace(facts, crm=await ctx.crm.lookup(event.customer_id, username))
+
+
+def build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
+    """The message Genesys gets for the event, or why there is none. Pure."""
+    result = _build(event, facts)
+    if isinstance(result, NotForwarded) or not facts.crm:
+        return result
+    # CRM fields enrich; they never overwrite what the relay itself says (Source, ...).
+    merged = {**facts.crm, **_attributes(result)}
+    channel = result.channel.model_copy(
+        update={"metadata": ChannelMetadata(custom_attributes=merged)}
+    )
+    return result.model_copy(update={"channel": channel})
+
+
+async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
+    return build(event, await gather(event, ctx))
+
+
 def follower_tier(count: int) -> str:
     """A routing-friendly bucket: Architect flows compare strings more easily than numbers."""
     for limit, tier in (
@@ -94,20 +194,24 @@ def follower_tier(count: int) -> str:
     return "mega"
 
 
-def _s(value: Any) -> str | None:
-    """An attribute value: a bounded string, or None for nothing worth showing."""
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    text = str(value).lower() if isinstance(value, bool) else str(value)
+def _bounded(text: str | None) -> str | None:
+    """An attribute value: at most ATTRIBUTE_LIMIT characters, or None for nothing."""
     return text[:ATTRIBUTE_LIMIT] if text else None
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def _attributes(message: InboundMessage) -> dict[str, str]:
+    metadata = message.channel.metadata or ChannelMetadata()
+    return metadata.custom_attributes
 
 
-def _visual(info: MediaInfo | None) -> MediaInfo | None:
-    return info if info is not None and info.verified and info.media_type in VISUAL_TYPES else None
+def _visual(info: MediaInfo | None) -> MediaType | None:
+    found = verified_media_type(info)
+    return found if found in VISUAL_TYPES else None
+
+
+def _filename(url: str) -> str | None:
+    last = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return last if "." in last.strip(".") else None
 
 
 class _Draft:
@@ -128,8 +232,8 @@ class _Draft:
         self.last_name: str | None = None
         self.image: str | None = None
 
-    def attr(self, name: str, value: Any) -> None:
-        text = _s(value)
+    def attr(self, name: str, value: str | None) -> None:
+        text = _bounded(value)
         if text is not None:
             self.attrs[name] = text
 
@@ -148,18 +252,14 @@ class _Draft:
             self.first_name, self.last_name = first or None, last or None
         self.image = profile.profile_pic
         if profile.follower_count is not None:
-            self.attr("FollowerCount", profile.follower_count)
+            self.attr("FollowerCount", str(profile.follower_count))
             self.attr("FollowerTier", follower_tier(profile.follower_count))
         if profile.is_user_follow_business is not None:
             self.attr("FollowsBusiness", str(profile.is_user_follow_business).lower())
         if profile.is_verified_user is not None:
             self.attr("VerifiedUser", str(profile.is_verified_user).lower())
 
-    def attach(
-        self, url: str, info: MediaInfo | None, media_type: MediaType, caption: str | None
-    ) -> None:
-        mime = info.mime if info and info.verified else None
-        kind = info.media_type if info and info.verified else media_type
+    def attach(self, url: str, kind: MediaType, mime: str | None, caption: str | None) -> None:
         self.content.append(
             Content(
                 attachment=Attachment(
@@ -168,14 +268,36 @@ class _Draft:
             )
         )
 
-    def answer(self, kind: Literal["QuickReply", "Button"], text: str, payload: Any) -> None:
+    def media(self, url: str, info: MediaInfo | None, declared: str) -> None:
+        """A picture, video, sound or file: the checked type, else the declared one."""
+        mime = info.mime if info is not None and info.verified else None
+        self.attach(url, media_type(info, declared), mime, None)
+
+    def link(self, url: str, info: MediaInfo | None, caption: str) -> None:
+        """A story or a share: shown as what it is only when checked as a picture or video
+        (an expired story no longer loads, a reel's page is HTML); else a link."""
+        visual = _visual(info)
+        if visual is not None and info is not None:
+            self.attach(url, visual, info.mime, caption)
+        else:
+            self.attach(url, "Link", None, caption)
+
+    def answer(self, kind: Literal["QuickReply", "Button"], text: str, payload: str | None) -> None:
         """The customer answered a quick reply or a button: Genesys gets it as structured."""
         self.content.append(
             Content(
                 content_type="ButtonResponse",
-                button_response=ButtonResponse(type=kind, text=text, payload=_s(payload) or text),
+                button_response=ButtonResponse(
+                    type=kind, text=text, payload=_bounded(payload) or text
+                ),
             )
         )
+
+    def referral(self, referral: Referral) -> None:
+        self.attr("ReferralSource", referral.source)
+        self.attr("ReferralType", referral.type)
+        self.attr("ReferralRef", referral.ref)
+        self.attr("ReferralAdId", referral.ad_id)
 
     def build(self) -> InboundMessage | NotForwarded:
         text = "\n".join(t for t in self.texts if t)
@@ -197,209 +319,161 @@ class _Draft:
         return InboundMessage(channel=channel, text=text or None, content=self.content or None)
 
 
-def _filename(url: str) -> str | None:
-    last = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return last if "." in last.strip(".") else None
-
-
-async def _attachments(draft: _Draft, message: dict[str, Any], ctx: InboundContext) -> None:
-    for att in message.get("attachments") or []:
-        if not isinstance(att, dict):
-            continue
-        kind = str(att.get("type", ""))
-        payload = _obj(att.get("payload"))
-        url = payload.get("url")
-        if kind == "unsupported_type":
-            draft.texts.append(UNSUPPORTED_NOTE)
-            draft.attrs["EventType"] = "unsupported"
-            continue
-        if kind == "story_mention":
-            draft.attrs["Source"] = "Instagram_StoryMention"
-            draft.attrs["EventType"] = "story_mention"
-            draft.texts.insert(0, "Mentioned you in their story")
-            draft.attr("StoryUrl", url)
-            draft.attr("StoryId", payload.get("id") or payload.get("story_id"))
-            if isinstance(url, str):
-                info = _visual(await ctx.media.probe(url, kind))
-                # An expired story no longer loads: pass the URL on as a link.
-                draft.attach(url, info, "Link", "Story mention")
-            continue
-        if kind in MEDIA_TYPES:
-            if draft.attrs["EventType"] == "text":
-                draft.attrs["EventType"] = kind
-            if isinstance(url, str):
-                info = await ctx.media.probe(url, kind)
-                draft.attach(url, info, info.media_type, None)
-            continue
-        # Shares, reels, posts, cards, links: a link the agent can open.
-        if draft.attrs["EventType"] == "text":
-            draft.attrs["EventType"] = kind if kind in SHARE_CAPTIONS else "fallback"
-        caption = SHARE_CAPTIONS.get(kind, "Shared something")
-        title = _s(payload.get("title"))
-        draft.attr("PostTitle", title)
-        draft.attr("PostMediaId", payload.get("ig_post_media_id"))
-        if isinstance(url, str):
-            checked = _visual(await ctx.media.probe(url, kind)) if kind in REELS else None
-            draft.attach(url, checked, "Link", f"{caption}: {title}" if title else caption)
-        elif title:
-            draft.texts.append(f"{caption}: {title}")
-
-
-async def _message(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
-    message = _obj(event.data.get("message"))
-    draft = _Draft(event, "Instagram_DM", "text")
-    draft.profile(await ctx.profiles.get_profile(event.customer_id))
-    text = message.get("text")
-    if isinstance(text, str):
-        draft.texts.append(text)
-    reply_to = _obj(message.get("reply_to"))
-    story = reply_to.get("story")
-    if isinstance(story, dict):
-        draft.attrs["Source"] = "Instagram_StoryReply"
-        draft.attrs["EventType"] = "story_reply"
-        draft.attr("StoryId", story.get("id"))
-        draft.attr("StoryUrl", story.get("url"))
-        url = story.get("url")
-        if isinstance(url, str):
-            info = _visual(await ctx.media.probe(url, "story_mention"))
-            draft.attach(url, info, "Link", "Reply to your story")
-    draft.attr("ReplyToMessageId", reply_to.get("mid"))
-    quick = message.get("quick_reply")
-    if isinstance(quick, dict):
-        draft.attrs["EventType"] = "quick_reply"
-        draft.attr("QuickReplyPayload", quick.get("payload"))
-        draft.answer("QuickReply", text if isinstance(text, str) else "", quick.get("payload"))
-    await _attachments(draft, message, ctx)
-    if message.get("is_unsupported"):
-        draft.attrs["EventType"] = "unsupported"
-        if UNSUPPORTED_NOTE not in draft.texts:
-            draft.texts.append(UNSUPPORTED_NOTE)
-    referral = message.get("referral") or event.data.get("referral")
-    if isinstance(referral, dict):
-        # Inside a message the referral only tags it; a standalone one is its own note.
-        _referral_attrs(draft, referral)
-    return draft.build()
-
-
-def _referral_attrs(draft: _Draft, referral: dict[str, Any]) -> None:
-    draft.attr("ReferralSource", referral.get("source"))
-    draft.attr("ReferralType", referral.get("type"))
-    draft.attr("ReferralRef", referral.get("ref"))
-    draft.attr("ReferralAdId", referral.get("ad_id"))
-
-
-async def _simple(event: InstagramEvent, ctx: InboundContext, event_type: str, text: str) -> _Draft:
+def _note(event: InstagramEvent, facts: Facts, event_type: str, text: str) -> _Draft:
+    """A direct-message event with no text of its own: a note for the agent."""
     draft = _Draft(event, "Instagram_DM", event_type)
-    draft.profile(await ctx.profiles.get_profile(event.customer_id))
+    draft.profile(facts.profile)
     draft.texts.append(text)
     return draft
 
 
-async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
-    result = await _translate(event, ctx)
-    if ctx.crm is None or isinstance(result, NotForwarded):
-        return result
-    metadata = result.channel.metadata or ChannelMetadata()
-    attrs = metadata.custom_attributes
-    found = await ctx.crm.lookup(event.customer_id, attrs.get("InstagramUsername"))
-    if not found:
-        return result
-    # CRM fields enrich; they never overwrite what the relay itself says (Source, ...).
-    merged = {**found, **attrs}
-    channel = result.channel.model_copy(
-        update={"metadata": ChannelMetadata(custom_attributes=merged)}
-    )
-    return result.model_copy(update={"channel": channel})
-
-
-async def _translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
-    data = event.data
-    match event.kind:
-        case EventKind.MESSAGE:
-            return await _message(event, ctx)
-        case EventKind.UNSEND:
-            mid = _s(_obj(data.get("message")).get("mid")) or "?"
-            draft = await _simple(
+def _build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
+    match event.body:
+        case Message() as message:
+            return _message(event, message, facts)
+        case Unsend(mid=unsent):
+            mid = _bounded(unsent) or "?"
+            draft = _note(
                 event,
-                ctx,
+                facts,
                 "unsend",
                 f"🗑️ The customer unsent a message (id {mid}). "
                 "It is no longer visible on Instagram.",
             )
             draft.attr("UnsentMessageId", mid)
             return draft.build()
-        case EventKind.POSTBACK:
-            postback = _obj(data.get("postback"))
-            title = _s(postback.get("title")) or "(tapped a button)"
-            draft = await _simple(event, ctx, "postback", title)
-            draft.answer("Button", title, postback.get("payload"))
-            draft.attr("PostbackTitle", postback.get("title"))
-            draft.attr("PostbackPayload", postback.get("payload"))
+        case Postback() as postback:
+            title = _bounded(postback.title) or "(tapped a button)"
+            draft = _note(event, facts, "postback", title)
+            draft.answer("Button", title, postback.payload)
+            draft.attr("PostbackTitle", postback.title)
+            draft.attr("PostbackPayload", postback.payload)
             return draft.build()
-        case EventKind.REACTION:
-            reaction = _obj(data.get("reaction"))
-            shown = _s(reaction.get("emoji")) or _s(reaction.get("reaction")) or "a reaction"
-            action = _s(reaction.get("action")) or "react"
+        case Reaction() as reaction:
+            shown = _bounded(reaction.emoji) or _bounded(reaction.reaction) or "a reaction"
+            action = _bounded(reaction.action) or "react"
             note = (
                 f"Removed the reaction {shown}"
                 if action == "unreact"
                 else f"Reacted {shown} to a message"
             )
-            draft = await _simple(event, ctx, "reaction", note)
-            draft.attr("Reaction", reaction.get("reaction") or reaction.get("emoji"))
+            draft = _note(event, facts, "reaction", note)
+            draft.attr("Reaction", reaction.reaction or reaction.emoji)
             draft.attr("ReactionAction", action)
-            draft.attr("ReactedMessageId", reaction.get("mid"))
+            draft.attr("ReactedMessageId", reaction.mid)
             return draft.build()
-        case EventKind.REFERRAL:
-            referral = _obj(data.get("referral"))
-            if referral.get("ad_id"):
-                note = f"Started the conversation from an ad (ad id {referral['ad_id']})"
-            elif referral.get("ref"):
-                note = f"Started the conversation from an ig.me link (ref {referral['ref']})"
+        case Referral() as referral:
+            if referral.ad_id:
+                note = f"Started the conversation from an ad (ad id {referral.ad_id})"
+            elif referral.ref:
+                note = f"Started the conversation from an ig.me link (ref {referral.ref})"
             else:
                 note = "Started the conversation from a referral"
-            draft = await _simple(event, ctx, "referral", note)
-            _referral_attrs(draft, referral)
+            draft = _note(event, facts, "referral", note)
+            draft.referral(referral)
             return draft.build()
-        case EventKind.COMMENT:
-            return _comment(event)
-        case EventKind.MENTION:
-            return await _mention(event, ctx)
-        case EventKind.ECHO | EventKind.SEEN:
+        case Comment() as comment:
+            return _comment(event, comment)
+        case Mention() as mention:
+            return _mention(event, mention, facts.mentioned)
+        case Echo() | Seen():
             return NotForwarded(event.kind.value)
 
 
-def _comment(event: InstagramEvent) -> InboundMessage | NotForwarded:
-    value = event.data
+def _message(
+    event: InstagramEvent, message: Message, facts: Facts
+) -> InboundMessage | NotForwarded:
+    draft = _Draft(event, "Instagram_DM", "text")
+    draft.profile(facts.profile)
+    if message.text is not None:
+        draft.texts.append(message.text)
+    reply_to = message.reply_to
+    story = reply_to.story if reply_to is not None else None
+    if story is not None:
+        draft.attrs["Source"] = "Instagram_StoryReply"
+        draft.attrs["EventType"] = "story_reply"
+        draft.attr("StoryId", story.id)
+        draft.attr("StoryUrl", story.url)
+        if story.url is not None:
+            draft.link(story.url, facts.media.get(story.url), "Reply to your story")
+    draft.attr("ReplyToMessageId", reply_to.mid if reply_to is not None else None)
+    if message.quick_reply is not None:
+        payload = message.quick_reply.payload
+        draft.attrs["EventType"] = "quick_reply"
+        draft.attr("QuickReplyPayload", payload)
+        draft.answer("QuickReply", message.text or "", payload)
+    for att in message.attachments:
+        _attachment(draft, att, facts)
+    if message.is_unsupported:
+        draft.attrs["EventType"] = "unsupported"
+        if UNSUPPORTED_NOTE not in draft.texts:
+            draft.texts.append(UNSUPPORTED_NOTE)
+    if message.referral is not None:
+        # Inside a message the referral only tags it; a standalone one is its own note.
+        draft.referral(message.referral)
+    return draft.build()
+
+
+def _attachment(draft: _Draft, att: AttachmentBody, facts: Facts) -> None:
+    kind, url = att.type, att.url
+    match _role(kind):
+        case "unsupported":
+            draft.texts.append(UNSUPPORTED_NOTE)
+            draft.attrs["EventType"] = "unsupported"
+        case "story_mention":
+            draft.attrs["Source"] = "Instagram_StoryMention"
+            draft.attrs["EventType"] = "story_mention"
+            draft.texts.insert(0, "Mentioned you in their story")
+            draft.attr("StoryUrl", url)
+            draft.attr("StoryId", att.story_id)
+            if url is not None:
+                # An expired story no longer loads: pass the URL on as a link.
+                draft.link(url, facts.media.get(url), "Story mention")
+        case "media":
+            if draft.attrs["EventType"] == "text":
+                draft.attrs["EventType"] = kind
+            if url is not None:
+                draft.media(url, facts.media.get(url), kind)
+        case "share":
+            # Shares, reels, posts, cards, links: a link the agent can open.
+            if draft.attrs["EventType"] == "text":
+                draft.attrs["EventType"] = kind if kind in SHARE_CAPTIONS else "fallback"
+            caption = SHARE_CAPTIONS.get(kind, "Shared something")
+            title = _bounded(att.title)
+            draft.attr("PostTitle", title)
+            draft.attr("PostMediaId", att.post_media_id)
+            if url is not None:
+                checked = facts.media.get(url) if kind in REELS else None
+                draft.link(url, checked, f"{caption}: {title}" if title else caption)
+            elif title:
+                draft.texts.append(f"{caption}: {title}")
+
+
+def _comment(event: InstagramEvent, comment: Comment) -> InboundMessage | NotForwarded:
     draft = _Draft(event, "Instagram_Comment", "comment")
-    author = _obj(value.get("from"))
-    draft.username(_s(author.get("username")))
-    text = value.get("text")
-    draft.texts.append(text if isinstance(text, str) else "")
-    draft.attr("CommentId", value.get("id"))
-    draft.attr("ParentCommentId", value.get("parent_id"))
-    media = _obj(value.get("media"))
-    draft.attr("MediaId", media.get("id"))
-    draft.attr("MediaProductType", media.get("media_product_type"))
-    if event.field == "live_comments":
+    draft.username(_bounded(comment.from_username))
+    draft.texts.append(comment.text)
+    draft.attr("CommentId", comment.id)
+    draft.attr("ParentCommentId", comment.parent_id)
+    draft.attr("MediaId", comment.media_id)
+    draft.attr("MediaProductType", comment.media_product_type)
+    if comment.live:
         draft.attr("LiveComment", "true")
     return draft.build()
 
 
-async def _mention(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
-    value = event.data
-    comment_id = str(value.get("comment_id", ""))
-    media_id = str(value.get("media_id", ""))
+def _mention(
+    event: InstagramEvent, mention: Mention, found: MentionedComment | None
+) -> InboundMessage | NotForwarded:
     draft = _Draft(event, "Instagram_Mention", "mention")
-    draft.attr("CommentId", comment_id)
-    draft.attr("MediaId", media_id)
-    found = await ctx.mentions.get_mentioned_comment(ctx.account_id, comment_id)
+    draft.attr("CommentId", mention.comment_id)
+    draft.attr("MediaId", mention.media_id)
     if found is not None:
         draft.username(found.username)
         draft.texts.append(f"Mentioned you in a comment: {found.text}")
     else:
         draft.texts.append(
-            f"Mentioned you in a comment (comment {comment_id} on media {media_id}); "
-            "the comment's text could not be fetched."
+            f"Mentioned you in a comment (comment {mention.comment_id} on media "
+            f"{mention.media_id}); the comment's text could not be fetched."
         )
     return draft.build()
