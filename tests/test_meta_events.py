@@ -498,3 +498,18 @@ def test_a_stored_job_whose_data_is_not_an_object_does_not_decode() -> None:
     )
     with pytest.raises(TypeError):
         InstagramEvent.from_json(raw)
+
+
+def test_a_timestamp_past_year_9999_falls_back_to_the_entry_time() -> None:
+    item = {
+        "sender": {"id": CUSTOMER},
+        "recipient": {"id": ACCOUNT_ID},
+        "timestamp": 2**53,
+        "message": {"mid": "m-far-future", "text": "hi"},
+    }
+    body = {
+        "object": "instagram",
+        "entry": [{"id": ACCOUNT_ID, "time": 1700000000, "messaging": [item]}],
+    }
+    (event,) = parse_webhook(body).events
+    assert event.timestamp_ms == 1700000000 * 1000

@@ -366,6 +366,9 @@ def _obj(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 def _millis(value: Any) -> int | None:
     """Meta's timestamps: ms (messaging), seconds (entry.time), strings in test events."""
     if isinstance(value, bool):
@@ -376,7 +379,9 @@ def _millis(value: Any) -> int | None:
         except ValueError:
             return _iso_millis(value)
     if isinstance(value, (int, float)) and value == value and 0 < value < 1e16:
-        return int(value * 1000) if value < 1e11 else int(value)
+        ms = int(value * 1000) if value < 1e11 else int(value)
+        # Past year 9999 no time can be formatted for Genesys: treated as no timestamp.
+        return ms if ms <= MAX_MILLIS else None
     return None
 
 
