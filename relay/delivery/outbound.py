@@ -19,7 +19,7 @@ from ..genesys.client import GenesysClient
 from ..genesys.errors import AuthError, PermanentError, TransientError
 from ..genesys.outbound import OutboundMessage
 from ..health import RelayHealth
-from ..meta.send import SendClient, SendError
+from ..meta.send import SendClient, SendError, SendErrorKind
 from ..metrics import RelayMetrics
 from ..pipeline.addressing import DirectMessage, SendRequest, address, typing_request
 from ..pipeline.loops import LoopBreaker
@@ -198,7 +198,13 @@ class OutboundDelivery:
             max_attempts=self._max_attempts,
             backoff_seconds=backoff_delay(job.attempts, cap=self._cap),
             now_ms=_now_ms(),
-            last_customer_ms=await self._store.last_customer_message(msg.customer_id),
+            # Only Meta's window refusal is judged by the customer's last message: a 429
+            # storm need not add a store read per refusal.
+            last_customer_ms=(
+                await self._store.last_customer_message(msg.customer_id)
+                if exc.kind is SendErrorKind.WINDOW
+                else None
+            ),
             human=msg.from_human,
             tag_allowed=self._tag,
         )

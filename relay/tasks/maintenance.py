@@ -8,13 +8,13 @@ import logging
 import time
 
 from ..metrics import RelayMetrics
+from ..pipeline.window import WINDOW_MS
 from ..records import DEAD_LETTER_RETENTION_SECONDS, DEDUPE_RETENTION_SECONDS, QUEUES
 from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 3600.0
-WINDOW_SECONDS = 24 * 3600
 
 
 async def maintain(store: Store) -> None:
@@ -40,9 +40,10 @@ async def refresh_gauges(store: Store, m: RelayMetrics, escalate_after: float) -
         m.queue_depth.labels(queue).set(await store.depth(queue))
         m.dead_letters.labels(queue).set(await store.dead_letter_count(queue))
         m.oldest_job_age.labels(queue).set(await store.oldest_age(queue) or 0.0)
-    now = time.time()
-    m.near_window_end.set(
-        await store.customers_waiting(
-            int((now - WINDOW_SECONDS) * 1000), int((now - escalate_after) * 1000)
-        )
-    )
+    m.near_window_end.set(await customers_near_window_end(store, escalate_after))
+
+
+async def customers_near_window_end(store: Store, escalate_after: float) -> int:
+    """Customers past the escalation threshold whose 24-hour window is still open."""
+    now_ms = int(time.time() * 1000)
+    return await store.customers_waiting(now_ms - WINDOW_MS, now_ms - int(escalate_after * 1000))

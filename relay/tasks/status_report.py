@@ -29,10 +29,10 @@ from ..health import RelayHealth
 from ..metrics import RelayMetrics
 from ..records import QUEUES, TOTALS
 from ..store.base import Store, StoreUnavailable
+from .maintenance import customers_near_window_end
 
 log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 24 * 3600
 # A pod entry older than this many report intervals belongs to a pod that is gone.
 STALE_INTERVALS = 4
 
@@ -90,9 +90,8 @@ class StatusReporter:
             for queue in QUEUES:
                 depth += await self._store.depth(queue)
                 dead += await self._store.dead_letter_count(queue)
-            near = await self._store.customers_waiting(
-                int((now - WINDOW_SECONDS) * 1000),
-                int((now - self._settings.window_escalate_after) * 1000),
+            near = await customers_near_window_end(
+                self._store, self._settings.window_escalate_after
             )
         except StoreUnavailable as exc:
             store_error = str(exc)
