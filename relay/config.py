@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     meta_verify_token: SecretStr
     meta_access_token: SecretStr
     instagram_account_id: str = Field(min_length=1)
+    # Further entry.id values Meta may label this account's events with (Instagram Login's
+    # app-scoped user id may differ from /me's id); entries for any other id are skipped.
+    instagram_entry_ids: Annotated[tuple[str, ...], NoDecode] = ()
+    # Threads another app controls (entry.standby[]): kept out of Genesys, or delivered
+    # marked so agents know their replies would be refused.
+    standby: Literal["skip", "deliver"] = "skip"
 
     genesys_api_url: str
     genesys_login_url: str | None = None
@@ -155,6 +161,13 @@ class Settings(BaseSettings):
             if not parts:
                 raise ValueError("needs at least one secret")
             return parts
+        return value
+
+    @field_validator("instagram_entry_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
     @field_validator("media_allowed_hosts", mode="before")

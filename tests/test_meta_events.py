@@ -102,6 +102,26 @@ EXPECTED: dict[str, tuple[list[tuple[EventKind, str, str, int]], list[str]]] = {
         [],
     ),
     "unknown_field": ([(K.MESSAGE, CUSTOMER, "mid.known.1", T)], ["unknown_field"]),
+    "message_edit": ([(K.EDIT, CUSTOMER, "mid.text.edited.1#edit:1", T)], []),
+    # A thread another app controls: not this channel's conversation (by default).
+    "standby": ([], ["standby"]),
+    "handover_take": (
+        [(K.HANDOVER, CUSTOMER, f"handover:take_thread_control:{CUSTOMER}:{T}", T)],
+        [],
+    ),
+    "handover_pass": (
+        [(K.HANDOVER, CUSTOMER, f"handover:pass_thread_control:{CUSTOMER}:{T}", T)],
+        [],
+    ),
+    "handover_request": (
+        [(K.HANDOVER, CUSTOMER, f"handover:request_thread_control:{CUSTOMER}:{T}", T)],
+        [],
+    ),
+    # Another account's entry (a message and a comment) is skipped item by item; ours stays.
+    "other_account": (
+        [(K.MESSAGE, CUSTOMER, "mid.ours.1", T + 1000)],
+        ["other_account", "other_account"],
+    ),
 }
 
 

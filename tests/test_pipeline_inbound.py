@@ -608,7 +608,11 @@ def mention(comment_id: str) -> InstagramEvent:
 
 def test_mention_shows_the_mentioning_comment(world: World) -> None:
     got = body(world, mention(MENTIONED))
-    assert got["text"] == "Mentioned you in a comment: @ourbrand is the best 🔥"
+    shown, how_to_answer = got["text"].split("\n")
+    assert shown == "Mentioned you in a comment: @ourbrand is the best 🔥"
+    # A mention has no DM thread: the agent is told to answer publicly on Instagram.
+    assert "cannot be answered by direct message" in how_to_answer
+    assert "publicly" in how_to_answer
     assert got["channel"]["from"] == {
         "id": "ig-mention-18000000000000099",
         "idType": "Opaque",

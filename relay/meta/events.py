@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class EventKind(StrEnum):
@@ -31,6 +31,8 @@ class EventKind(StrEnum):
     REFERRAL = "referral"
     COMMENT = "comment"
     MENTION = "mention"
+    EDIT = "edit"  # the customer edited a message they sent (message_edit)
+    HANDOVER = "handover"  # conversation routing: thread control moved between apps
 
 
 # -- typed bodies ---------------------------------------------------------------------------
@@ -135,7 +137,41 @@ class Mention:
     media_id: str
 
 
-EventBody = Message | Echo | Unsend | Postback | Reaction | Seen | Referral | Comment | Mention
+@dataclass(frozen=True, slots=True)
+class MessageEdit:
+    mid: str | None  # the message the customer edited
+    text: str | None  # its text after the edit
+    num_edit: int | None  # how many times it has been edited (Meta caps it at five)
+
+
+class HandoverAction(StrEnum):
+    PASSED = "pass_thread_control"  # control passed to this app
+    TAKEN = "take_thread_control"  # control taken from this app
+    REQUESTED = "request_thread_control"  # another app asks this app for control
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    action: HandoverAction
+    new_owner_app_id: str | None
+    previous_owner_app_id: str | None
+    requested_owner_app_id: str | None  # request_thread_control's asking app
+    metadata: str | None  # the free text the other app attached
+
+
+EventBody = (
+    Message
+    | Echo
+    | Unsend
+    | Postback
+    | Reaction
+    | Seen
+    | Referral
+    | Comment
+    | Mention
+    | MessageEdit
+    | Handover
+)
 
 
 def _text(value: Any) -> str | None:
@@ -171,6 +207,29 @@ def _attachments(raw: Any) -> tuple[Attachment, ...]:
             )
         )
     return tuple(found)
+
+
+def _count(value: Any) -> int | None:
+    """A count Meta documents as an integer (and shows as a string in its sample)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _handover(data: dict[str, Any]) -> Handover:
+    action = next((a for a in HandoverAction if a.value in data), HandoverAction.PASSED)
+    control = _dict(data.get(action.value))
+    return Handover(
+        action=action,
+        new_owner_app_id=_text(control.get("new_owner_app_id")),
+        previous_owner_app_id=_text(control.get("previous_owner_app_id")),
+        requested_owner_app_id=_text(control.get("requested_owner_app_id")),
+        metadata=_string(control.get("metadata")) or None,
+    )
 
 
 def _referral(raw: dict[str, Any]) -> Referral:
@@ -260,6 +319,13 @@ def read_body(kind: EventKind, data: dict[str, Any], field: str | None) -> Event
             return _comment(data, field)
         case EventKind.MENTION:
             return Mention(str(data.get("comment_id", "")), str(data.get("media_id", "")))
+        case EventKind.EDIT:
+            edit = _dict(data.get("message_edit"))
+            return MessageEdit(
+                _text(edit.get("mid")), _string(edit.get("text")), _count(edit.get("num_edit"))
+            )
+        case EventKind.HANDOVER:
+            return _handover(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +337,8 @@ class InstagramEvent:
     timestamp_ms: int  # Meta's event time in milliseconds
     data: dict[str, Any]  # the messaging item or the changes value, as Meta sent it (stored)
     field: str | None = None  # the changes[] field name, for changes-borne events
+    # From entry.standby[]: a thread another app controls (delivered only when configured).
+    standby: bool = False
     # Read from ``data`` once, here; derived, so equal data means an equal body.
     body: EventBody = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -278,16 +346,19 @@ class InstagramEvent:
         object.__setattr__(self, "body", read_body(self.kind, self.data, self.field))
 
     def to_json(self) -> bytes:
+        stored: dict[str, Any] = {
+            "kind": self.kind.value,
+            "account_id": self.account_id,
+            "customer_id": self.customer_id,
+            "dedupe_key": self.dedupe_key,
+            "timestamp_ms": self.timestamp_ms,
+            "data": self.data,
+            "field": self.field,
+        }
+        if self.standby:  # only then, so other jobs stay readable by older replicas
+            stored["standby"] = True
         return json.dumps(
-            {
-                "kind": self.kind.value,
-                "account_id": self.account_id,
-                "customer_id": self.customer_id,
-                "dedupe_key": self.dedupe_key,
-                "timestamp_ms": self.timestamp_ms,
-                "data": self.data,
-                "field": self.field,
-            },
+            stored,
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode("utf-8")
@@ -306,6 +377,7 @@ class InstagramEvent:
             timestamp_ms=int(obj["timestamp_ms"]),
             data=data,
             field=obj.get("field"),
+            standby=obj.get("standby") is True,
         )
 
 
@@ -332,6 +404,8 @@ FORWARDED_KINDS = frozenset(
         EventKind.REFERRAL,
         EventKind.COMMENT,
         EventKind.MENTION,
+        EventKind.EDIT,
+        EventKind.HANDOVER,
     }
 )
 
@@ -345,8 +419,13 @@ MESSAGING_FIELDS = frozenset(
         "messaging_referral",
         "message_echoes",
         "messaging_optins",
+        "message_edit",
+        "messaging_handover",
     }
 )
+# What Meta's App Dashboard "Test" button puts in entry.id: no account has it.
+DASHBOARD_TEST_ENTRY_ID = "0"
+StandbyMode = Literal["skip", "deliver"]
 COMMENT_FIELDS = frozenset({"comments", "live_comments"})
 
 
@@ -405,8 +484,13 @@ def _encodable(data: Any) -> bool:
 
 
 def _messaging_event(
-    item: dict[str, Any], account_id: str, fallback_ms: int, field: str | None
-) -> InstagramEvent:
+    item: dict[str, Any],
+    account_id: str,
+    fallback_ms: int,
+    field: str | None,
+    *,
+    standby: bool = False,
+) -> InstagramEvent | Skipped:
     sender = _str_id(_obj(item.get("sender"), "sender").get("id"), "sender.id")
     recipient_obj = item.get("recipient")
     recipient = (
@@ -417,7 +501,7 @@ def _messaging_event(
     ts = _millis(item.get("timestamp")) or fallback_ms
 
     def event(kind: EventKind, customer: str, key: str) -> InstagramEvent:
-        return InstagramEvent(kind, account_id, customer, key, ts, item, field)
+        return InstagramEvent(kind, account_id, customer, key, ts, item, field, standby)
 
     if "message" in item:
         message = _obj(item["message"], "message")
@@ -449,7 +533,21 @@ def _messaging_event(
     if "referral" in item:
         _obj(item["referral"], "referral")
         return event(EventKind.REFERRAL, sender, f"referral:{sender}:{ts}")
-    raise _Malformed("messaging item has none of message/postback/reaction/read/referral")
+    if "message_edit" in item:
+        edit = _obj(item["message_edit"], "message_edit")
+        mid = _str_id(edit.get("mid"), "message_edit.mid")
+        if sender == account_id:
+            return Skipped("own_edit", f"edit of {mid[:80]} made by the business")
+        count = _count(edit.get("num_edit"))
+        return event(EventKind.EDIT, sender, f"{mid}#edit:{count if count is not None else ts}")
+    for action in HandoverAction:
+        if action.value in item:
+            _obj(item[action.value], action.value)
+            return event(EventKind.HANDOVER, sender, f"handover:{action.value}:{sender}:{ts}")
+    raise _Malformed(
+        "messaging item has none of message/postback/reaction/read/referral/message_edit/"
+        "thread control"
+    )
 
 
 def _change_event(
@@ -485,13 +583,35 @@ def _change_event(
     return Skipped("unknown_field", f"changes field {field[:64]!r}")
 
 
+def _other_account(entry: dict[str, Any], entry_id: str) -> list[Skipped]:
+    """One skip per item of an entry for another account (at least one per entry)."""
+    count = sum(
+        len(raw)
+        for key in ("messaging", "changes", "standby")
+        if isinstance(raw := entry.get(key), list)
+    )
+    detail = f"entry.id {entry_id[:40]} is not this channel's account"
+    return [Skipped("other_account", detail)] * max(count, 1)
+
+
 def parse_webhook(
-    body: Any, account_id: str | None = None, *, now_ms: Callable[[], int] | None = None
+    body: Any,
+    account_id: str | None = None,
+    *,
+    entry_ids: Iterable[str] = (),
+    standby: StandbyMode = "skip",
+    now_ms: Callable[[], int] | None = None,
 ) -> ParseResult:
     """Parse a decoded webhook body (``{"object": "instagram", "entry": [...]}``).
 
     ``account_id`` is the configured business account; comments it wrote are dropped
-    (as are those written by the entry's own account id).
+    (as are those written by the entry's own account id). When it is given, an entry for
+    any other account is skipped (``other_account``): one Meta app may serve several
+    accounts through one callback URL, and another brand's messages must not reach this
+    channel. ``entry_ids`` are further ids this account's entries may carry
+    (with Instagram Login, ``entry.id`` is the app-scoped user id, which may differ from
+    the id ``/me`` gives). ``entry.standby[]`` holds threads another app controls:
+    skipped (``standby``), or delivered marked when ``standby`` is ``"deliver"``.
     """
     result = ParseResult()
     if not isinstance(body, dict) or body.get("object") != "instagram":
@@ -502,11 +622,15 @@ def parse_webhook(
         result.skipped.append(Skipped("malformed_item", "entry is not a list"))
         return result
     clock = now_ms or (lambda: int(time.time() * 1000))
+    accepted = frozenset({account_id, DASHBOARD_TEST_ENTRY_ID, *entry_ids}) if account_id else None
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), (str, int)):
             result.skipped.append(Skipped("malformed_item", "entry without an id"))
             continue
         entry_id = str(entry["id"])
+        if accepted is not None and entry_id not in accepted:
+            result.skipped.extend(_other_account(entry, entry_id))
+            continue
         own_ids = frozenset({entry_id} | ({account_id} if account_id else set()))
         entry_ms = _millis(entry.get("time")) or clock()
         items: list[tuple[str, Any]] = []
@@ -517,13 +641,16 @@ def parse_webhook(
             elif raw is not None:
                 result.skipped.append(Skipped("malformed_item", f"{key} is not a list"))
         for key, item in items:
+            if key == "standby" and standby == "skip":
+                result.skipped.append(Skipped("standby", "a thread another app controls"))
+                continue
             try:
                 if not isinstance(item, dict):
                     raise _Malformed(f"{key} item is not an object")
                 parsed = (
                     _change_event(item, entry_id, own_ids, entry_ms)
                     if key == "changes"
-                    else _messaging_event(item, entry_id, entry_ms, None)
+                    else _messaging_event(item, entry_id, entry_ms, None, standby=key == "standby")
                 )
             except _Malformed as exc:
                 result.skipped.append(Skipped("malformed_item", str(exc)))

@@ -32,9 +32,12 @@ from ..meta.events import (
     Comment,
     Echo,
     EventBody,
+    Handover,
+    HandoverAction,
     InstagramEvent,
     Mention,
     Message,
+    MessageEdit,
     Postback,
     Reaction,
     Referral,
@@ -66,6 +69,16 @@ UNSUPPORTED_NOTE = (
     "The customer sent something Instagram does not pass on to other apps "
     "(for example a poll, a GIF or a voice effect). Check the conversation in the Instagram "
     "app, or ask the customer to describe it."
+)
+# A mention is someone else's comment on someone else's post: Instagram offers no direct
+# message (nor private reply) to it, so a reply from Genesys could only fail.
+MENTION_NOTE = (
+    "(This mention cannot be answered by direct message: reply publicly under the post "
+    "in the Instagram app.)"
+)
+STANDBY_NOTE = (
+    "(Another app controls this conversation on Instagram: replies from here will be "
+    "refused until it passes control to this channel.)"
 )
 
 
@@ -143,7 +156,7 @@ async def gather(event: InstagramEvent, ctx: InboundContext) -> Facts:
     """Every lookup the event needs: the only I/O of a translation."""
     body = event.body
     profile = None
-    if isinstance(body, (Message, Unsend, Postback, Reaction, Referral)):
+    if isinstance(body, (Message, Unsend, Postback, Reaction, Referral, MessageEdit, Handover)):
         # Commenters and mentioners are not messaging contacts: no profile for them.
         profile = await ctx.profiles.get_profile(event.customer_id)
     media: dict[str, MediaInfo] = {}
@@ -167,6 +180,8 @@ async def gather(event: InstagramEvent, ctx: InboundContext) -> Facts:
 def build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
     """The message Genesys gets for the event, or why there is none. Pure."""
     result = _build(event, facts)
+    if event.standby and isinstance(result, InboundMessage):
+        result = _standby(result)
     if isinstance(result, NotForwarded) or not facts.crm:
         return result
     # CRM fields enrich; they never overwrite what the relay itself says (Source, ...).
@@ -179,6 +194,16 @@ def build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
 
 async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
     return build(event, await gather(event, ctx))
+
+
+def _standby(message: InboundMessage) -> InboundMessage:
+    """A copy of a thread another app controls: marked, so the flow and the agent know."""
+    attrs = {**_attributes(message), "Standby": "true"}
+    channel = message.channel.model_copy(
+        update={"metadata": ChannelMetadata(custom_attributes=attrs)}
+    )
+    text = f"{message.text}\n{STANDBY_NOTE}" if message.text else STANDBY_NOTE
+    return message.model_copy(update={"channel": channel, "text": text})
 
 
 def follower_tier(count: int) -> str:
@@ -372,12 +397,68 @@ def _build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded
             draft = _note(event, facts, "referral", note)
             draft.referral(referral)
             return draft.build()
+        case MessageEdit() as edit:
+            mid = _bounded(edit.mid) or "?"
+            count = f", edit {edit.num_edit}" if edit.num_edit is not None else ""
+            draft = _note(
+                event,
+                facts,
+                "edit",
+                f"✏️ The customer edited a message (id {mid}{count}). New text: {edit.text or ''}",
+            )
+            draft.attr("EditedMessageId", mid)
+            draft.attr("EditCount", str(edit.num_edit) if edit.num_edit is not None else None)
+            return draft.build()
+        case Handover() as handover:
+            draft = _note(event, facts, "handover", _handover_note(handover))
+            draft.attr("HandoverAction", handover.action.value)
+            draft.attr("HandoverNewOwnerAppId", handover.new_owner_app_id)
+            draft.attr("HandoverPreviousOwnerAppId", handover.previous_owner_app_id)
+            draft.attr("HandoverRequestedOwnerAppId", handover.requested_owner_app_id)
+            draft.attr("HandoverMetadata", handover.metadata)
+            return draft.build()
         case Comment() as comment:
             return _comment(event, comment)
         case Mention() as mention:
             return _mention(event, mention, facts.mentioned)
         case Echo() | Seen():
             return NotForwarded(event.kind.value)
+
+
+def _handover_note(handover: Handover) -> str:
+    """Meta sends each handover to the app it concerns: a pass to the app given control,
+    a take to the app that lost it, a request to the app that holds it."""
+    match handover.action:
+        case HandoverAction.PASSED:
+            text = (
+                "🔀 This conversation was passed to this channel"
+                + (
+                    f" by app {handover.previous_owner_app_id}"
+                    if handover.previous_owner_app_id
+                    else ""
+                )
+                + ": replies from here are delivered again."
+            )
+        case HandoverAction.TAKEN:
+            text = (
+                "🔀 Another app"
+                + (f" (app {handover.new_owner_app_id})" if handover.new_owner_app_id else "")
+                + " took control of this conversation; replies from here will be refused until "
+                "it passes control back."
+            )
+        case HandoverAction.REQUESTED:
+            text = (
+                "🔀 Another app"
+                + (
+                    f" (app {handover.requested_owner_app_id})"
+                    if handover.requested_owner_app_id
+                    else ""
+                )
+                + " asks for control of this conversation."
+            )
+    if handover.metadata:
+        text += f" Its note: {_bounded(handover.metadata)}"
+    return text
 
 
 def _message(
@@ -476,4 +557,5 @@ def _mention(
             f"Mentioned you in a comment (comment {mention.comment_id} on media "
             f"{mention.media_id}); the comment's text could not be fetched."
         )
+    draft.texts.append(MENTION_NOTE)
     return draft.build()

@@ -22,6 +22,7 @@ WINDOW_KINDS = frozenset(
     {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REACTION, EventKind.REFERRAL}
 )
 ROUTE = "/webhooks/instagram"
+QUIET_SKIPS = frozenset({"standby"})
 
 
 def _latest_messages(events: list[InstagramEvent]) -> dict[str, int]:
@@ -77,11 +78,20 @@ class InstagramWebhook(SignedWebhook):
             log.warning("instagram webhook refused: not an instagram object")
             return reject(400, 'expected a JSON object with "object": "instagram"')
 
-        result = parse_webhook(body, account_id=self._settings.instagram_account_id)
+        result = parse_webhook(
+            body,
+            account_id=self._settings.instagram_account_id,
+            entry_ids=self._settings.instagram_entry_ids,
+            standby=self._settings.standby,
+        )
         for skipped in result.skipped:
             self._metrics.skipped.labels(skipped.reason).inc()
-            log.warning(
-                "webhook item skipped", extra={"reason": skipped.reason, "detail": skipped.detail}
+            # Standby copies are routine while another app owns threads: no warning each.
+            level = logging.INFO if skipped.reason in QUIET_SKIPS else logging.WARNING
+            log.log(
+                level,
+                "webhook item skipped",
+                extra={"reason": skipped.reason, "detail": skipped.detail},
             )
         jobs: list[NewJob] = []
         for event in result.events:
