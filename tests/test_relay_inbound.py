@@ -150,6 +150,48 @@ EXPECTED: dict[str, Expected] = {
         ("17850000000000005", "Instagram_Comment", "comment", "comment in a batch", []),
     ],
     "unknown_field": [("mid.known.1", DM, "text", "still delivered", [])],
+    "message_edit": [
+        (
+            "mid.text.edited.1#edit:1",
+            DM,
+            "edit",
+            "✏️ The customer edited a message (id mid.text.edited.1, edit 1). "
+            "New text: Actually I need size M, not L 🙏",
+            [],
+        )
+    ],
+    # A thread another app controls is not this channel's conversation.
+    "standby": [],
+    "handover_take": [
+        (
+            f"handover:take_thread_control:{CUSTOMER}:1767261600000",
+            DM,
+            "handover",
+            "🔀 Another app (app 1217981644879628) took control of this conversation; replies "
+            "from here will be refused until it passes control back.",
+            [],
+        )
+    ],
+    "handover_pass": [
+        (
+            f"handover:pass_thread_control:{CUSTOMER}:1767261600000",
+            DM,
+            "handover",
+            "🔀 This conversation was passed to this channel",
+            [],
+        )
+    ],
+    "handover_request": [
+        (
+            f"handover:request_thread_control:{CUSTOMER}:1767261600000",
+            DM,
+            "handover",
+            "🔀 Another app (app 1217981644879628) asks for control",
+            [],
+        )
+    ],
+    # Another brand's message and comment never reach this channel; this account's does.
+    "other_account": [("mid.ours.1", DM, "text", "Message for us", [])],
 }
 
 
