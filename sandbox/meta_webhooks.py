@@ -4,7 +4,9 @@ the way Meta documents it.
 Builders return whole webhook bodies (``{"object": "instagram", "entry": [...]}``);
 ``batch`` joins several into one delivery. A builder for something the customer did
 (a message, a postback, a referral) moves the 24-hour window through ``on_customer``,
-as the customer writing would; seen receipts, reactions, echoes and unsends do not.
+as the customer writing would; seen receipts, reactions, echoes, unsends, edits and
+handovers do not. ``standby`` turns a delivery into what a thread's secondary app gets;
+``for_account`` builds another business account's deliveries (one app, several accounts).
 """
 
 from __future__ import annotations
@@ -275,3 +277,52 @@ class MetaWebhooks:
                 {"field": "mentions", "value": {"media_id": media_id, "comment_id": comment_id}}
             ]
         )
+
+    # -- edits, conversation routing, other accounts -----------------------------------------------
+    def message_edit(
+        self, sender: str, mid: str, text: str, *, num_edit: int = 1, ts_ms: int | None = None
+    ) -> Body:
+        """The customer edited a message they sent (Meta allows five edits)."""
+        edit = {"mid": mid, "text": text, "num_edit": num_edit}
+        return self._one(sender, ts_ms, None, message_edit=edit)
+
+    def handover(
+        self,
+        sender: str,
+        action: Literal["pass_thread_control", "take_thread_control", "request_thread_control"],
+        *,
+        new_owner_app_id: str | None = None,
+        previous_owner_app_id: str | None = None,
+        requested_owner_app_id: str | None = None,
+        metadata: str | None = None,
+        ts_ms: int | None = None,
+    ) -> Body:
+        """Thread control moved (conversation routing); ``sender`` is the customer."""
+        control = {
+            k: v
+            for k, v in (
+                ("new_owner_app_id", new_owner_app_id),
+                ("previous_owner_app_id", previous_owner_app_id),
+                ("requested_owner_app_id", requested_owner_app_id),
+                ("metadata", metadata),
+            )
+            if v is not None
+        }
+        return self._one(sender, ts_ms, None, **{action: control})
+
+    @staticmethod
+    def standby(body: Body) -> Body:
+        """The same delivery as another app, the thread's owner, would get it: this app sees
+        the thread's items under ``standby[]`` instead of ``messaging[]``."""
+        entries = []
+        for entry in body["entry"]:
+            moved = {k: v for k, v in entry.items() if k != "messaging"}
+            if "messaging" in entry:
+                moved["standby"] = entry["messaging"]
+            entries.append(moved)
+        return {**body, "entry": entries}
+
+    def for_account(self, account_id: str) -> MetaWebhooks:
+        """Builders for another business account served by the same app (and callback URL):
+        its customers are not this account's, so they move no window here."""
+        return MetaWebhooks(account_id, clock_ms=self._clock_ms)

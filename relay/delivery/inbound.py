@@ -17,22 +17,11 @@ from ..pipeline.inbound import InboundContext, NotForwarded, translate
 from ..pipeline.loops import LoopBreaker
 from ..pipeline.loops import Verdict as LoopVerdict
 from ..store.base import Job, Store
-from ..tasks.sla import customer_waiting
+from ..tasks.sla import customer_waiting, waits_for_answer
 from .retry import AUTH_RETRY_SECONDS, MAX_RETRY_AGE_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
 log = logging.getLogger(__name__)
-
-# What a customer writes that waits for an answer (for SLA escalation).
-WAITING_KINDS = frozenset(
-    {
-        EventKind.MESSAGE,
-        EventKind.POSTBACK,
-        EventKind.REFERRAL,
-        EventKind.COMMENT,
-        EventKind.MENTION,
-    }
-)
 
 
 def flag_spam(message: InboundMessage, rule: str, flag: str) -> InboundMessage:
@@ -133,7 +122,7 @@ class InboundDelivery:
             return DeadLetter(f"http_{exc.status}", f"Genesys rejected the message: {exc}")
         self._health.genesys_auth_error = None
         then = None
-        if self._store is not None and event.kind in WAITING_KINDS:
+        if self._store is not None and waits_for_answer(event):
             # The reply clock for SLA escalation, started once the job is done.
             then = functools.partial(
                 customer_waiting,

@@ -19,6 +19,7 @@ import httpx
 from .. import records
 from ..genesys.errors import GenesysError, PermanentError, TransientError
 from ..genesys.rest import GenesysRest
+from ..meta.events import EventKind, InstagramEvent
 from ..metrics import RelayMetrics
 from ..records import CONVERSATIONS, Conversation
 from ..store.base import Store, StoreUnavailable
@@ -27,6 +28,19 @@ log = logging.getLogger(__name__)
 
 # How long a sweeper's claim on an escalation holds if its replica dies mid-way.
 CLAIM_SECONDS = 60.0
+
+# What a customer sends that waits for an agent's answer. A mention is not among them:
+# it is someone's comment elsewhere, answerable only publicly in the Instagram app, so an
+# escalation would only hurry an agent into a reply Instagram refuses.
+WAITING_KINDS = frozenset(
+    {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REFERRAL, EventKind.COMMENT}
+)
+
+
+def waits_for_answer(event: InstagramEvent) -> bool:
+    """Whether delivering the event starts (or continues) the customer's waiting period.
+    A standby copy belongs to the app that controls the thread: this channel cannot answer."""
+    return event.kind in WAITING_KINDS and not event.standby
 
 
 async def customer_waiting(
