@@ -112,8 +112,8 @@ class RelayMetrics:
         )
         self.near_window_end = Gauge(
             "igbridge_conversations_near_window_end",
-            "Customers whose last message is older than IGBRIDGE_WINDOW_ESCALATE_AFTER but "
-            "inside Meta's 24-hour reply window.",
+            "Customers still waiting for an answer whose last message is older than "
+            "IGBRIDGE_WINDOW_ESCALATE_AFTER but inside Meta's 24-hour reply window.",
             registry=r,
         )
         self.guard = Counter(

@@ -107,6 +107,21 @@ def after_window_refusal(
     )
 
 
+def near_window_end(
+    now_ms: int,
+    last_customer_ms: int | None,
+    waiting_since_ms: int | None,
+    escalate_after_ms: int,
+) -> bool:
+    """A customer still waiting for an answer (``waiting_since_ms``: their first unanswered
+    message, None once a reply reached them) whose last message is past the escalation
+    threshold while the 24 hours still run: what the near-window gauge and alert count."""
+    if waiting_since_ms is None or last_customer_ms is None:
+        return False
+    age = now_ms - last_customer_ms
+    return escalate_after_ms <= age <= WINDOW_MS
+
+
 def typing_allowed(now_ms: int, last_customer_ms: int | None) -> bool:
     """A typing indicator is no message: no tag or comment reply carries it, so only
     inside the 24 hours."""

@@ -7,9 +7,15 @@ import asyncio
 import logging
 import time
 
+from .. import records
 from ..metrics import RelayMetrics
-from ..pipeline.window import WINDOW_MS
-from ..records import DEAD_LETTER_RETENTION_SECONDS, DEDUPE_RETENTION_SECONDS, QUEUES
+from ..pipeline.window import near_window_end
+from ..records import (
+    CONVERSATIONS,
+    DEAD_LETTER_RETENTION_SECONDS,
+    DEDUPE_RETENTION_SECONDS,
+    QUEUES,
+)
 from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,20 @@ async def refresh_gauges(store: Store, m: RelayMetrics, escalate_after: float) -
     m.near_window_end.set(await customers_near_window_end(store, escalate_after))
 
 
-async def customers_near_window_end(store: Store, escalate_after: float) -> int:
-    """Customers past the escalation threshold whose 24-hour window is still open."""
-    now_ms = int(time.time() * 1000)
-    return await store.customers_waiting(now_ms - WINDOW_MS, now_ms - int(escalate_after * 1000))
+async def customers_near_window_end(
+    store: Store, escalate_after: float, *, now_ms: int | None = None
+) -> int:
+    """Customers still waiting for an answer whose last message is past the escalation
+    threshold while their 24-hour window is still open. Those already answered are not
+    counted: the SLA records say who waits, the window records when they last wrote."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    after_ms = int(escalate_after * 1000)
+    count = 0
+    for customer, state in await records.items(store, CONVERSATIONS):
+        since = state.waiting_since_ms
+        # Answered, or waiting for less than the threshold (their last message is newer still).
+        if since is None or now - since < after_ms:
+            continue
+        last = await store.last_customer_message(customer)
+        count += near_window_end(now, last, since, after_ms)
+    return count
