@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
+from igbridge.relay.config import ConfigError, load_settings
 from igbridge.relay.meta.events import EventKind, parse_webhook
 from igbridge.sandbox.meta_webhooks import MetaWebhooks
 from igbridge.sandbox.stack import Sandbox, run_relay
+from tests.test_config import BASE_ENV
 
 OTHER_ACCOUNT = "17841499999999999"  # another brand served by the same Meta app
 
@@ -28,6 +31,16 @@ def skipped_metric(relay_url: str, reason: str) -> str | None:
         if line.startswith(prefix):
             return line[len(prefix) :]
     return None
+
+
+def test_settings_for_entry_ids_and_standby() -> None:
+    default = load_settings(BASE_ENV)
+    assert (default.instagram_entry_ids, default.standby) == ((), "skip")
+    env = {"IGBRIDGE_INSTAGRAM_ENTRY_IDS": " 25000001, ,26000001 ", "IGBRIDGE_STANDBY": "deliver"}
+    s = load_settings({**BASE_ENV, **env})
+    assert (s.instagram_entry_ids, s.standby) == (("25000001", "26000001"), "deliver")
+    with pytest.raises(ConfigError, match=r"^IGBRIDGE_STANDBY: "):
+        load_settings({**BASE_ENV, "IGBRIDGE_STANDBY": "forward"})
 
 
 # -- the builders parse as the relay expects (the simulator imports no relay code) ----------
