@@ -10,9 +10,12 @@ import httpx
 import pytest
 
 from igbridge.relay.config import ConfigError, load_settings
-from igbridge.relay.meta.events import EventKind, parse_webhook
+from igbridge.relay.genesys.payloads import InboundMessage
+from igbridge.relay.meta.events import EventKind, InstagramEvent, MessageEdit, parse_webhook
+from igbridge.relay.pipeline.inbound import Facts, build
 from igbridge.sandbox.meta_webhooks import MetaWebhooks
 from igbridge.sandbox.stack import Sandbox, run_relay
+from tests.fixtures_loader import ACCOUNT_ID, CUSTOMER, load_fixture_json
 from tests.test_config import BASE_ENV
 
 OTHER_ACCOUNT = "17841499999999999"  # another brand served by the same Meta app
@@ -41,6 +44,51 @@ def test_settings_for_entry_ids_and_standby() -> None:
     assert (s.instagram_entry_ids, s.standby) == (("25000001", "26000001"), "deliver")
     with pytest.raises(ConfigError, match=r"^IGBRIDGE_STANDBY: "):
         load_settings({**BASE_ENV, "IGBRIDGE_STANDBY": "forward"})
+
+
+# -- parsing and building (pure) ---------------------------------------------------------------
+
+
+def test_a_standby_thread_delivered_is_marked_and_stays_marked_when_stored() -> None:
+    body = load_fixture_json("standby")
+    (event,) = parse_webhook(body, ACCOUNT_ID, standby="deliver").events
+    assert event.standby
+    stored = InstagramEvent.from_json(event.to_json())
+    assert stored == event
+    assert stored.standby
+    built = build(stored, Facts())
+    assert isinstance(built, InboundMessage)
+    assert built.channel.metadata is not None
+    assert built.channel.metadata.custom_attributes["Standby"] == "true"
+    assert built.text is not None
+    assert built.text.startswith("Hi, is anyone there?\n(Another app controls this conversation")
+    # Ordinary jobs are stored as before: no standby key for older replicas to trip on.
+    (plain,) = parse_webhook(load_fixture_json("text"), ACCOUNT_ID).events
+    assert b"standby" not in plain.to_json()
+
+
+def test_edits_by_the_business_are_not_the_customers() -> None:
+    def edit(sender: str, num_edit: object) -> dict[str, object]:
+        item = {
+            "sender": {"id": sender},
+            "recipient": {"id": CUSTOMER if sender == ACCOUNT_ID else ACCOUNT_ID},
+            "timestamp": 1767261600000,
+            "message_edit": {"mid": "mid.e", "text": "fixed typo", "num_edit": num_edit},
+        }
+        return {"object": "instagram", "entry": [{"id": ACCOUNT_ID, "messaging": [item]}]}
+
+    own = parse_webhook(edit(ACCOUNT_ID, 1), ACCOUNT_ID)
+    assert own.events == []
+    assert [s.reason for s in own.skipped] == ["own_edit"]
+    # Meta's sample shows num_edit as a string; the documented type is an integer.
+    (event,) = parse_webhook(edit(CUSTOMER, "2"), ACCOUNT_ID).events
+    assert event.body == MessageEdit("mid.e", "fixed typo", 2)
+    assert event.dedupe_key == "mid.e#edit:2"
+
+
+def test_without_an_account_id_entries_are_not_checked() -> None:
+    # parse_webhook(body) alone (tools, fuzzing) keeps every entry.
+    assert len(parse_webhook(load_fixture_json("other_account")).events) == 3
 
 
 # -- the builders parse as the relay expects (the simulator imports no relay code) ----------
