@@ -217,14 +217,13 @@ def test_a_renewed_lease_holds_and_reports_a_lost_one(backend: Backend) -> None:
     backend.run(body)
 
 
-def test_windows_keep_the_latest_message_and_count_the_waiting(backend: Backend) -> None:
+def test_windows_keep_the_latest_message(backend: Backend) -> None:
     async def body(store: Store, _: Clock) -> None:
         await store.enqueue(Q, [job("a", "a1", 1)], {"a": 5_000, "b": 9_000})
         await store.enqueue(Q, [], {"a": 3_000})  # an older, late event never rewinds
         assert await store.last_customer_message("a") == 5_000
         assert await store.last_customer_message("nobody") is None
-        assert await store.customers_waiting(4_000, 6_000) == 1
-        assert await store.customers_waiting(0, 10_000) == 2
+        assert await store.last_customer_message("b") == 9_000
         # a millisecond timestamp of today survives the round trip exactly
         await store.enqueue(Q, [], {"c": 1_764_000_000_123})
         assert await store.last_customer_message("c") == 1_764_000_000_123

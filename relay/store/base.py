@@ -119,9 +119,6 @@ class Store(Protocol):
     async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
         """Forget dedupe keys older than this (Meta retries for up to 36 h); returns how many."""
 
-    async def customers_waiting(self, since_ms: int, until_ms: int) -> int:
-        """Customers whose last message falls in [since, until]: near the window's end."""
-
     async def last_customer_message(self, key: str) -> int | None:
         """The customer's latest message time in ms, for Meta's 24-hour reply window."""
 

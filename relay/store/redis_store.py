@@ -250,9 +250,6 @@ class RedisStore:
         )
         return int(removed)
 
-    async def customers_waiting(self, since_ms: int, until_ms: int) -> int:
-        return int(await self._call(self._r.zcount(self._windows, since_ms, until_ms)))
-
     async def last_customer_message(self, key: str) -> int | None:
         score = await self._call(self._r.zscore(self._windows, key))
         return None if score is None else int(score)

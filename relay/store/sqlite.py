@@ -351,12 +351,6 @@ class SQLiteStore:
             )
             return cur.rowcount
 
-    async def customers_waiting(self, since_ms: int, until_ms: int) -> int:
-        rows = await self._read(
-            "SELECT COUNT(*) FROM windows WHERE last_ms BETWEEN ? AND ?", (since_ms, until_ms)
-        )
-        return int(rows[0][0])
-
     async def last_customer_message(self, key: str) -> int | None:
         rows = await self._read("SELECT last_ms FROM windows WHERE key = ?", (key,))
         return int(rows[0][0]) if rows else None
