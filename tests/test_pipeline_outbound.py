@@ -20,6 +20,7 @@ from igbridge.relay.pipeline.addressing import (
     PublicReply,
     SendRequest,
     address,
+    plan,
     typing_request,
 )
 from igbridge.relay.pipeline.outbound import message_parts, typing_parts
@@ -57,14 +58,12 @@ def as_data(request: SendRequest | Refusal) -> dict[str, Any]:
 
 
 def on_route(msg: OutboundMessage, parts: list[dict[str, Any]], route: Route) -> list[Any]:
-    """The requests that send every part on ``route``, up to the first refused one."""
-    requests: list[Any] = []
-    for part in parts:
-        request = address(route, msg.customer_id, COMMENT, part)
-        requests.append(as_data(request))
-        if isinstance(request, Refusal):
-            break
-    return requests
+    """The requests that send every part on ``route``, or the one refusal of the whole
+    reply (decided before anything is sent)."""
+    planned = plan(route, msg.customer_id, COMMENT, parts)
+    if isinstance(planned, Refusal):
+        return [as_data(planned)]
+    return [as_data(request) for request in planned]
 
 
 def translate(msg: OutboundMessage) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from ..genesys.outbound import OutboundMessage
 from ..health import RelayHealth
 from ..meta.send import SendClient, SendError, SendErrorKind
 from ..metrics import RelayMetrics
-from ..pipeline.addressing import DirectMessage, SendRequest, address, typing_request
+from ..pipeline.addressing import DirectMessage, SendRequest, plan, typing_request
 from ..pipeline.loops import LoopBreaker
-from ..pipeline.outbound import message_parts, typing_parts
+from ..pipeline.outbound import Part, message_parts, typing_parts
 from ..pipeline.receipts import (
     LOOP_HELD,
     TOKEN_PROBLEM,
@@ -127,24 +127,18 @@ class OutboundDelivery:
                 await self._fail(msg, progress, window_closed(decision))
                 return None
             progress.route = decision.route.value
-        while progress.sent < len(parts):
+        planned = await self._plan(msg, progress, comment, parts)
+        while planned is not None and progress.sent < len(planned):
             route = Route(progress.route)
-            request = address(route, msg.customer_id, comment, parts[progress.sent])
-            if isinstance(request, Refusal):
-                log.warning(
-                    "reply not sendable on its route",
-                    extra={"message_id": msg.id, "code": request.code, "route": route.value},
-                )
-                await self._fail(msg, progress, refused(request, progress.sent))
-                return None
             try:
-                await self._send_request(request)
+                await self._send_request(planned[progress.sent])
             except SendError as exc:
                 answer = await self._send_failed(msg, job, progress, route, exc)
                 if isinstance(answer, SwitchRoute):
                     # Meta's clock disagrees with ours: the same part again, on the new route.
                     progress.route = answer.route.value
                     await self._save(msg.id, progress)
+                    planned = await self._plan(msg, progress, comment, parts)
                     continue
                 if isinstance(answer, RetryLater):
                     await self._save(msg.id, progress)
@@ -154,6 +148,8 @@ class OutboundDelivery:
             progress.sent += 1
             self._metrics.outbound_sent.inc()
             await self._save(msg.id, progress)
+        if planned is None:
+            return None
         progress.status = "Delivered"
         await customer_answered(self._store, msg.customer_id)
         if self._loops is not None and not msg.from_human:
@@ -168,6 +164,27 @@ class OutboundDelivery:
         self._health.meta_token_error = None
         await self._save(msg.id, progress)
         return None
+
+    async def _plan(
+        self,
+        msg: OutboundMessage,
+        progress: Progress,
+        comment: CommentOrigin | None,
+        parts: list[Part],
+    ) -> list[SendRequest] | None:
+        """The whole reply's requests on its route; None once it is refused (nothing more
+        of it is sent)."""
+        assert progress.route is not None
+        route = Route(progress.route)
+        planned = plan(route, msg.customer_id, comment, parts)
+        if isinstance(planned, Refusal):
+            log.warning(
+                "reply not sendable on its route",
+                extra={"message_id": msg.id, "code": planned.code, "route": route.value},
+            )
+            await self._fail(msg, progress, refused(planned, progress.sent))
+            return None
+        return planned
 
     async def _send_request(self, request: SendRequest) -> None:
         if isinstance(request, DirectMessage):

@@ -31,6 +31,49 @@ class OutboundAttachment(_Model):
     mime: str | None = None
     filename: str | None = None
     content_size_bytes: int | None = Field(default=None, alias="contentSizeBytes")
+    text: str | None = None  # a caption
+
+
+class Location(_Model):
+    url: str | None = None
+    address: str | None = None
+    text: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class TemplateParameter(_Model):
+    name: str | None = None
+    text: str | None = None
+
+
+class TemplateText(_Model):
+    """A notification template's header, body or footer (the header may be media instead)."""
+
+    type: str | None = None
+    text: str | None = None
+    media: OutboundAttachment | None = None
+    parameters: list[TemplateParameter] = Field(default_factory=list)
+
+
+class TemplateButton(_Model):
+    type: str | None = None  # QuickReply | PhoneNumber | Url
+    text: str | None = None
+    url: str | None = None
+    payload: str | None = None
+    phone_number: str | None = Field(default=None, alias="phoneNumber")
+    parameters: list[TemplateParameter] = Field(default_factory=list)
+
+
+class NotificationTemplate(_Model):
+    """Content type ``Notification``: a template Genesys fills in with parameters."""
+
+    id: str | None = None
+    language: str | None = None
+    header: TemplateText | None = None
+    body: TemplateText | None = None
+    buttons: list[TemplateButton] = Field(default_factory=list)
+    footer: TemplateText | None = None
 
 
 class OutboundContent(_Model):
@@ -41,6 +84,10 @@ class OutboundContent(_Model):
     card: dict[str, Any] | None = None
     carousel: dict[str, Any] | None = None
     list_: dict[str, Any] | None = Field(default=None, alias="list")
+    location: Location | None = None
+    template: NotificationTemplate | None = None
+    text: dict[str, Any] | None = None  # content type Text: {"type": "Text", "body": ...}
+    quick_reply_v2: dict[str, Any] | None = Field(default=None, alias="quickReplyV2")
 
 
 class TypingEvent(_Model):
