@@ -20,6 +20,7 @@ from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
 
 from .channel import Channel
+from .events import Emit, Event
 from .integrations import Integrations
 from .kube import Kube
 from .problems import RetryLater, SpecProblem
@@ -27,6 +28,7 @@ from .reconcile import Reconciler
 from .settings import OperatorSettings
 from .spec import ChannelSpec
 from .subscriptions import ensure_subscribed
+from .tokens import MetaTokens
 
 FINALIZER = f"{GROUP}/finalizer"
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ async def startup(
         return Integrations(GenesysRest(http, spec.genesys.api_url, tokens))
 
     subscribe = functools.partial(ensure_subscribed, http)
-    memo["reconciler"] = Reconciler(Kube(api), integrations, subscribe, config)
+    memo["reconciler"] = Reconciler(Kube(api), integrations, subscribe, config, MetaTokens(http))
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -111,6 +113,16 @@ def _channel(body: kopf.Body) -> Channel:
     )
 
 
+def _events(body: kopf.Body) -> Emit:
+    """Events about this channel, posted by kopf in the background (RBAC: create on
+    events)."""
+
+    def emit(event: Event) -> None:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+    return emit
+
+
 @contextmanager
 def _retry_as_kopf(config: OperatorSettings) -> Iterator[None]:
     """The reconciler's two kinds of "not now" as kopf retries; neither is a hot loop."""
@@ -126,7 +138,7 @@ def _retry_as_kopf(config: OperatorSettings) -> Iterator[None]:
 async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
     reconciler: Reconciler = memo["reconciler"]
     with _retry_as_kopf(memo["config"]):
-        await reconciler.reconcile(_channel(body))
+        await reconciler.reconcile(_channel(body), _events(body))
 
 
 async def reconcile_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -147,10 +159,10 @@ async def relay_reported(body: kopf.Body, memo: kopf.Memo, type: str | None, **_
     if not (body.get("status") or {}).get("relay"):
         return
     reconciler: Reconciler = memo["reconciler"]
-    await reconciler.refresh_relay(_channel(body))
+    await reconciler.refresh_relay(_channel(body), _events(body))
 
 
 async def delete_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo["reconciler"]
     with _retry_as_kopf(memo["config"]):
-        await reconciler.finalize(_channel(body))
+        await reconciler.finalize(_channel(body), _events(body))

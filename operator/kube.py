@@ -81,8 +81,46 @@ class Kube:
             "PATCH", resource_path(*args, meta["name"]), patch, content_type=MERGE_PATCH
         )
 
+    async def apply_reporting(self, manifest: dict[str, Any]) -> str:
+        """Like ``apply``, saying what happened: "created", "updated", or "unchanged"
+        (then nothing is sent). Unchanged means every field the manifest sets already
+        holds its value; fields the apiserver adds (defaults, status) do not count."""
+        meta = manifest["metadata"]
+        args = (manifest["apiVersion"], manifest["kind"], meta["namespace"])
+        current = await self.get(*args, meta["name"])
+        if current is None:
+            await self.apply(manifest)
+            return "created"
+        desired = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "status")}
+        if _holds(current, desired):
+            return "unchanged"
+        await self.apply(manifest)
+        return "updated"
+
+    async def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = resource_path(api_version, kind, namespace, name)
+        return await self._call("PATCH", path, patch, content_type=MERGE_PATCH)
+
     async def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
         path = resource_path(api_version, kind, namespace, name) + "/status"
         return await self._call("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
+
+
+def _holds(current: Any, desired: Any) -> bool:
+    """Does ``current`` already have every value ``desired`` sets? Lists match item by
+    item, so defaults the apiserver fills into containers or ports do not count."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(
+            _holds(current.get(k), v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(current, list)
+            and len(current) == len(desired)
+            and all(_holds(c, d) for c, d in zip(current, desired, strict=True))
+        )
+    return bool(current == desired)

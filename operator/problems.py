@@ -36,3 +36,30 @@ def invalid_spec(message: str) -> SpecProblem:
 
 def secret_missing(message: str) -> SpecProblem:
     return SpecProblem("CredentialsReady", "SecretMissing", message)
+
+
+def secret_key_missing(message: str) -> SpecProblem:
+    return SpecProblem("CredentialsReady", "SecretKeyMissing", message)
+
+
+def credentials_refused(message: str) -> SpecProblem:
+    """Genesys refused the OAuth client (rotated, deleted, or a typo in the Secret)."""
+    return SpecProblem("CredentialsReady", "CredentialsRefused", message)
+
+
+def token_invalid(message: str) -> SpecProblem:
+    """Meta answered code 190: the access token expired, was revoked or is not a token."""
+    return SpecProblem("CredentialsReady", "TokenInvalid", message)
+
+
+def token_for_other_account(message: str) -> SpecProblem:
+    return SpecProblem("CredentialsReady", "TokenForOtherAccount", message)
+
+
+def token_missing_permissions(message: str) -> SpecProblem:
+    return SpecProblem("CredentialsReady", "TokenMissingPermissions", message)
+
+
+def public_url_not_https(message: str) -> SpecProblem:
+    # Meta calls webhooks only over https, and Genesys requires it for its webhook URL.
+    return SpecProblem("CredentialsReady", "PublicUrlNotHttps", message)

@@ -8,10 +8,12 @@ The I/O lives here; what the channel should be is decided in plan.py. Handlers
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, RelayReport
@@ -20,16 +22,43 @@ from igbridge.relay.genesys.errors import AuthError, GenesysError, PermanentErro
 from . import builders, plan
 from .channel import Channel
 from .conditions import FALSE, TRUE, UNKNOWN, Conditions
+from .events import Emit, Event, no_events, normal, transitions, warning
 from .integrations import CreateStillPending, Integrations
 from .kube import Kube
-from .problems import RetryLater, SpecProblem, invalid_spec, secret_missing
+from .preflight import (
+    GraphFailure,
+    Refreshed,
+    check_public_url,
+    expiring,
+    extra_entry_ids,
+    iso,
+    judge_identity,
+    judge_token_info,
+    login_of,
+    parse_iso,
+    refresh_due,
+)
+from .problems import (
+    RetryLater,
+    SpecProblem,
+    credentials_refused,
+    invalid_spec,
+    secret_key_missing,
+    secret_missing,
+)
 from .relay_verdict import relay_available
 from .settings import OperatorSettings
 from .spec import ChannelSpec, parse_spec
+from .tokens import MetaTokens
 
 log = logging.getLogger(__name__)
 
 ADOPT_ANNOTATION = f"{GROUP}/integration-id"
+# On the user's Meta Secret, written with a refreshed token: when it runs out, and which
+# token that is about (a token someone put in by hand has an unknown expiry).
+TOKEN_EXPIRES_ANNOTATION = f"{GROUP}/token-expires-at"
+TOKEN_DIGEST_ANNOTATION = f"{GROUP}/token-sha256"
+APP_ID_KEY = "app-id"  # optional in the Meta Secret: lets debug_token run (Facebook Login)
 
 IntegrationsFactory = Callable[[ChannelSpec, str, str], Integrations]
 SubscriptionCheck = Callable[[ChannelSpec, str], Awaitable[bool]]
@@ -41,6 +70,21 @@ def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
     for key, value in ((secret or {}).get("stringData") or {}).items():
         out.setdefault(key, value)
     return out
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """A pre-flight verdict on one token, kept until ``until`` (monotonic seconds)."""
+
+    key: tuple[str, ...]
+    until: float
+    problem: SpecProblem | None
+    note: str
+    expires_at: float | None
 
 
 def _record(conds: Conditions, problem: SpecProblem) -> None:
@@ -57,28 +101,48 @@ class Reconciler:
         integrations: IntegrationsFactory,
         subscriptions: SubscriptionCheck,
         settings: OperatorSettings,
+        tokens: MetaTokens | None = None,
     ) -> None:
         self._kube = kube
         self._integrations = integrations
         self._subscribe = subscriptions
         self._settings = settings
+        self._tokens = tokens
+        # Per channel uid: the last pre-flight verdict, and the last failed refresh (token
+        # digest, monotonic time) so neither Meta call repeats on every resync.
+        self._verdicts: dict[str, _Verdict] = {}
+        self._refresh_failed: dict[str, tuple[str, float]] = {}
 
     async def _status(self, channel: Channel, status: dict[str, Any]) -> None:
         await self._kube.patch_status(API_VERSION, KIND, channel.namespace, channel.name, status)
 
     async def _secret(self, channel: Channel, need: plan.SecretNeed) -> dict[str, str]:
+        return (await self._secret_with_meta(channel, need))[0]
+
+    async def _secret_with_meta(
+        self, channel: Channel, need: plan.SecretNeed
+    ) -> tuple[dict[str, str], dict[str, Any]]:
         found = await self._kube.get("v1", "Secret", channel.namespace, need.name)
         if found is None:
             raise secret_missing(f"Secret {channel.namespace}/{need.name} not found")
         data = _decode(found)
         missing = [k for k in need.keys if not data.get(k)]
         if missing:
-            raise secret_missing(
+            raise secret_key_missing(
                 f"Secret {channel.namespace}/{need.name} has no key {missing[0]!r}"
             )
-        return data
+        return data, dict(found.get("metadata") or {})
 
-    async def reconcile(self, channel: Channel) -> None:
+    async def _finish(
+        self, channel: Channel, conds: Conditions, status: dict[str, Any], emit: Emit
+    ) -> None:
+        final = conds.finish()
+        await self._status(channel, {**status, "conditions": final})
+        # After the patch: an event never tells of a status that was not written.
+        for event in transitions(channel.status.get("conditions"), final):
+            emit(event)
+
+    async def reconcile(self, channel: Channel, emit: Emit = no_events) -> None:
         conds = Conditions(channel.status.get("conditions"), channel.generation)
         status: dict[str, Any] = {"observedGeneration": channel.generation}
         try:
@@ -87,20 +151,20 @@ class Reconciler:
                 "instagram": spec.instagram_webhook_url,
                 "genesys": spec.genesys_webhook_url,
             }
-            await self._reconcile(channel, spec, conds, status)
+            await self._reconcile(channel, spec, conds, status, emit)
         except SpecProblem as problem:
             _record(conds, problem)
-            await self._status(channel, {**status, "conditions": conds.finish()})
+            await self._finish(channel, conds, status, emit)
             raise
         except RetryLater as exc:
             conds.set("Synced", FALSE, "GenesysUnavailable", str(exc))
-            await self._status(channel, {**status, "conditions": conds.finish()})
+            await self._finish(channel, conds, status, emit)
             raise
         conds.set("Synced", TRUE, "Reconciled", "every owned object matches the spec")
         self._relay_condition(channel, conds)
-        await self._status(channel, {**status, "conditions": conds.finish()})
+        await self._finish(channel, conds, status, emit)
 
-    async def refresh_relay(self, channel: Channel) -> bool:
+    async def refresh_relay(self, channel: Channel, emit: Emit = no_events) -> bool:
         """Re-judge only ``RelayAvailable`` (and so ``Ready``) from what the relay pods
         reported, without touching Genesys or the workload: cheap enough to run on every
         report. Patches only when the verdict changed; True if it did."""
@@ -110,7 +174,10 @@ class Reconciler:
         new = conds.get("RelayAvailable") or {}
         if (old.get("status"), old.get("reason")) == (new.get("status"), new.get("reason")):
             return False
-        await self._status(channel, {"conditions": conds.finish()})
+        final = conds.finish()
+        await self._status(channel, {"conditions": final})
+        for event in transitions(channel.status.get("conditions"), final):
+            emit(event)
         return True
 
     def _relay_condition(self, channel: Channel, conds: Conditions) -> None:
@@ -122,17 +189,31 @@ class Reconciler:
         conds.set("RelayAvailable", verdict.status, verdict.reason, verdict.message)
 
     async def _reconcile(
-        self, channel: Channel, spec: ChannelSpec, conds: Conditions, status: dict[str, Any]
+        self,
+        channel: Channel,
+        spec: ChannelSpec,
+        conds: Conditions,
+        status: dict[str, Any],
+        emit: Emit,
     ) -> None:
+        bad_url = check_public_url(spec.public_url)
+        if bad_url is not None:
+            raise bad_url
         needs = plan.secrets_needed(spec)
-        found = {need.role: await self._secret(channel, need) for need in needs}
-        own = await self._generated_secret(channel)
+        found: dict[str, dict[str, str]] = {}
+        for need in needs:
+            data, meta = await self._secret_with_meta(channel, need)
+            if need.role == "meta":
+                data = await self._meta_token(channel, spec, need, data, meta, conds, status, emit)
+            found[need.role] = data
+        own = await self._generated_secret(channel, emit)
+        note = self._verdicts[channel.uid].note if channel.uid in self._verdicts else ""
         conds.set(
             "CredentialsReady",
             TRUE,
             "SecretsFound",
             f"{', '.join(need.name for need in needs)} and "
-            f"{builders.generated_secret_name(channel.name)}",
+            f"{builders.generated_secret_name(channel.name)}{note}",
         )
 
         gen = spec.genesys.credentials
@@ -140,8 +221,15 @@ class Reconciler:
         client = self._integrations(
             spec, genesys[gen.client_id_key], genesys[gen.client_secret_key]
         )
-        integration_id = await self._integration(channel, spec, client, own, conds, status)
+        integration_id = await self._integration(channel, spec, client, own, conds, status, emit)
         status["integrationId"] = integration_id
+        conds.set(
+            "CredentialsReady",
+            TRUE,
+            "CredentialsVerified",
+            f"Genesys issued a token; {', '.join(need.name for need in needs)} and "
+            f"{builders.generated_secret_name(channel.name)} found{note}",
+        )
 
         checksum = builders.config_checksum(channel.spec, {**found, "own": own})
         for manifest in plan.owned_objects(
@@ -152,7 +240,10 @@ class Reconciler:
             image=self._settings.relay_image,
             ingress=self._settings.ingress,
         ):
-            await self._kube.apply(manifest)
+            outcome = await self._kube.apply_reporting(manifest)
+            event = _applied_event(manifest, outcome)
+            if event is not None:
+                emit(event)
 
         if spec.instagram.subscribe_webhooks:
             access_token = found["meta"][spec.instagram.credentials.access_token_key]
@@ -175,7 +266,165 @@ class Reconciler:
                         "Meta refused the subscription",
                     )
 
-    async def _generated_secret(self, channel: Channel) -> dict[str, str]:
+    async def _meta_token(
+        self,
+        channel: Channel,
+        spec: ChannelSpec,
+        need: plan.SecretNeed,
+        data: dict[str, str],
+        meta: dict[str, Any],
+        conds: Conditions,
+        status: dict[str, Any],
+        emit: Emit,
+    ) -> dict[str, str]:
+        """Pre-flight of the Meta token, and its refresh with Instagram Login. Returns the
+        Secret's data as the relay should get it (with a refreshed token)."""
+        if self._tokens is None:
+            return data
+        ig = spec.instagram
+        key = ig.credentials.access_token_key
+        token, login = data[key], login_of(ig)
+        now, clock = time.time(), time.monotonic()
+        notes = dict(meta.get("annotations") or {})
+        expires_at = (
+            parse_iso(notes.get(TOKEN_EXPIRES_ANNOTATION))
+            if notes.get(TOKEN_DIGEST_ANNOTATION) == _digest(token)
+            else None
+        )
+        margin = self._settings.token_refresh_margin_seconds
+        refresh_error = ""
+        if login == "instagram" and refresh_due(expires_at, now, margin):
+            tried = self._refresh_failed.get(channel.uid)
+            if tried is None or tried[0] != _digest(token) or clock >= tried[1]:
+                result = await self._tokens.refresh(ig.graph_url, token, now)
+                if isinstance(result, Refreshed):
+                    await self._write_token(channel, need, key, result)
+                    token, expires_at = result.access_token, float(result.expires_at)
+                    data = {**data, key: token}
+                    self._refresh_failed.pop(channel.uid, None)
+                    emit(
+                        normal(
+                            "TokenRefreshed",
+                            f"Instagram token in Secret {need.name} refreshed; it now "
+                            f"expires at {iso(expires_at)} (the relay rolls to use it)",
+                        )
+                    )
+                else:
+                    retry_at = clock + self._settings.credentials_check_seconds
+                    self._refresh_failed[channel.uid] = (_digest(token), retry_at)
+                    refresh_error = result.message
+                    log.warning(
+                        "instagram token refresh failed",
+                        extra={"channel": channel.name, "code": result.code},
+                    )
+                    if tried is None or tried[0] != _digest(token):
+                        emit(
+                            warning(
+                                "TokenRefreshFailed", f"Meta would not refresh: {result.message}"
+                            )
+                        )
+
+        verdict = await self._verdict(channel, spec, data, token, login)
+        if verdict.expires_at is not None and expires_at is None:
+            expires_at = verdict.expires_at
+        if expires_at is not None:
+            status["instagram"] = {"tokenExpiresAt": iso(expires_at)}
+        self._token_condition(conds, login, expires_at, now, margin, refresh_error)
+        if verdict.problem is not None:
+            raise verdict.problem
+        return data
+
+    def _token_condition(
+        self,
+        conds: Conditions,
+        login: str,
+        expires_at: float | None,
+        now: float,
+        margin: float,
+        refresh_error: str,
+    ) -> None:
+        """``TokenFresh``: a warning ahead of expiry, not part of Ready (the token still
+        works until then)."""
+        if expires_at is None:
+            if login == "instagram":
+                conds.set(
+                    "TokenFresh",
+                    UNKNOWN,
+                    "ExpiryUnknown",
+                    f"Meta has not refreshed the token yet: {refresh_error or 'not tried'}",
+                )
+            else:
+                conds.set("TokenFresh", TRUE, "DoesNotExpire", "Meta sets no expiry on it")
+        elif expiring(expires_at, now, margin):
+            why = refresh_error or "Facebook Login tokens cannot be refreshed"
+            conds.set(
+                "TokenFresh",
+                FALSE,
+                "TokenExpiring",
+                f"the access token expires at {iso(expires_at)}: {why}; put a new token in "
+                "the Secret",
+            )
+        else:
+            conds.set("TokenFresh", TRUE, "NotExpiring", f"expires at {iso(expires_at)}")
+
+    async def _verdict(
+        self, channel: Channel, spec: ChannelSpec, data: dict[str, str], token: str, login: str
+    ) -> _Verdict:
+        """Whose token, and (Facebook Login, when the Secret has an app id) may it message;
+        asked of Meta once per token and check interval, not on every resync."""
+        assert self._tokens is not None
+        ig = spec.instagram
+        app_id = data.get(APP_ID_KEY, "")
+        extra = extra_entry_ids(ig)
+        key = (_digest(token), ig.account_id, *extra, login, ig.graph_url, ig.api_version, app_id)
+        cached = self._verdicts.get(channel.uid)
+        if cached is not None and cached.key == key and time.monotonic() < cached.until:
+            return cached
+        found = await self._tokens.me(ig.graph_url, ig.api_version, token)
+        problem = judge_identity(found, ig.account_id, extra)
+        note, expires_at = "", None
+        if isinstance(found, GraphFailure) and problem is None:
+            # Meta down is no verdict on the token: keep the last one, ask again soon.
+            note = f"; Meta could not be asked about the token: {found.message}"
+            if cached is not None and cached.key == key:
+                return cached
+            return _Verdict(key, 0.0, None, note, None)
+        if problem is None and login == "facebook" and app_id:
+            app_token = f"{app_id}|{data[ig.credentials.app_secret_key]}"
+            info = await self._tokens.debug(ig.graph_url, ig.api_version, token, app_token)
+            problem = judge_token_info(info)
+            if not isinstance(info, GraphFailure):
+                expires_at = float(info.expires_at) if info.expires_at else None
+        elif problem is None and login == "facebook":
+            note = f"; permissions not checked (no {APP_ID_KEY!r} in the Secret)"
+        verdict = _Verdict(
+            key,
+            time.monotonic() + self._settings.credentials_check_seconds,
+            problem,
+            note,
+            expires_at,
+        )
+        self._verdicts[channel.uid] = verdict
+        return verdict
+
+    async def _write_token(
+        self, channel: Channel, need: plan.SecretNeed, key: str, refreshed: Refreshed
+    ) -> None:
+        """The refreshed token into the user's Secret, with its expiry beside it."""
+        encoded = base64.b64encode(refreshed.access_token.encode()).decode()
+        patch = {
+            "metadata": {
+                "annotations": {
+                    TOKEN_EXPIRES_ANNOTATION: iso(refreshed.expires_at),
+                    TOKEN_DIGEST_ANNOTATION: _digest(refreshed.access_token),
+                }
+            },
+            "data": {key: encoded},
+        }
+        await self._kube.patch("v1", "Secret", channel.namespace, need.name, patch)
+        log.info("instagram token refreshed", extra={"channel": channel.name})
+
+    async def _generated_secret(self, channel: Channel, emit: Emit = no_events) -> dict[str, str]:
         name = builders.generated_secret_name(channel.name)
         current = _decode(await self._kube.get("v1", "Secret", channel.namespace, name))
         verify = current.get(builders.VERIFY_TOKEN_KEY) or secrets.token_urlsafe(24)
@@ -189,6 +438,13 @@ class Reconciler:
                     channel.name, channel.namespace, channel.uid, verify, signing
                 )
             )
+            emit(
+                normal(
+                    "SecretCreated",
+                    f"Secret {builders.generated_secret_name(channel.name)}: webhook verify "
+                    "token and signing secret generated",
+                )
+            )
         return {builders.VERIFY_TOKEN_KEY: verify, builders.WEBHOOK_SECRET_KEY: signing}
 
     async def _integration(
@@ -199,6 +455,7 @@ class Reconciler:
         own: dict[str, str],
         conds: Conditions,
         status: dict[str, Any],
+        emit: Emit = no_events,
     ) -> str:
         desired = plan.desired_integration(channel, spec, own[builders.WEBHOOK_SECRET_KEY])
         try:
@@ -218,22 +475,27 @@ class Reconciler:
                     channel, {"integrationId": current["id"], "pendingIntegration": None}
                 )
                 log.info("genesys integration created", extra={"integration": current["id"]})
+                emit(normal("IntegrationCreated", f"Open Messaging integration {current['id']}"))
             integration_id = str(current["id"])
             settled = await client.wait_created(integration_id, within=5.0)
             drift = plan.integration_drift(desired, settled)
             if drift:
                 await client.update(integration_id, drift)
+                fields = ", ".join(sorted(drift))
+                emit(normal("IntegrationRepaired", f"integration {integration_id}: {fields}"))
             attach = plan.flow_to_attach(desired, settled, channel.status.get("flowId"))
             if attach:
                 await client.attach_flow(*attach)
+                emit(normal("FlowAttached", f"inbound flow {attach[1]} on {integration_id}"))
             status["flowId"] = desired.inbound_flow_id
         except CreateStillPending as exc:
             conds.set("IntegrationReady", FALSE, "Creating", str(exc))
             raise RetryLater(str(exc), 2.0) from None
         except AuthError as exc:
             conds.set("IntegrationReady", FALSE, "GenesysAuthFailed", str(exc))
-            raise secret_missing(
-                f"Genesys credentials in Secret {spec.genesys.credentials.name} were refused: {exc}"
+            raise credentials_refused(
+                f"Genesys refused the OAuth client in Secret {spec.genesys.credentials.name}"
+                f" ({exc}): put the current client id and secret there"
             ) from None
         except TransientError as exc:
             conds.set("IntegrationReady", UNKNOWN, "GenesysUnavailable", str(exc))
@@ -259,7 +521,7 @@ class Reconciler:
                     return found
         return await client.find_by_name(name)
 
-    async def finalize(self, channel: Channel) -> None:
+    async def finalize(self, channel: Channel, emit: Emit = no_events) -> None:
         """On delete: remove the Genesys integration (or keep it under Orphan)."""
         try:
             spec = parse_spec(channel.spec)
@@ -293,3 +555,17 @@ class Reconciler:
                 f"Genesys refused to delete integration {integration_id}: {exc}",
             ) from None
         log.info("integration deleted", extra={"integration": integration_id})
+        emit(normal("IntegrationDeleted", f"Open Messaging integration {integration_id}"))
+
+
+def _applied_event(manifest: builders.Manifest, outcome: str) -> Event | None:
+    """Created objects, and a relay Deployment whose pods change (so it rolls); other
+    repairs stay quiet unless something actually changed."""
+    kind, name = manifest["kind"], manifest["metadata"]["name"]
+    if outcome == "created":
+        return normal("Created", f"{kind} {name} created")
+    if outcome == "updated" and kind == "Deployment":
+        return normal("DeploymentApplied", f"Deployment {name} updated: the relay rolls")
+    if outcome == "updated":
+        return normal("Repaired", f"{kind} {name} brought back to the spec")
+    return None

@@ -26,6 +26,12 @@ class OperatorSettings(BaseSettings):
     operator_recheck_seconds: float = Field(default=30.0, gt=0)
     # How long the relay may stay silent before the channel shows it unavailable.
     relay_grace_seconds: float = Field(default=90.0, gt=0)
+    # How long a pre-flight verdict on a Meta token stands (a changed Secret is checked
+    # at once): Meta is asked at most this often per channel.
+    credentials_check_seconds: float = Field(default=600.0, gt=0)
+    # Instagram Login tokens live 60 days; refresh when fewer than this many seconds
+    # remain, and warn (TokenFresh=False) if that fails.
+    token_refresh_margin_seconds: float = Field(default=7 * 86400.0, gt=0)
     # An Ingress per channel, only when a class is named.
     channel_ingress_class: str | None = None
     channel_ingress_annotations: dict[str, str] = Field(default_factory=dict)

@@ -80,6 +80,25 @@ class User:
 
 PROFILE_FIELDS = frozenset(asdict(User("", "")).keys() - {"igsid"})
 
+# What Meta grants a Facebook Login Page token for Instagram messaging, by default.
+PAGE_SCOPES = ("instagram_basic", "instagram_manage_messages", "pages_manage_metadata")
+LONG_LIVED_SECONDS = 60 * 86400  # Instagram Login long-lived tokens
+REFRESHABLE_AFTER = 86400  # ... may be refreshed once at least 24 hours old
+
+
+@dataclass
+class Token:
+    """An access token as Meta knows it: whose, which login issued it, until when (None:
+    no clock expiry, as Page tokens), and its permissions."""
+
+    account_id: str
+    kind: str = "page"  # "page" (Facebook Login) or "instagram" (Instagram Login user)
+    expires_at: float | None = None  # epoch seconds
+    scopes: tuple[str, ...] = PAGE_SCOPES
+    issued_at: float = 0.0
+    username: str | None = None
+    valid: bool = True  # False: revoked (a password change, a removed permission)
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -103,6 +122,11 @@ class MetaSimulator:
         self.faults = FaultPlan()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self.app_id = "sandbox-app-id"
+        # Tokens with an identity of their own (add_token); ``access_token`` stays valid
+        # for this account unless registered here too.
+        self.tokens: dict[str, Token] = {}
+        self.refreshed: list[str] = []  # tokens handed out by /refresh_access_token
         self.users: dict[str, User] = {}
         self.mentions: dict[str, dict[str, str]] = {}
         self.last_customer_message_ms: dict[str, int] = {}
@@ -182,12 +206,54 @@ class MetaSimulator:
         with self._lock:
             self.subscriptions.clear()
 
+    def add_token(
+        self,
+        token: str,
+        account_id: str | None = None,
+        *,
+        kind: str = "page",
+        expires_in: float | None = None,
+        age: float = 0.0,
+        scopes: tuple[str, ...] = PAGE_SCOPES,
+        username: str | None = None,
+    ) -> Token:
+        """A token Meta knows: for ``account_id`` (default this account), issued ``age``
+        seconds ago, running out ``expires_in`` seconds from now (None: never)."""
+        now = time.time()
+        info = Token(
+            account_id or self.account_id,
+            kind,
+            None if expires_in is None else now + expires_in,
+            scopes,
+            now - age,
+            username,
+        )
+        with self._lock:
+            self.tokens[token] = info
+        return info
+
     # -- Graph API -----------------------------------------------------------------------------
-    def _token_ok(self, request: Request) -> bool:
+    def _given_token(self, request: Request) -> str | None:
         given = request.query_params.get("access_token")
         scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and bearer:
             given = bearer
+        return given
+
+    def _known(self, given: str | None) -> Token | None:
+        """The registered token, if ``given`` is one that still works."""
+        with self._lock:
+            info = self.tokens.get(given or "")
+        if info is None or not info.valid:
+            return None
+        if info.expires_at is not None and info.expires_at <= time.time():
+            return None
+        return info
+
+    def _token_ok(self, request: Request) -> bool:
+        given = self._given_token(request)
+        if given is not None and given in self.tokens:
+            return self._known(given) is not None
         return given is not None and hmac.compare_digest(given.encode(), self.access_token.encode())
 
     def _is_account(self, node: str) -> bool:
@@ -248,6 +314,10 @@ class MetaSimulator:
             return BAD_TOKEN.response()
         node = request.path_params["node"]
         fields = request.query_params.get("fields", "")
+        owner = self._known(self._given_token(request))
+        if node == "me" and owner is not None and owner.account_id != self.account_id:
+            # /me answers whose token it is.
+            return JSONResponse({"id": owner.account_id, "username": owner.username or ""})
         if self._is_account(node):
             return self._account(fields)
         with self._lock:
@@ -321,6 +391,65 @@ class MetaSimulator:
             data = [{"subscribed_fields": list(self.subscriptions)}] if self.subscriptions else []
         return JSONResponse({"data": data})
 
+    async def _debug_token(self, request: Request) -> Response:
+        """``GET /debug_token?input_token=T&access_token=<app id>|<app secret>``."""
+        app_token = request.query_params.get("access_token", "")
+        if not hmac.compare_digest(app_token.encode(), f"{self.app_id}|{self.app_secret}".encode()):
+            return BAD_TOKEN.response()
+        given = request.query_params.get("input_token", "")
+        with self._lock:
+            info = self.tokens.get(given)
+        if info is None and given == self.access_token:
+            info = Token(self.account_id)
+        if info is None:
+            data: dict[str, Any] = {
+                "is_valid": False,
+                "scopes": [],
+                "error": {"code": 190, "message": "Invalid OAuth access token."},
+            }
+            return JSONResponse({"data": data})
+        alive = self._known(given) is not None or (given == self.access_token and info.valid)
+        data = {
+            "app_id": self.app_id,
+            "type": "PAGE" if info.kind == "page" else "USER",
+            "application": "igbridge sandbox",
+            "expires_at": int(info.expires_at or 0),
+            "is_valid": alive,
+            "issued_at": int(info.issued_at),
+            "scopes": list(info.scopes),
+            "user_id": info.account_id,
+        }
+        if not alive:
+            data["error"] = {"code": 190, "message": "Error validating access token."}
+        return JSONResponse({"data": data})
+
+    async def _refresh_access_token(self, request: Request) -> Response:
+        """Instagram Login: ``GET /refresh_access_token?grant_type=ig_refresh_token``."""
+        if request.query_params.get("grant_type") != "ig_refresh_token":
+            return invalid("grant_type must be ig_refresh_token").response()
+        given = self._given_token(request) or ""
+        info = self._known(given)
+        if info is None or info.kind != "instagram":
+            return BAD_TOKEN.response()
+        if time.time() - info.issued_at < REFRESHABLE_AFTER:
+            return invalid("the token can be refreshed once it is at least 24 hours old").response()
+        fresh = (
+            f"IGAA{next(self._ids):08d}{hmac.new(given.encode(), b'r', 'sha256').hexdigest()[:24]}"
+        )
+        self.add_token(
+            fresh,
+            info.account_id,
+            kind="instagram",
+            expires_in=LONG_LIVED_SECONDS,
+            scopes=info.scopes,
+            username=info.username,
+        )
+        with self._lock:
+            self.refreshed.append(fresh)
+        return JSONResponse(
+            {"access_token": fresh, "token_type": "bearer", "expires_in": LONG_LIVED_SECONDS}
+        )
+
     async def _sent(self, _: Request) -> Response:
         with self._lock:
             return JSONResponse(list(self.sent))
@@ -329,6 +458,8 @@ class MetaSimulator:
         return app_with_faults(
             [
                 Route("/_sandbox/sent", self._sent, methods=["GET"]),
+                Route("/refresh_access_token", self._refresh_access_token, methods=["GET"]),
+                Route("/{version}/debug_token", self._debug_token, methods=["GET"]),
                 Route("/{version}/{node}/messages", self._send, methods=["POST"]),
                 Route("/{version}/{node}/replies", self._reply, methods=["POST"]),
                 Route(
