@@ -70,12 +70,15 @@ def one_private_reply(parts: list[Part]) -> Refusal | None:
         return None
     texts = [p["message"]["text"] for p in parts if "text" in p.get("message", {})]
     others = len(parts) - len(texts)
-    if not others:
-        size = sum(len(t.encode("utf-8")) for t in texts)
+    size = sum(len(t.encode("utf-8")) for t in texts)
+    if not others and size > TEXT_LIMIT_BYTES:
         why = f"its text is about {size} bytes, over Instagram's {TEXT_LIMIT_BYTES} per message"
         fix = (
             f"Shorten it to {TEXT_LIMIT_BYTES} bytes, or send the rest after the customer answers."
         )
+    elif not others:
+        why = "options or card details that do not fit Instagram's limits go as extra text"
+        fix = f"Send it as one text of up to {TEXT_LIMIT_BYTES} bytes."
     elif not texts:
         why = f"{others} attachments or cards, each its own message"
         fix = "Send one now and the others after the customer answers."

@@ -122,9 +122,23 @@ class _Reply:
     parts: list[Part] = field(default_factory=list)
     quick: list[dict[str, Any]] = field(default_factory=list)
     extra_text: list[str] = field(default_factory=list)  # sent last: what did not fit
+    # Text blocks in a row go as one text (split only past 1000 bytes), so a template or a
+    # location after the agent's words costs no extra message (a private reply has one).
+    pending: list[str] = field(default_factory=list)
 
     def text(self, text: str) -> None:
-        self.parts.extend({"message": {"text": t}} for t in split_text(text))
+        if text.strip():
+            self.pending.append(text)
+
+    def add(self, part: Part) -> None:
+        self.flush()
+        self.parts.append(part)
+
+    def flush(self) -> None:
+        if self.pending:
+            joined = "\n\n".join(self.pending)
+            self.parts.extend({"message": {"text": t}} for t in split_text(joined))
+            self.pending.clear()
 
 
 def _clip(text: Any, limit: int) -> str:
@@ -198,7 +212,7 @@ def _template(cards: list[dict[str, Any]], reply: _Reply) -> None:
         reply.extra_text.extend(extra)
     reply.extra_text.extend(_card_text(card) for card in cards[MAX_ELEMENTS:])
     attachment = {"type": "template", "payload": {"template_type": "generic", "elements": elements}}
-    reply.parts.append({"message": {"attachment": attachment}})
+    reply.add({"message": {"attachment": attachment}})
 
 
 # -- media ---------------------------------------------------------------------------------
@@ -301,7 +315,7 @@ def _notification(template: NotificationTemplate, reply: _Reply) -> Refusal | No
         media = media_part(header.media)
         if isinstance(media, Refusal):
             return media
-        reply.parts.append(media)
+        reply.add(media)
     elif header is not None and header.text:
         sections.append((header.text, header.parameters))
     sections.append((body.text or "", body.parameters))
@@ -368,7 +382,7 @@ def _attachment(content: OutboundContent, reply: _Reply) -> Refusal | None:
         return part
     if att.text and att.text.strip():  # Instagram has no captions: the caption goes first
         reply.text(att.text.strip())
-    reply.parts.append(part)
+    reply.add(part)
     return None
 
 
@@ -498,6 +512,7 @@ def message_parts(msg: OutboundMessage) -> list[Part] | Refusal:
         refused = decision.handler(content, reply)
         if refused is not None:
             return refused
+    reply.flush()
     parts = reply.parts
     if reply.quick:
         mapped = _quick_replies(reply.quick)
@@ -509,7 +524,7 @@ def message_parts(msg: OutboundMessage) -> list[Part] | Refusal:
                 parts.append({"message": {"text": "Choose an option:"}})
             parts[-1]["message"]["quick_replies"] = mapped
     for text in reply.extra_text:
-        reply.text(text)
+        parts.extend({"message": {"text": t}} for t in split_text(text))
     if not parts:
         return Refusal(INVALID_STRUCTURE, "The message has no text or content to send.")
     return parts

@@ -109,10 +109,34 @@ def window_closed(decision: Decision) -> Failed:
     return Failed(MESSAGE_EXPIRED, decision.reason)
 
 
+def private_reply_refused(meta_message: str | None) -> Failed:
+    """Instagram refused the private reply to the comment the conversation began with. Meta
+    allows one, within 7 days of the comment, and for a comment on a live video only while
+    the broadcast is live. Which error it gives for each case is unconfirmed (a comment
+    already answered: code 10900; past 7 days: its window error, handled as the window), so
+    the sentence names them all, with Instagram's own words."""
+    return Failed(
+        MESSAGE_NOT_ALLOWED,
+        "Not delivered: Instagram refused the private reply to the customer's comment "
+        f"({meta_message or 'no reason given'}). A comment gets one private reply, within "
+        "7 days (on a live video only while the broadcast is live); answer publicly on "
+        "Instagram, or wait for the customer to write a direct message.",
+    )
+
+
 def after_send_error(error: SendError, ctx: SendContext) -> Failed | RetryLater | SwitchRoute:
     """What to do once Instagram refused a part."""
     kind, graph = error.kind, error.error
-    if kind is SendErrorKind.WINDOW:
+    if kind is SendErrorKind.HANDOVER:
+        failed = Failed(
+            MESSAGE_NOT_ALLOWED,
+            "Not delivered: another app controls this conversation on Instagram (conversation "
+            "routing / handover), so Instagram refuses our replies until control is passed "
+            f"back to this channel. {graph.message}".strip(),
+        )
+    elif ctx.route is Route.PRIVATE_REPLY and kind is SendErrorKind.REJECTED:
+        failed = private_reply_refused(graph.message)
+    elif kind is SendErrorKind.WINDOW:
         decision = after_window_refusal(
             ctx.now_ms,
             ctx.last_customer_ms,
