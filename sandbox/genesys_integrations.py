@@ -2,7 +2,10 @@
 
 Creation is asynchronous like Genesys's: ``createStatus`` reads ``Initiated`` until
 ``create_delay`` seconds have passed, then ``Completed``. The signing secret is
-write-only: it is kept (tests may read it) but never returned.
+write-only: it is kept (tests may read it) but never returned. Bodies are held to the
+SDK's OpenIntegrationRequest / OpenIntegrationUpdateRequest / RecipientRequest (see
+genesys_contract.py). The listing pages like Genesys's (``pageSize``, ``pageNumber``,
+``pageCount``, ``nextUri``), with a small default page size so clients must follow pages.
 """
 
 from __future__ import annotations
@@ -16,35 +19,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .genesys_contract import genesys_error
-
-BASE = "/api/v2/conversations/messaging/integrations/open"
-SECRET_FIELD = "outboundNotificationWebhookSignatureSecretToken"  # noqa: S105 (a field name)
-WRITABLE = frozenset(
-    {
-        "name",
-        "outboundNotificationWebhookUrl",
-        SECRET_FIELD,
-        "webhookHeaders",
-        "supportedContent",
-        "messagingSetting",
-    }
+from .genesys_contract import (
+    SECRET_FIELD,
+    genesys_error,
+    validate_integration_create,
+    validate_integration_update,
+    validate_recipient,
 )
 
+BASE = "/api/v2/conversations/messaging/integrations/open"
+DEFAULT_PAGE_SIZE = 3  # Genesys's is 25; small so that every client's paging is exercised
+MAX_PAGE_SIZE = 500
+# Read-only in the definition (or set by Genesys): never stored from a request body.
+READ_ONLY = frozenset({"id", "selfUri"})
 
-def _field_problem(fields: dict[str, Any]) -> str | None:
-    unknown = sorted(set(fields) - WRITABLE)
-    if unknown:
-        return f"unknown field(s): {', '.join(unknown)}"
-    if "name" in fields and (not isinstance(fields["name"], str) or not fields["name"]):
-        return "name is required"
-    url = fields.get("outboundNotificationWebhookUrl", "https://")
-    if not isinstance(url, str) or not url.startswith("https://"):
-        return "outboundNotificationWebhookUrl must be an https URL"
-    token = fields.get(SECRET_FIELD, "x" * 16)
-    if not isinstance(token, str) or len(token) <= 15:
-        return "the signature secret token must be more than 15 characters"
-    return None
+
+def _page_param(request: Request, name: str, default: int, limit: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if 1 <= value <= limit else None
 
 
 class IntegrationRegistry:
@@ -62,6 +60,7 @@ class IntegrationRegistry:
         self._on_change = on_change
         self._clock = clock
         self.create_delay = create_delay
+        self.page_size = DEFAULT_PAGE_SIZE
         self._lock = threading.Lock()
         self.integrations: dict[str, dict[str, Any]] = {}  # as stored, secret included
         self._created_at: dict[str, float] = {}
@@ -88,22 +87,16 @@ class IntegrationRegistry:
         if not self._authorised(request):
             return genesys_error(401, "authentication required", "authentication.required")
         if request.method == "GET":
-            with self._lock:
-                entities = [self._public(i) for i in self.integrations]
-            return JSONResponse({"entities": entities, "pageNumber": 1, "total": len(entities)})
+            return self._listing(request)
         body = await self._json_object(request)
-        if body is None:
-            return genesys_error(400, "body must be a JSON object")
-        problem = _field_problem(body)
-        for required in ("name", "outboundNotificationWebhookUrl", SECRET_FIELD):
-            if problem is None and required not in body:
-                problem = f"{required} is required"
-        if problem:
-            return genesys_error(400, problem)
+        problem = "body must be a JSON object" if body is None else None
+        problem = problem or validate_integration_create(body)
+        if problem or body is None:
+            return genesys_error(400, problem or "body must be a JSON object")
         iid = str(uuid.uuid4())
         with self._lock:
             self.integrations[iid] = {
-                **body,
+                **{k: v for k, v in body.items() if k not in READ_ONLY},
                 "id": iid,
                 "recipient": {"id": str(uuid.uuid4())},
                 "createStatus": "Initiated",
@@ -112,6 +105,36 @@ class IntegrationRegistry:
             public = self._public(iid)
         self._on_change(iid, True)
         return JSONResponse(public)
+
+    def _listing(self, request: Request) -> Response:
+        """One page of integrations, shaped like Genesys's entity listings."""
+        size = _page_param(request, "pageSize", self.page_size, MAX_PAGE_SIZE)
+        number = _page_param(request, "pageNumber", 1, 1_000_000)
+        if size is None or number is None:
+            return genesys_error(400, "pageSize and pageNumber must be positive integers")
+        with self._lock:
+            everything = [self._public(i) for i in self.integrations]
+        total = len(everything)
+        pages = max(1, -(-total // size))
+
+        def uri(page: int) -> str:
+            return f"{BASE}?pageSize={size}&pageNumber={page}"
+
+        listing: dict[str, Any] = {
+            "entities": everything[(number - 1) * size : number * size],
+            "pageSize": size,
+            "pageNumber": number,
+            "total": total,
+            "pageCount": pages,
+            "firstUri": uri(1),
+            "lastUri": uri(pages),
+            "selfUri": uri(number),
+        }
+        if number < pages:
+            listing["nextUri"] = uri(number + 1)
+        if number > 1:
+            listing["previousUri"] = uri(number - 1)
+        return JSONResponse(listing)
 
     async def item(self, request: Request) -> Response:
         if not self._authorised(request):
@@ -127,13 +150,15 @@ class IntegrationRegistry:
         patch: dict[str, Any] | None = {}
         if request.method == "PATCH":
             patch = await self._json_object(request)
-            problem = "body must be a JSON object" if patch is None else _field_problem(patch)
+            problem = "body must be a JSON object" if patch is None else None
+            problem = problem or validate_integration_update(patch)
             if problem:
                 return genesys_error(400, problem)
         with self._lock:
             if iid not in self.integrations:
                 return genesys_error(404, "integration not found", "not.found")
-            self.integrations[iid].update(patch or {})
+            changes = {k: v for k, v in (patch or {}).items() if k not in READ_ONLY}
+            self.integrations[iid].update(changes)
             public = self._public(iid)
         return JSONResponse(public)
 
@@ -142,10 +167,10 @@ class IntegrationRegistry:
             return genesys_error(401, "authentication required", "authentication.required")
         rid = request.path_params["rid"]
         body = await self._json_object(request)
-        flow = body.get("flow") if body else None
-        flow_id = flow.get("id") if isinstance(flow, dict) else None
-        if not isinstance(flow_id, str) or not flow_id:
-            return genesys_error(400, "flow.id is required")
+        problem = "body must be a JSON object" if body is None else validate_recipient(body)
+        if problem or body is None:
+            return genesys_error(400, problem or "body must be a JSON object")
+        flow_id = str(body["flow"]["id"])
         with self._lock:
             known = any(i["recipient"]["id"] == rid for i in self.integrations.values())
             if not known:

@@ -1,8 +1,9 @@
 """A Genesys Cloud simulator: OAuth, Open Messaging inbound, receipts, routing, integrations.
 
-It follows Genesys's Open Messaging API documentation: it accepts what Genesys documents
-and answers 400 with a reason for what Genesys documents as rejected. State is guarded
-by one lock: the app runs on a uvicorn thread while tests read from theirs.
+Every request body is held to Genesys's own API definition (its SDK's models, see
+genesys_schema.py) plus the rules its docs add (genesys_contract.py): what Genesys would
+refuse gets a 400 naming the violation. State is guarded by one lock: the app runs on a
+uvicorn thread while tests read from theirs.
 
 Observation for other processes (benchmarks): ``GET /_sandbox/messages[?since=N]``;
 faults: ``POST|DELETE /_sandbox/faults`` (see faults.py).
@@ -36,13 +37,15 @@ from .genesys_contract import (
     validate_event,
     validate_inbound_message,
     validate_receipt,
+    validate_routing,
+    validate_structured_response,
 )
 from .genesys_integrations import IntegrationRegistry
+from .genesys_schema import sdk
 
 __all__ = ["GenesysSimulator", "RecordedMessage", "sign_genesys"]
 
 INBOUND = "/api/v2/conversations/messages/{integration_id}/inbound/open"
-PRIORITY_LIMIT = 25_000_000
 
 
 @dataclass
@@ -64,7 +67,7 @@ class RecordedMessage:
 
     @property
     def message_id(self) -> str:
-        return str(self.body["channel"]["messageId"])
+        return str(self.body["channel"].get("messageId", ""))  # optional for Genesys
 
     @property
     def from_id(self) -> str:
@@ -97,6 +100,7 @@ class GenesysSimulator:
         create_delay: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        sdk()  # load Genesys's SDK now (seconds), not inside the first request
         self.client_id = client_id
         self.client_secret = client_secret
         ids = [integration_ids] if isinstance(integration_ids, str) else list(integration_ids)
@@ -276,7 +280,7 @@ class GenesysSimulator:
         if isinstance(read, Response):
             return read
         body, raw = read
-        reason = validate_inbound_message(body)
+        reason = validate_structured_response(body)
         if reason:
             return genesys_error(400, reason)
         self._record(request, body, raw, "structured/response")
@@ -304,13 +308,13 @@ class GenesysSimulator:
             body = await request.json()
         except ValueError:
             return genesys_error(400, "body is not valid UTF-8 JSON")
-        priority = body.get("priority") if isinstance(body, dict) else None
-        if (
-            not isinstance(priority, int)
-            or isinstance(priority, bool)
-            or not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT
-        ):
-            return genesys_error(400, "priority must be an integer within ±25,000,000")
+        reason = validate_routing(body)
+        if reason:
+            return genesys_error(400, reason)
+        priority = body.get("priority")
+        if priority is None:
+            # Valid for Genesys (other attributes), but the relay only ever sets priority.
+            return genesys_error(400, "the simulator only changes priority: priority is required")
         with self._lock:
             if conv not in self._conversations.values():
                 return genesys_error(404, "conversation not found", "not.found")

@@ -174,7 +174,7 @@ def test_inbound_message_is_accepted_and_recorded_as_sent(live: Live) -> None:
 
 def test_attachment_message_is_accepted(live: Live) -> None:
     att = {"mediaType": "Image", "url": "https://cdn.example/a", "mime": "image/jpeg"}
-    body = message("mid-att", content=[{"contentType": "Attachment", "attachment": att}])
+    body = message("mid-att", content=[{"attachment": att}])
     del body["text"]
     assert live.post(f"{INBOUND}/message", body).status_code == 200
 
@@ -200,18 +200,20 @@ def _setting(value: Any, *path: str) -> Callable[[dict[str, Any]], None]:
 
 
 def _attachment(**att: Any) -> Callable[[dict[str, Any]], None]:
-    return _setting([{"contentType": "Attachment", "attachment": att}], "content")
+    return _setting([{"attachment": att}], "content")
 
 
 Edit = Callable[[dict[str, Any]], None] | bytes
 REJECTED: dict[str, tuple[Edit, str]] = {
     "not UTF-8": (b'{"text": "\xff"}', "UTF-8 JSON"),
     "not JSON": (b'{"text": ', "UTF-8 JSON"),
-    "no messageId": (_without("channel", "messageId"), "messageId"),
-    "no from.id": (_without("channel", "from", "id"), "from.id"),
-    "no from.idType": (_without("channel", "from", "idType"), "idType"),
-    "no time": (_without("channel", "time"), "time"),
-    "time not ISO-8601": (_setting("yesterday 10am", "channel", "time"), "time"),
+    "no from.id": (_without("channel", "from", "id"), "channel.from.id: required field missing"),
+    "empty from.id": (_setting("", "channel", "from", "id"), "channel.from.id"),
+    "no from.idType": (_without("channel", "from", "idType"), "channel.from.idType: required"),
+    "unknown idType": (_setting("Instagram", "channel", "from", "idType"), "idType"),
+    "no time": (_without("channel", "time"), "channel.time: required field missing"),
+    "time not ISO-8601": (_setting("yesterday 10am", "channel", "time"), "channel.time"),
+    "unknown field": (_setting("Outbound", "direction"), "direction: unknown field"),
     "neither text nor content": (_without("text"), "text or content"),
     "top-level customAttributes": (
         _setting({"customAttributes": {"a": "b"}}, "metadata"),
@@ -225,8 +227,25 @@ REJECTED: dict[str, tuple[Edit, str]] = {
         _setting({"followers": 12}, "channel", "metadata", "customAttributes"),
         "customAttributes",
     ),
-    "unknown mediaType": (_attachment(mediaType="Sticker", url="https://x/y"), "mediaType"),
-    "attachment without url": (_attachment(mediaType="Image"), "url"),
+    "unknown mediaType": (
+        _attachment(mediaType="Sticker", url="https://x/y", mime="image/webp"),
+        "content[0].attachment.mediaType",
+    ),
+    "attachment without url": (
+        _attachment(mediaType="Image", mime="image/jpeg"),
+        "content[0].attachment.url: required field missing",
+    ),
+    "attachment without mime": (
+        _attachment(mediaType="Image", url="https://x/y"),
+        "content[0].attachment.mime: required field missing",
+    ),
+    "contentType in a content item": (
+        _setting(
+            [{"contentType": "Attachment", "attachment": {"mediaType": "Link", "url": "u"}}],
+            "content",
+        ),
+        "content[0].contentType: unknown field",
+    ),
 }
 
 
@@ -284,30 +303,37 @@ def test_receipts_events_and_structured_responses(live: Live) -> None:
         "id": "outbound-1",
         "channel": {"to": {"id": "ana", "idType": "Opaque"}, "time": "2026-01-01T10:00:01.000Z"},
         "status": "Failed",
-        "direction": "Outbound",
         "isFinalReceipt": True,
         "reasons": [{"code": "MessageExpired", "message": "outside the 24-hour window"}],
     }
     assert live.post(f"{INBOUND}/receipt", receipt, token).status_code == 200
-    bad_reason = {**receipt, "reasons": [{"code": "Oops"}]}
+    bad_reason = {**receipt, "reasons": [{"code": "Oops", "message": "?"}]}
     assert live.post(f"{INBOUND}/receipt", bad_reason, token).status_code == 400
+    directed = {**receipt, "direction": "Outbound"}  # not in OpenInboundNormalizedReceipt
+    assert "direction: unknown field" in live.post(f"{INBOUND}/receipt", directed, token).text
     assert live.post(f"{INBOUND}/receipt", {**receipt, "status": "Lost"}, token).status_code == 400
     assert live.post(f"{INBOUND}/receipt", {**receipt, "channel": {}}, token).status_code == 400
     assert live.sim.receipts == [receipt]
 
     typing = {
         "channel": {"from": {"id": "ana", "idType": "Opaque"}, "time": "2026-01-01T10:00:00Z"},
-        "events": [{"eventType": "Typing", "typing": {"type": "On"}}],
+        "events": [{"eventType": "Typing"}],  # OpenEvent has no other field
     }
     assert live.post(f"{INBOUND}/event", typing, token).status_code == 200
     assert live.post(f"{INBOUND}/event", {**typing, "events": []}, token).status_code == 400
     assert live.sim.events == [typing]
 
-    answer = message("qr-1", content=[{"contentType": "ButtonResponse", "buttonResponse": {}}])
-    answer["content"][0]["buttonResponse"] = {"type": "QuickReply", "text": "Yes", "payload": "Y"}
+    answer: dict[str, Any] = {
+        "channel": message("qr-1")["channel"],
+        "buttonResponse": {"type": "QuickReply", "text": "Yes", "payload": "Y"},
+        "originatingMessageId": "outbound-1",
+    }
     assert live.post(f"{INBOUND}/structured/response", answer, token).status_code == 200
-    answer["content"][0]["buttonResponse"]["type"] = "Swipe"
+    answer["buttonResponse"]["type"] = "Swipe"
     assert live.post(f"{INBOUND}/structured/response", answer, token).status_code == 400
+    as_message = message("qr-2", content=[{"buttonResponse": {"type": "QuickReply"}}])
+    refused = live.post(f"{INBOUND}/structured/response", as_message, token)
+    assert "originatingMessageId: required field missing" in refused.json()["message"]
     assert [b["channel"]["messageId"] for b in live.sim.structured] == ["qr-1"]
     assert [m.endpoint for m in live.sim.snapshot()] == ["structured/response"]
 
