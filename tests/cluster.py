@@ -3,9 +3,10 @@
 kmock (by kopf's author) stores objects and serves list/watch/create/patch/delete over
 real HTTP. This subclass adds uid, resourceVersion, generation and creationTimestamp,
 422 for a failed JSON-patch ``test`` (kopf ≥1.44 guards finalizer patches with one), the
-status subresource, ``kind`` on lists, core-group discovery, Secret ``stringData``, label
-selectors and owner-reference garbage collection. It runs on its own thread and loop so
-kopf and kubectl, both talking HTTP to it, never block it.
+status subresource, ``generateName`` (kopf's Events), ``kind`` on lists, core-group
+discovery, Secret ``stringData``, label selectors and owner-reference garbage collection.
+It runs on its own thread and loop so kopf and kubectl, both talking HTTP to it, never
+block it.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             )
             if request.namespace and not meta.get("namespace"):
                 meta["namespace"] = request.namespace
+            if not meta.get("name") and meta.get("generateName"):
+                # kopf names its Events this way.
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
             _string_data(request.data)
             return
         if request.action != enums.action.UPDATE:
