@@ -11,6 +11,7 @@ from igbridge.relay.genesys.errors import GenesysError, PermanentError
 from igbridge.relay.genesys.rest import GenesysRest, NotFound
 
 BASE = "/api/v2/conversations/messaging/integrations/open"
+MAX_PAGES = 1000  # a bound on following nextUri, against a listing that never ends
 
 
 class IntegrationFailed(PermanentError):
@@ -32,10 +33,18 @@ class Integrations:
             return None
 
     async def find_by_name(self, name: str) -> dict[str, Any] | None:
-        page = await self._rest.request("GET", BASE, params={"pageSize": "100"})
-        for item in page.get("entities") or []:
-            if isinstance(item, dict) and item.get("name") == name:
-                return item
+        """The integration called ``name``, looked for on every page of the listing."""
+        number = 1
+        while number <= MAX_PAGES:
+            page = await self._rest.request("GET", BASE, params={"pageNumber": str(number)})
+            for item in page.get("entities") or []:
+                if isinstance(item, dict) and item.get("name") == name:
+                    return item
+            count = page.get("pageCount")
+            more = number < count if isinstance(count, int) else bool(page.get("nextUri"))
+            if not more or not page.get("entities"):
+                return None
+            number += 1
         return None
 
     async def create(
@@ -60,7 +69,15 @@ class Integrations:
         return await self._rest.request("POST", BASE, body)
 
     async def update(self, integration_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        return await self._rest.request("PATCH", f"{BASE}/{integration_id}", fields)
+        """PATCH ``fields``. Genesys's OpenIntegrationUpdateRequest requires ``name``: when
+        the change is not a rename, the current name goes along."""
+        body = dict(fields)
+        if "name" not in body:
+            current = await self.get(integration_id)
+            if current is None:
+                raise NotFound(f"integration {integration_id} not found", status=404)
+            body["name"] = current.get("name")
+        return await self._rest.request("PATCH", f"{BASE}/{integration_id}", body)
 
     async def delete(self, integration_id: str) -> None:
         """Delete it; one that is already gone (404) counts as deleted."""

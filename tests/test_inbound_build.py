@@ -258,10 +258,16 @@ def attachment(result: InboundMessage | NotForwarded) -> dict[str, Any]:
         # The CDN's verified type wins over the webhook's.
         ("image", _verified("video/mp4"), {"mediaType": "Video", "mime": "video/mp4"}),
         ("file", _verified("image/png"), {"mediaType": "Image", "mime": "image/png"}),
-        # Unchecked or unverified: the declared type, without a MIME type.
-        ("video", MediaInfo(None, False, "timeout"), {"mediaType": "Video"}),
-        ("audio", MediaInfo(None, False, "not_allowed"), {"mediaType": "Audio"}),
-        ("file", None, {"mediaType": "File"}),
+        # Unchecked or unverified: the declared type, with the MIME type guessed from it
+        # (Genesys requires one).
+        ("video", MediaInfo(None, False, "timeout"), {"mediaType": "Video", "mime": "video/mp4"}),
+        (
+            "audio",
+            MediaInfo(None, False, "not_allowed"),
+            {"mediaType": "Audio", "mime": "audio/mp4"},
+        ),
+        ("image", None, {"mediaType": "Image", "mime": "image/jpeg"}),
+        ("file", None, {"mediaType": "File", "mime": "application/octet-stream"}),
     ],
 )
 def test_media_type_from_the_check_or_the_declared_type(
@@ -277,10 +283,10 @@ def test_media_type_from_the_check_or_the_declared_type(
     ("info", "shown"),
     [
         (_verified("image/jpeg"), {"mediaType": "Image", "mime": "image/jpeg"}),
-        # Not a picture or a video, or not checked: the agent gets a link.
-        (_verified("application/pdf"), {"mediaType": "Link"}),
-        (MediaInfo(None, False, "http_403"), {"mediaType": "Link"}),
-        (None, {"mediaType": "Link"}),
+        # Not a picture or a video, or not checked: the agent gets a link (a page to open).
+        (_verified("application/pdf"), {"mediaType": "Link", "mime": "text/html"}),
+        (MediaInfo(None, False, "http_403"), {"mediaType": "Link", "mime": "text/html"}),
+        (None, {"mediaType": "Link", "mime": "text/html"}),
     ],
 )
 def test_a_story_is_shown_as_what_it_is_only_when_checked_as_visual(

@@ -271,6 +271,46 @@ def test_existing_integration_is_adopted_not_duplicated(sandbox: Sandbox, cluste
     )
 
 
+def test_existing_integration_on_a_later_page_is_found(sandbox: Sandbox, cluster: Cluster) -> None:
+    """Genesys pages its listing: the channel's integration, created after many others, is
+    on a later page and must still be adopted (not duplicated)."""
+    token = httpx.post(
+        f"{sandbox.genesys_server.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(sandbox.genesys.client_id, sandbox.genesys.client_secret),
+    ).json()["access_token"]
+
+    def create(name: str) -> str:
+        return str(
+            httpx.post(
+                f"{sandbox.genesys_server.url}{INTEGRATIONS}",
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "name": name,
+                    "outboundNotificationWebhookUrl": "https://old.example.com/webhooks/genesys",
+                    "outboundNotificationWebhookSignatureSecretToken": "a-secret-of-some-length",
+                },
+            ).json()["id"]
+        )
+
+    others = [create(f"someone-else-{i}") for i in range(2 * sandbox.genesys.registry.page_size)]
+    existing = create("igbridge-default-shop")
+    first_page = httpx.get(
+        f"{sandbox.genesys_server.url}{INTEGRATIONS}",
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    assert first_page["pageCount"] >= 3
+    assert existing not in [e["id"] for e in first_page["entities"]]
+    with run_operator(cluster):
+        create_synced(sandbox, cluster)
+    assert channel(cluster)["status"]["integrationId"] == existing
+    assert sorted(sandbox.genesys.integrations) == sorted([*others, existing])
+    assert sandbox.genesys.integrations[existing]["outboundNotificationWebhookUrl"] == (
+        "https://shop.example.com/ig/webhooks/genesys"
+    )
+    assert sandbox.genesys.integrations[existing]["name"] == "igbridge-default-shop"
+
+
 @pytest.mark.parametrize("policy", ["Delete", "Orphan"])
 def test_delete_with_each_policy(sandbox: Sandbox, cluster: Cluster, policy: str) -> None:
     with run_operator(cluster):

@@ -226,12 +226,7 @@ def test_image_is_checked_and_its_url_passed_through(world: World) -> None:
     got = body(world, dm({"mid": "mid.image.1", "attachments": [attachment("image", url)]}))
     assert got == {
         "channel": channel("mid.image.1", "Instagram_DM", "image"),
-        "content": [
-            {
-                "contentType": "Attachment",
-                "attachment": {"mediaType": "Image", "url": url, "mime": "image/jpeg"},
-            }
-        ],
+        "content": [{"attachment": {"mediaType": "Image", "url": url, "mime": "image/jpeg"}}],
     }
 
 
@@ -245,7 +240,6 @@ def test_story_mention(world: World) -> None:
         "text": "Mentioned you in their story",
         "content": [
             {
-                "contentType": "Attachment",
                 "attachment": {
                     "mediaType": "Video",
                     "url": url,
@@ -278,7 +272,6 @@ def test_story_reply(world: World) -> None:
         "text": "Where can I buy this? 😍",
         "content": [
             {
-                "contentType": "Attachment",
                 "attachment": {
                     "mediaType": "Image",
                     "url": url,
@@ -403,22 +396,37 @@ def test_unchecked_media_uses_the_declared_type_and_still_goes_through(world: Wo
     got = body(
         world, dm({"mid": "u", "text": "see", "attachments": [attachment("video", elsewhere)]})
     )
-    assert got["content"][0]["attachment"] == {"mediaType": "Video", "url": elsewhere}
+    # Genesys requires a MIME type: the guess for the declared type stands in.
+    assert got["content"][0]["attachment"] == {
+        "mediaType": "Video",
+        "url": elsewhere,
+        "mime": "video/mp4",
+    }
     expired = world.cdn_url("13")
     gone = body(world, dm({"mid": "x", "attachments": [attachment("image", expired)]}))
-    assert gone["content"][0]["attachment"] == {"mediaType": "Image", "url": expired}
+    assert gone["content"][0]["attachment"] == {
+        "mediaType": "Image",
+        "url": expired,
+        "mime": "image/jpeg",
+    }
     assert len(world.cdn_requests) - before == 2  # the expired one: HEAD, then ranged GET
 
 
 @pytest.mark.parametrize(
     ("kind", "url_of", "extra", "media", "caption"),
     [
-        ("share", "1", {}, ("Link", None), "Shared a post"),
+        ("share", "1", {}, ("Link", "text/html"), "Shared a post"),
         ("ig_reel", "2", {"title": "Unboxing"}, ("Video", "video/mp4"), "Shared a reel: Unboxing"),
-        ("reel", "/reel/C1a2b3/", {}, ("Link", None), "Shared a reel"),
-        ("ig_post", "/p/C9x/", {"title": "Summer ☀️"}, ("Link", None), "Shared a post: Summer ☀️"),
-        ("template", "/p/C9x/", {"title": "Card"}, ("Link", None), "Shared a card: Card"),
-        ("fallback", "https://example.com/a", {}, ("Link", None), "Shared a link"),
+        ("reel", "/reel/C1a2b3/", {}, ("Link", "text/html"), "Shared a reel"),
+        (
+            "ig_post",
+            "/p/C9x/",
+            {"title": "Summer ☀️"},
+            ("Link", "text/html"),
+            "Shared a post: Summer ☀️",
+        ),
+        ("template", "/p/C9x/", {"title": "Card"}, ("Link", "text/html"), "Shared a card: Card"),
+        ("fallback", "https://example.com/a", {}, ("Link", "text/html"), "Shared a link"),
     ],
 )
 def test_shares_become_captioned_links(
@@ -426,7 +434,7 @@ def test_shares_become_captioned_links(
     kind: str,
     url_of: str,
     extra: dict[str, str],
-    media: tuple[str, str | None],
+    media: tuple[str, str],
     caption: str,
 ) -> None:
     if url_of.startswith("https://"):
@@ -438,7 +446,7 @@ def test_shares_become_captioned_links(
     got = body(world, dm({"mid": "s", "attachments": [attachment(kind, url, **extra)]}))
     [content] = got["content"]
     shown = content["attachment"]
-    assert (shown["mediaType"], shown.get("mime")) == media
+    assert (shown["mediaType"], shown["mime"]) == media
     assert (shown["url"], shown["text"]) == (url, caption)
     assert "text" not in got
     assert attrs(got)["Source"] == "Instagram_DM"
@@ -460,8 +468,12 @@ def test_expired_story_mention_passes_through_as_a_link(world: World) -> None:
     assert got["text"] == "Mentioned you in their story\nlook!"
     assert got["content"] == [
         {
-            "contentType": "Attachment",
-            "attachment": {"mediaType": "Link", "url": url, "text": "Story mention"},
+            "attachment": {
+                "mediaType": "Link",
+                "url": url,
+                "mime": "text/html",
+                "text": "Story mention",
+            }
         }
     ]
     assert attrs(got)["StoryUrl"] == url
@@ -475,6 +487,7 @@ def test_story_reply_on_an_expired_story(world: World) -> None:
     assert got["content"][0]["attachment"] == {
         "mediaType": "Link",
         "url": url,
+        "mime": "text/html",
         "text": "Reply to your story",
     }
 

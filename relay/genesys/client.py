@@ -62,7 +62,6 @@ class GenesysClient:
             "id": message_id,
             "channel": {"to": {"id": customer_id, "idType": "Opaque"}, "time": time},
             "status": status,
-            "direction": "Outbound",
             "isFinalReceipt": True,
         }
         if reasons:

@@ -39,7 +39,7 @@ class InboundChannel(_Model):
 class Attachment(_Model):
     media_type: MediaType = Field(alias="mediaType")
     url: str
-    mime: str | None = None
+    mime: str  # required by Genesys, even when only guessed (pipeline/media_type.py)
     filename: str | None = None
     text: str | None = None
 
@@ -51,9 +51,8 @@ class ButtonResponse(_Model):
 
 
 class Content(_Model):
-    content_type: Literal["Attachment", "ButtonResponse"] = Field(
-        default="Attachment", alias="contentType"
-    )
+    """An inbound content item (OpenInboundMessageContent): an attachment, no contentType."""
+
     attachment: Attachment | None = None
     button_response: ButtonResponse | None = Field(default=None, alias="buttonResponse")
 

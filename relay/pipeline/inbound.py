@@ -46,7 +46,7 @@ from ..meta.events import (
 )
 from ..meta.graph import MentionedComment, Profile
 from ..meta.media import MediaInfo
-from .media_type import media_type, verified_media_type
+from .media_type import attachment_mime, media_type, verified_media_type
 from .timefmt import format_time
 
 ATTRIBUTE_LIMIT = 1000
@@ -284,7 +284,7 @@ class _Draft:
         if profile.is_verified_user is not None:
             self.attr("VerifiedUser", str(profile.is_verified_user).lower())
 
-    def attach(self, url: str, kind: MediaType, mime: str | None, caption: str | None) -> None:
+    def attach(self, url: str, kind: MediaType, mime: str, caption: str | None) -> None:
         self.content.append(
             Content(
                 attachment=Attachment(
@@ -295,23 +295,22 @@ class _Draft:
 
     def media(self, url: str, info: MediaInfo | None, declared: str) -> None:
         """A picture, video, sound or file: the checked type, else the declared one."""
-        mime = info.mime if info is not None and info.verified else None
-        self.attach(url, media_type(info, declared), mime, None)
+        kind = media_type(info, declared)
+        self.attach(url, kind, attachment_mime(info, kind), None)
 
     def link(self, url: str, info: MediaInfo | None, caption: str) -> None:
         """A story or a share: shown as what it is only when checked as a picture or video
         (an expired story no longer loads, a reel's page is HTML); else a link."""
         visual = _visual(info)
-        if visual is not None and info is not None:
-            self.attach(url, visual, info.mime, caption)
+        if visual is not None:
+            self.attach(url, visual, attachment_mime(info, visual), caption)
         else:
-            self.attach(url, "Link", None, caption)
+            self.attach(url, "Link", attachment_mime(info, "Link"), caption)
 
     def answer(self, kind: Literal["QuickReply", "Button"], text: str, payload: str | None) -> None:
         """The customer answered a quick reply or a button: Genesys gets it as structured."""
         self.content.append(
             Content(
-                content_type="ButtonResponse",
                 button_response=ButtonResponse(
                     type=kind, text=text, payload=_bounded(payload) or text
                 ),

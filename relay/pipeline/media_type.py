@@ -1,7 +1,8 @@
 """How an Instagram attachment is shown in Genesys: a picture, a video, a file or a link.
 
 A MIME type the CDN verified decides; when the URL could not be checked, the attachment
-type the webhook declared does.
+type the webhook declared does. Genesys requires a ``mime`` on every attachment
+(OpenContentAttachment), so an unchecked one carries the guess in ``GUESSED_MIMES``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ DECLARED_MEDIA_TYPES: dict[str, MediaType] = {
     # A story mention's URL is the story's image or video; Image is the common case and
     # Genesys still shows a link when the story has expired.
     "story_mention": "Image",
+}
+
+
+# The MIME type sent for an attachment the CDN did not vouch for (a share, a reel or post
+# page, an expired story, an unreachable CDN), by how Genesys shows it. Instagram serves
+# photos as JPEG, videos and voice clips as MP4; a link is a page to open.
+GUESSED_MIMES: dict[MediaType, str] = {
+    "Image": "image/jpeg",
+    "Video": "video/mp4",
+    "Audio": "audio/mp4",
+    "File": "application/octet-stream",
+    "Link": "text/html",
 }
 
 
@@ -46,3 +59,11 @@ def verified_media_type(info: MediaInfo | None) -> MediaType | None:
 
 def media_type(info: MediaInfo | None, declared: str) -> MediaType:
     return verified_media_type(info) or declared_media_type(declared)
+
+
+def attachment_mime(info: MediaInfo | None, kind: MediaType) -> str:
+    """The ``mime`` to send with an attachment shown as ``kind``: the CDN's when it vouched
+    for one (and the attachment is not shown as a link), else the guess for ``kind``."""
+    if kind != "Link" and info is not None and info.verified and info.mime:
+        return info.mime
+    return GUESSED_MIMES[kind]
