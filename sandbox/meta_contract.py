@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 
@@ -26,6 +28,8 @@ MEDIA_ATTACHMENTS = frozenset({"image", "audio", "video", "file"})
 ATTACHMENT_TYPES = MEDIA_ATTACHMENTS | {"template"}
 SENDER_ACTIONS = frozenset({"typing_on", "typing_off", "mark_seen", "react", "unreact"})
 MESSAGING_TYPES = frozenset({"RESPONSE", "UPDATE", "MESSAGE_TAG"})
+MB = 1024 * 1024
+HANDOVER_SUBCODE = 2018300  # another app controls the thread (reported; unconfirmed)
 TAGS = frozenset({"HUMAN_AGENT"})  # the only tag Instagram supports
 
 
@@ -64,6 +68,72 @@ OUTSIDE_WINDOW = GraphProblem(
     400, 10, "(#10) This message is sent outside of allowed window.", WINDOW_SUBCODE
 )
 NO_USER = GraphProblem(400, 100, "No matching user found", NO_USER_SUBCODE)
+ANOTHER_APP = GraphProblem(
+    400, 10, "(#10) Another app is controlling this thread now.", HANDOVER_SUBCODE
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFormat:
+    extensions: frozenset[str]
+    mimes: frozenset[str]
+    limit: int
+
+
+# What an Instagram message may carry, from Meta's "Upload Media for Instagram Messaging"
+# page (updated April 2026): image png, jpeg, gif up to 8 MB; video mp4, ogg, avi, mov,
+# webm, audio aac, m4a, wav, mp4 and file pdf up to 25 MB each.
+MEDIA_FORMATS: dict[str, MediaFormat] = {
+    "image": MediaFormat(
+        frozenset({"png", "jpg", "jpeg", "gif"}),
+        frozenset({"image/png", "image/jpeg", "image/gif"}),
+        8 * MB,
+    ),
+    "video": MediaFormat(
+        frozenset({"mp4", "ogg", "ogv", "avi", "mov", "webm"}),
+        frozenset(
+            {
+                "video/mp4",
+                "video/ogg",
+                "video/x-msvideo",
+                "video/avi",
+                "video/quicktime",
+                "video/webm",
+            }
+        ),
+        25 * MB,
+    ),
+    "audio": MediaFormat(
+        frozenset({"aac", "m4a", "wav", "mp4"}),
+        frozenset(
+            {"audio/aac", "audio/mp4", "audio/x-m4a", "audio/m4a", "audio/wav", "audio/x-wav"}
+        ),
+        25 * MB,
+    ),
+    "file": MediaFormat(frozenset({"pdf"}), frozenset({"application/pdf"}), 25 * MB),
+}
+
+
+def media_refused(why: str) -> GraphProblem:
+    # Meta's exact code for a fetched attachment it will not take is unconfirmed; Messenger's
+    # table names "(#100) Upload attachment failure" (subcode 2018047).
+    return GraphProblem(400, 100, f"(#100) Upload attachment failure: {why}", 2018047)
+
+
+def media_problem(kind: str, url: str, mime: str | None, size: int | None) -> GraphProblem | None:
+    """An attachment Meta fetched from ``url``: its type (the served MIME type, else the
+    URL's extension) and size against Meta's list."""
+    rule = MEDIA_FORMATS.get(kind)
+    if rule is None:
+        return None
+    extension = PurePosixPath(urlsplit(url).path).suffix.lower().lstrip(".")
+    if mime is not None and mime.split(";")[0].strip().lower() not in rule.mimes:
+        return media_refused(f"{mime} is not a supported {kind} format")
+    if mime is None and extension and extension not in rule.extensions:
+        return media_refused(f".{extension} is not a supported {kind} format")
+    if size is not None and size > rule.limit:
+        return GraphProblem(400, 100, "(#100) Attachment size exceeds allowable limit", 2018047)
+    return None
 
 
 def _check_quick_replies(replies: Any) -> GraphProblem | None:
@@ -119,6 +189,11 @@ def _check_message(message: Any) -> GraphProblem | None:
             return invalid("param message[attachment][payload] must be an object")
         if kind in MEDIA_ATTACHMENTS and not (payload.get("url") or payload.get("attachment_id")):
             return invalid("an attachment needs payload.url or payload.attachment_id")
+        url = payload.get("url")
+        if kind in MEDIA_ATTACHMENTS and isinstance(url, str):
+            problem = media_problem(kind, url, None, None)
+            if problem is not None:
+                return problem
         if kind == "template" and (problem := _check_template(payload)):
             return problem
     if "quick_replies" in message:

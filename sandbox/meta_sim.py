@@ -30,6 +30,7 @@ from . import meta_webhooks
 from .faults import FaultPlan, app_with_faults
 from .meta_cdn import Media, MediaCDN
 from .meta_contract import (
+    ANOTHER_APP,
     BAD_TOKEN,
     NO_USER,
     OUTSIDE_WINDOW,
@@ -38,6 +39,7 @@ from .meta_contract import (
     check_send_body,
     invalid,
     is_human_agent_tagged,
+    media_problem,
     window_problem,
 )
 from .meta_webhooks import MetaWebhooks, encode_like_meta, sign_meta
@@ -132,6 +134,9 @@ class MetaSimulator:
         self.last_customer_message_ms: dict[str, int] = {}
         self.comment_times_ms: dict[str, int] = {}  # comments seen through the builders
         self.private_replied: set[str] = set()
+        # Files on the web Meta fetches attachments from: URL -> (served MIME type, bytes).
+        self.files: dict[str, tuple[str, int]] = {}
+        self.other_app_threads: set[str] = set()  # customers another app controls
         self.sent: list[dict[str, Any]] = []  # accepted Send API bodies, in order
         self.sent_ids: list[str] = []  # the message_id answered for each send
         # Send API bodies refused by the simulator's own rules, with (code, subcode).
@@ -200,6 +205,11 @@ class MetaSimulator:
     def _comment_seen(self, comment_id: str, ms: int) -> None:
         with self._lock:
             self.comment_times_ms[comment_id] = ms
+
+    def host_file(self, url: str, mime: str, size: int) -> None:
+        """A file Meta would find at ``url`` when an attachment points there."""
+        with self._lock:
+            self.files[url] = (mime, size)
 
     def drop_subscription(self) -> None:
         """Meta unsubscribes the account (after about an hour of failed deliveries)."""
@@ -270,7 +280,7 @@ class MetaSimulator:
             body = json.loads((await request.body()).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return invalid("the request body is not valid JSON").response()
-        problem = check_send_body(body) or self._check_recipient(body)
+        problem = check_send_body(body) or self._check_file(body) or self._check_recipient(body)
         if problem is not None:
             with self._lock:
                 self.refused.append((body, problem.code, problem.subcode))
@@ -287,6 +297,16 @@ class MetaSimulator:
             }
         )
 
+    def _check_file(self, body: dict[str, Any]) -> GraphProblem | None:
+        """What Meta finds behind an attachment's URL, by its served type and size."""
+        attachment = body.get("message", {}).get("attachment")
+        url = attachment.get("payload", {}).get("url") if isinstance(attachment, dict) else None
+        with self._lock:
+            found = self.files.get(url) if isinstance(url, str) else None
+        if found is None or not isinstance(attachment, dict) or not isinstance(url, str):
+            return None
+        return media_problem(str(attachment.get("type")), url, *found)
+
     def _check_recipient(self, body: dict[str, Any]) -> GraphProblem | None:
         """Who may be written to now; a private reply uses up its comment's one reply."""
         recipient = body["recipient"]
@@ -302,6 +322,8 @@ class MetaSimulator:
                 self.private_replied.add(comment)
                 return None
             igsid = str(recipient["id"])
+            if igsid in self.other_app_threads:
+                return ANOTHER_APP
             last = self.last_customer_message_ms.get(igsid)
             if igsid not in self.users and last is None:
                 return NO_USER

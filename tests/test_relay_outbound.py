@@ -214,8 +214,16 @@ def test_attachments_and_refused_media(sandbox: Sandbox, relay: ThreadedServer) 
         "contentType": "Attachment",
         "attachment": {"mediaType": "Image", "url": "https://x/a.gif", "mime": "image/gif"},
     }
-    bad_type = agent_says(sandbox, relay, text=None, content=[gif])
-    assert receipt_for(sandbox, bad_type["id"])["reasons"][0]["code"] == "MediaTypeNotAllowed"
+    animated = agent_says(sandbox, relay, text=None, content=[gif])
+    assert receipt_for(sandbox, animated["id"])["status"] == "Delivered"
+    bmp = {
+        "contentType": "Attachment",
+        "attachment": {"mediaType": "Image", "url": "https://x/a.bmp", "mime": "image/bmp"},
+    }
+    bad_type = agent_says(sandbox, relay, text="Scan attached", content=[bmp])
+    reason = receipt_for(sandbox, bad_type["id"])["reasons"][0]
+    assert reason["code"] == "MediaTypeNotAllowed"
+    assert "PNG, JPEG or GIF" in reason["message"]
     video = {
         "contentType": "Attachment",
         "attachment": {
@@ -227,7 +235,61 @@ def test_attachments_and_refused_media(sandbox: Sandbox, relay: ThreadedServer) 
     }
     too_big = agent_says(sandbox, relay, text=None, content=[video])
     assert receipt_for(sandbox, too_big["id"])["reasons"][0]["code"] == "InvalidMediaContentLength"
-    assert len(sends_to(sandbox)) == 2
+    assert len(sends_to(sandbox)) == 3  # text, png, gif: nothing of the refused ones
+    # Genesys gave no size: Instagram fetches the file and refuses it by Meta's limit.
+    sandbox.meta.host_file("https://x/big.png", "image/png", 9 * 1024 * 1024)
+    unsized = {
+        "contentType": "Attachment",
+        "attachment": {"mediaType": "Image", "url": "https://x/big.png", "mime": "image/png"},
+    }
+    fetched = agent_says(sandbox, relay, text=None, content=[unsized])
+    receipt = receipt_for(sandbox, fetched["id"])
+    assert receipt["status"] == "Failed"
+    assert "Attachment size exceeds allowable limit" in receipt["reasons"][0]["message"]
+    assert len(sends_to(sandbox)) == 3
+
+
+def test_a_notification_template_arrives_filled_in(sandbox: Sandbox, relay: ThreadedServer) -> None:
+    customer_writes(sandbox, relay, ago_ms=60_000)
+    text = "Hi {{1}}, order {{2}} has shipped."
+    buttons = [{"type": "QuickReply", "text": "Thanks!", "payload": "THANKS"}]
+    params = [{"name": "1", "text": "Ana"}, {"name": "2", "text": "#4512"}]
+    template: dict[str, Any] = {
+        "id": "order_shipped",
+        "language": "en_US",
+        "body": {"text": text, "parameters": params},
+        "buttons": buttons,
+    }
+    item = {"contentType": "Notification", "template": template}
+    body = agent_says(sandbox, relay, text="Good news:", type="Structured", content=[item])
+    assert receipt_for(sandbox, body["id"])["status"] == "Delivered"
+    (sent,) = sends_to(sandbox)
+    assert sent["message"]["text"] == "Good news:\n\nHi Ana, order #4512 has shipped."
+    assert [q["title"] for q in sent["message"]["quick_replies"]] == ["Thanks!"]
+    half = {**template, "body": {"text": text, "parameters": params[:1]}}
+    refused = agent_says(
+        sandbox, relay, text="Update:", type="Structured", content=[{**item, "template": half}]
+    )
+    reason = receipt_for(sandbox, refused["id"])["reasons"][0]
+    assert reason["code"] == "InvalidMessageStructure"
+    assert "{{2}}" in reason["message"]
+    picker = {"contentType": "DatePicker", "datePicker": {"title": "When?"}}
+    mixed = agent_says(sandbox, relay, text="Pick a day", type="Structured", content=[picker])
+    reason = receipt_for(sandbox, mixed["id"])["reasons"][0]
+    assert reason["code"] == "UnsupportedMessage"
+    assert "date picker" in reason["message"]
+    assert len(sends_to(sandbox)) == 1  # neither refused message sent a part
+
+
+def test_another_app_controlling_the_thread(sandbox: Sandbox, relay: ThreadedServer) -> None:
+    customer_writes(sandbox, relay, ago_ms=60_000)
+    sandbox.meta.other_app_threads.add(CUSTOMER)
+    body = agent_says(sandbox, relay)
+    receipt = receipt_for(sandbox, body["id"])
+    assert receipt["status"] == "Failed"
+    assert receipt["reasons"][0]["code"] == "MessageNotAllowed"
+    assert "another app controls this conversation" in receipt["reasons"][0]["message"]
+    assert [code for _, code, _ in sandbox.meta.refused] == [10]  # refused once, not retried
 
 
 def test_structured_messages(sandbox: Sandbox, relay: ThreadedServer) -> None:
@@ -330,6 +392,40 @@ def test_comment_conversation_gets_one_private_reply(
     receipt = receipt_for(sandbox, second["id"])
     assert receipt["reasons"][0]["code"] == "MessageExpired"
     assert len(sandbox.meta.sent) == 1
+
+
+def test_a_private_reply_that_needs_two_messages_is_refused_whole(
+    sandbox: Sandbox, relay: ThreadedServer
+) -> None:
+    comment = {
+        "field": "comments",
+        "value": {
+            "id": "17850000000000779",
+            "text": "Photo of the back?",
+            "from": {"id": CUSTOMER, "username": "ana"},
+            "media": {"id": "18000000000000001", "media_product_type": "FEED"},
+        },
+    }
+    sandbox.meta.deliver_webhook(
+        f"{relay.url}/webhooks/instagram", sandbox.meta.webhook(changes=[comment])
+    )
+    sandbox.genesys.wait_for_messages(1)
+    image = {
+        "contentType": "Attachment",
+        "attachment": {"mediaType": "Image", "url": "https://x/back.jpg", "mime": "image/jpeg"},
+    }
+    both = agent_says(sandbox, relay, text="Here it is", content=[image])
+    reason = receipt_for(sandbox, both["id"])["reasons"][0]
+    assert reason["code"] == "MessageNotAllowed"
+    assert "after the customer answers" in reason["message"]
+    long = agent_says(sandbox, relay, text="word " * 300)
+    reason = receipt_for(sandbox, long["id"])["reasons"][0]
+    assert reason["code"] == "MessageNotAllowed"
+    assert "Shorten it to 1000 bytes" in reason["message"]
+    assert sandbox.meta.sent == []  # nothing half-sent: the one private reply is still unused
+    text = agent_says(sandbox, relay, text="Sending it by DM as soon as you answer 🙂")
+    assert receipt_for(sandbox, text["id"])["status"] == "Delivered"
+    assert sandbox.meta.sent[-1]["recipient"] == {"comment_id": "17850000000000779"}
 
 
 def test_public_comment_replies_when_configured(sandbox: Sandbox, tmp_path: Path) -> None:
