@@ -14,11 +14,13 @@ import httpx
 import kopf
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
+from prometheus_client import start_http_server
 
 from igbridge.relay.channel_status import GROUP, PLURAL, VERSION
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
 
+from . import metrics
 from .channel import Channel
 from .events import Emit, Event
 from .integrations import Integrations
@@ -73,6 +75,9 @@ async def startup(
         # Read KUBECONFIG now: the library's default was fixed when it was imported. It is
         # the Kubernetes clients' own variable (kopf's login reads it too), not a setting.
         await kube_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    if config.operator_metrics_port:
+        server, _thread = start_http_server(config.operator_metrics_port, registry=metrics.REGISTRY)
+        memo["metrics_server"] = server
     api = ApiClient()
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
     memo["api"], memo["http"], memo["config"] = api, http, config
@@ -96,6 +101,9 @@ async def startup(
 
 
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if "metrics_server" in memo:
+        memo["metrics_server"].shutdown()
+        memo["metrics_server"].server_close()
     await memo["http"].aclose()
     await memo["api"].close()
 

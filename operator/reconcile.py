@@ -19,7 +19,7 @@ from typing import Any
 from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, RelayReport
 from igbridge.relay.genesys.errors import AuthError, GenesysError, PermanentError, TransientError
 
-from . import builders, plan
+from . import builders, metrics, plan
 from .channel import Channel
 from .conditions import FALSE, TRUE, UNKNOWN, Conditions
 from .events import Emit, Event, no_events, normal, transitions, warning
@@ -329,6 +329,7 @@ class Reconciler:
             expires_at = verdict.expires_at
         if expires_at is not None:
             status["instagram"] = {"tokenExpiresAt": iso(expires_at)}
+        metrics.token_expires(channel.namespace, channel.name, expires_at)
         self._token_condition(conds, login, expires_at, now, margin, refresh_error)
         if verdict.problem is not None:
             raise verdict.problem
@@ -523,6 +524,9 @@ class Reconciler:
 
     async def finalize(self, channel: Channel, emit: Emit = no_events) -> None:
         """On delete: remove the Genesys integration (or keep it under Orphan)."""
+        metrics.forget(channel.namespace, channel.name)
+        self._verdicts.pop(channel.uid, None)
+        self._refresh_failed.pop(channel.uid, None)
         try:
             spec = parse_spec(channel.spec)
         except SpecProblem:

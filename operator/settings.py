@@ -32,6 +32,8 @@ class OperatorSettings(BaseSettings):
     # Instagram Login tokens live 60 days; refresh when fewer than this many seconds
     # remain, and warn (TokenFresh=False) if that fails.
     token_refresh_margin_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # The operator's /metrics (token expiry per channel); 0: not served.
+    operator_metrics_port: int = Field(default=0, ge=0, le=65535)
     # An Ingress per channel, only when a class is named.
     channel_ingress_class: str | None = None
     channel_ingress_annotations: dict[str, str] = Field(default_factory=dict)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from igbridge.operator.events import transitions
@@ -21,6 +23,7 @@ from igbridge.operator.preflight import (
     judge_token_info,
 )
 from igbridge.operator.spec import InstagramSpec
+from igbridge.sandbox.server import free_port
 from igbridge.sandbox.stack import Sandbox
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import (
@@ -207,10 +210,21 @@ def test_page_token_expiring_warns(sandbox: Sandbox, cluster: Cluster) -> None:
     sandbox.meta.add_token("page-soon", expires_in=2 * 86400)
     manifests = secrets_and_channel(sandbox)
     manifests[0]["stringData"].update({"access-token": "page-soon", "app-id": sandbox.meta.app_id})
-    with run_operator(cluster):
+    port = free_port()
+    with run_operator(cluster, IGBRIDGE_OPERATOR_METRICS_PORT=str(port)):
         apply_all(cluster, manifests)
         wait_until(lambda: reason(cluster, "TokenFresh") == "TokenExpiring")
         assert channel(cluster)["status"]["instagram"]["tokenExpiresAt"]
+        # What the chart's alert reads: the expiry per channel on the operator's /metrics.
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        (line,) = [
+            m
+            for m in scraped.splitlines()
+            if m.startswith("igbridge_instagram_token_expiry_timestamp_seconds{")
+            and 'channel="shop"' in m
+        ]
+        left = float(line.rsplit(" ", 1)[1]) - time.time()
+        assert 86400 < left <= 2 * 86400
         # A warning ahead of time, not an outage: the channel still syncs.
         wait_until(lambda: reason(cluster, "Synced") == "Reconciled", what="Synced")
         wait_until(lambda: has_event(cluster, "Warning", "TokenExpiring"), what="event")
