@@ -14,7 +14,7 @@ ROOT = Path(__file__).parents[1]
 CHART = ROOT / "charts" / "igbridge"
 CRD = CHART / "crds" / "instagramchannels.igbridge.dev.yaml"
 K8S_VERSION = "1.30.0"
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
 def render(
@@ -102,9 +102,18 @@ def test_monitoring_is_off_by_default_and_renders_when_asked() -> None:
         "IgbridgeDeadLetters",
         "IgbridgeRelayStale",
         "IgbridgeConversationsNearWindowEnd",
+        "IgbridgeInstagramTokenExpiring",
     }
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    # The operator's own metrics, scraped from the port its Deployment names.
+    (operator,) = by_kind(docs, "PodMonitor")
+    (deployment,) = by_kind(docs, "Deployment")
+    assert (
+        operator["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    )
+    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert operator["spec"]["podMetricsEndpoints"][0]["port"] in {p["name"] for p in ports}
 
 
 @pytest.mark.parametrize(
