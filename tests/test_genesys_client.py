@@ -117,8 +117,8 @@ def test_errors_are_classified(sim: tuple[GenesysSimulator, ThreadedServer]) -> 
             await client.send_inbound(message("m1"))
         assert bad_gateway.value.status == 502
         with pytest.raises(PermanentError) as rejected:
-            await client.send_inbound(message(""))  # no messageId: the contract says 400
+            await client.send_inbound(message("m2", sender=""))  # Genesys answers 400
         assert rejected.value.status == 400
-        assert "messageId" in str(rejected.value)
+        assert "channel.from.id" in str(rejected.value)
 
     with_client(server, body)

@@ -51,12 +51,12 @@ EXPECTED: dict[str, Expected] = {
     "video": [("mid.video.1", DM, "video", None, [("Video", "video/mp4")])],
     "audio": [("mid.audio.1", DM, "audio", None, [("Audio", "audio/mp4")])],
     "file": [("mid.file.1", DM, "file", None, [("File", "application/pdf")])],
-    "share": [("mid.share.1", DM, "share", None, [("Link", None)])],
+    "share": [("mid.share.1", DM, "share", None, [("Link", "text/html")])],
     "ig_reel": [("mid.igreel.1", DM, "ig_reel", None, [("Video", "video/mp4")])],
-    "reel": [("mid.reel.1", DM, "reel", None, [("Link", None)])],
-    "ig_post": [("mid.igpost.1", DM, "ig_post", None, [("Link", None)])],
-    "template": [("mid.template.1", DM, "template", None, [("Link", None)])],
-    "fallback": [("mid.fallback.1", DM, "fallback", None, [("Link", None)])],
+    "reel": [("mid.reel.1", DM, "reel", None, [("Link", "text/html")])],
+    "ig_post": [("mid.igpost.1", DM, "ig_post", None, [("Link", "text/html")])],
+    "template": [("mid.template.1", DM, "template", None, [("Link", "text/html")])],
+    "fallback": [("mid.fallback.1", DM, "fallback", None, [("Link", "text/html")])],
     "unsupported_type": [("mid.unsupportedtype.1", DM, "unsupported", UNSUPPORTED, [])],
     "carousel": [
         ("mid.carousel.1", DM, "image", None, [("Image", "image/jpeg"), ("Image", "image/png")])
@@ -76,7 +76,7 @@ EXPECTED: dict[str, Expected] = {
             "Instagram_StoryReply",
             "story_reply",
             "Where can I buy this? 😍",
-            [("Link", None)],
+            [("Link", "text/html")],
         )
     ],
     "reply_to_message": [("mid.replyto.1", DM, "text", "Yes, that one", [])],
