@@ -89,6 +89,13 @@ class RelayMetrics:
             ["outcome"],
             registry=r,
         )
+        self.answers = Counter(
+            "igbridge_answers",
+            "Customers' quick-reply and button answers: structured (with the agent message "
+            "that offered them), no_origin or refused_as_structured (both sent as text).",
+            ["outcome"],
+            registry=r,
+        )
         self.outbound_sent = Counter(
             "igbridge_outbound_sent",
             "Send API messages Instagram accepted (a long reply counts once per part).",
@@ -114,6 +121,13 @@ class RelayMetrics:
             "igbridge_conversations_near_window_end",
             "Customers still waiting for an answer whose last message is older than "
             "IGBRIDGE_WINDOW_ESCALATE_AFTER but inside Meta's 24-hour reply window.",
+            registry=r,
+        )
+        self.credentials_ok = Gauge(
+            "igbridge_credentials_ok",
+            "1 while the platform accepts the relay's credentials (Genesys's OAuth client, "
+            "Instagram's access token), 0 while it refuses them.",
+            ["platform"],
             registry=r,
         )
         self.guard = Counter(

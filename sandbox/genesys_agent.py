@@ -82,6 +82,26 @@ def quick_reply(text: str, payload: str | None = None) -> dict[str, Any]:
     }
 
 
+def postback_button(text: str, payload: str | None = None) -> dict[str, Any]:
+    """A card's button that answers with ``payload`` (ConversationContentCardAction)."""
+    return {"type": "Postback", "text": text, "payload": payload or text}
+
+
+def link_button(text: str, url: str) -> dict[str, Any]:
+    """A card's button that opens ``url``."""
+    return {"type": "Link", "text": text, "url": url}
+
+
+def card(
+    title: str, actions: list[dict[str, Any]], description: str | None = None
+) -> dict[str, Any]:
+    """A ``content[]`` item of a Structured message: one card (ConversationContentCard)."""
+    body: dict[str, Any] = {"title": title, "actions": actions}
+    if description is not None:
+        body["description"] = description
+    return {"contentType": "Card", "card": body}
+
+
 def encode_agent_message(body: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON, characters as themselves (Genesys's sample signs this form)."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -494,6 +494,31 @@ class MetaSimulator:
             self.faults,
         )
 
+    # -- the customer taps what the business offered -----------------------------------------
+    def tap_quick_reply(self, igsid: str, title: str) -> dict[str, Any]:
+        """The webhook Meta sends when ``igsid`` taps the quick reply ``title`` of the latest
+        message offering it: the title as the text, the payload exactly as it was sent."""
+        for body in reversed(self.sent):
+            if body["recipient"].get("id") != igsid:
+                continue
+            for option in body.get("message", {}).get("quick_replies") or []:
+                if option.get("title") == title:
+                    return self.webhooks.quick_reply(igsid, title, str(option["payload"]))
+        raise LookupError(f"no quick reply {title!r} was sent to {igsid}")
+
+    def tap_button(self, igsid: str, title: str) -> dict[str, Any]:
+        """The ``messaging_postbacks`` webhook for ``igsid`` tapping the postback button
+        ``title`` of the latest template offering it."""
+        for body in reversed(self.sent):
+            if body["recipient"].get("id") != igsid:
+                continue
+            attachment = body.get("message", {}).get("attachment") or {}
+            for element in (attachment.get("payload") or {}).get("elements") or []:
+                for button in element.get("buttons") or []:
+                    if button.get("type") == "postback" and button.get("title") == title:
+                        return self.webhooks.postback(igsid, title, str(button["payload"]))
+        raise LookupError(f"no button {title!r} was sent to {igsid}")
+
     # -- the webhook side (builders: ``sim.webhooks``, see meta_webhooks.py) ---------------------
     def messaging(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from igbridge.relay.genesys.payloads import InboundMessage
+from igbridge.relay.genesys.payloads import CustomerMessage, InboundMessage
 from igbridge.relay.meta.events import EventKind, InstagramEvent, Mention, parse_webhook
 from igbridge.relay.meta.graph import MentionedComment, Profile
 from igbridge.relay.meta.media import MediaInfo
@@ -87,13 +87,13 @@ def facts_for(event: InstagramEvent) -> Facts:
     )
 
 
-def row(event: InstagramEvent, result: InboundMessage | NotForwarded) -> dict[str, Any]:
+def row(event: InstagramEvent, result: CustomerMessage | NotForwarded) -> dict[str, Any]:
     if isinstance(result, NotForwarded):
         return {"event": event.dedupe_key, "not_forwarded": result.reason}
     return {"event": event.dedupe_key, "genesys": result.body()}
 
 
-def body(result: InboundMessage | NotForwarded) -> dict[str, Any]:
+def body(result: CustomerMessage | NotForwarded) -> dict[str, Any]:
     assert isinstance(result, InboundMessage), result
     found: dict[str, Any] = result.body()
     return found
@@ -246,7 +246,7 @@ def test_crm_is_asked_by_the_username_shown_and_only_for_forwarded_messages() ->
 # -- build: media types from what was (or was not) checked ----------------------------------
 
 
-def attachment(result: InboundMessage | NotForwarded) -> dict[str, Any]:
+def attachment(result: CustomerMessage | NotForwarded) -> dict[str, Any]:
     (content,) = body(result)["content"]
     shown: dict[str, Any] = content["attachment"]
     return shown

@@ -62,7 +62,9 @@ EXPECTED: dict[str, tuple[list[tuple[EventKind, str, str, int]], list[str]]] = {
     "story_reply": ([(K.MESSAGE, CUSTOMER, "mid.storyreply.1", T)], []),
     "reply_to_message": ([(K.MESSAGE, CUSTOMER, "mid.replyto.1", T)], []),
     "quick_reply": ([(K.MESSAGE, CUSTOMER, "mid.quickreply.1", T)], []),
+    "quick_reply_no_origin": ([(K.MESSAGE, CUSTOMER, "mid.quickreply.2", T)], []),
     "postback": ([(K.POSTBACK, CUSTOMER, "mid.postback.1", T)], []),
+    "postback_no_origin": ([(K.POSTBACK, CUSTOMER, "mid.postback.2", T)], []),
     "reaction": (
         [(K.REACTION, CUSTOMER, f"mid.business.reply.1#reaction:react:love:{T}", T)],
         [],
@@ -314,10 +316,10 @@ CDN = "https://lookaside.fbsbx.com/ig_messaging_cdn/"
             "quick_reply",
             Message(
                 mid="mid.quickreply.1",
-                text="Track my order",
+                text="Track order",
                 attachments=(),
                 reply_to=None,
-                quick_reply=QuickReply(payload="TRACK_ORDER"),
+                quick_reply=QuickReply(payload="igb1:5b7c0d04a1f24e6b9c3d4e5f60718293:TRACK"),
                 is_unsupported=False,
                 referral=None,
             ),
@@ -336,7 +338,18 @@ CDN = "https://lookaside.fbsbx.com/ig_messaging_cdn/"
                 ),
             ),
         ),
-        ("postback", Postback(mid="mid.postback.1", title="Talk to an agent", payload="AGENT")),
+        (
+            "postback",
+            Postback(
+                mid="mid.postback.1",
+                title="More like this",
+                payload="igb1:5b7c0d07a1f24e6b9c3d4e5f60718293:MORE_SNEAKERS",
+            ),
+        ),
+        (
+            "postback_no_origin",
+            Postback(mid="mid.postback.2", title="Talk to an agent", payload="AGENT"),
+        ),
         (
             "reaction",
             Reaction(mid="mid.business.reply.1", action="react", reaction="love", emoji="❤️"),

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from igbridge.relay.genesys.payloads import InboundMessage
+from igbridge.relay.genesys.payloads import CustomerMessage, InboundMessage
 from igbridge.relay.meta.events import EventKind, InstagramEvent
 from igbridge.relay.meta.graph import GraphClient
 from igbridge.relay.meta.media import MediaProber
@@ -129,8 +129,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
 
 
-def run(world: World, event: InstagramEvent) -> InboundMessage | NotForwarded:
-    async def go() -> InboundMessage | NotForwarded:
+def run(world: World, event: InstagramEvent) -> CustomerMessage | NotForwarded:
+    async def go() -> CustomerMessage | NotForwarded:
         media = MediaProber(("127.0.0.1",), timeout=2.0, ca_file=world.tls.ca)
         graph = GraphClient(world.graph, TOKEN, timeout=2.0)
         try:
@@ -534,7 +534,8 @@ def test_reactions(world: World) -> None:
     assert attrs(got)["ReactionAction"] == "unreact"
 
 
-def test_postback_shows_the_button_title(world: World) -> None:
+def test_postback_without_a_known_origin_shows_the_button_title(world: World) -> None:
+    # A button the relay did not label (an ice breaker, say): the tap arrives as text.
     postback = {"mid": "mid.pb.1", "title": "Talk to an agent", "payload": "AGENT"}
     got = body(world, messaging(EventKind.POSTBACK, "mid.pb.1", "postback", postback))
     assert got["text"] == "Talk to an agent"
@@ -543,24 +544,17 @@ def test_postback_shows_the_button_title(world: World) -> None:
         "Talk to an agent",
     )
     assert attrs(got)["EventType"] == "postback"
-    assert got["content"] == [
-        {
-            "contentType": "ButtonResponse",
-            "buttonResponse": {"type": "Button", "text": "Talk to an agent", "payload": "AGENT"},
-        }
-    ]
+    assert "content" not in got
 
 
-def test_quick_reply_keeps_the_text_and_the_payload(world: World) -> None:
+def test_quick_reply_without_a_known_origin_keeps_the_text_and_the_payload(
+    world: World,
+) -> None:
     event = dm({"mid": "q", "text": "Track my order 📦", "quick_reply": {"payload": "TRACK"}})
     got = body(world, event)
     assert got["text"] == "Track my order 📦"
     assert (attrs(got)["EventType"], attrs(got)["QuickReplyPayload"]) == ("quick_reply", "TRACK")
-    assert got["content"][0]["buttonResponse"] == {
-        "type": "QuickReply",
-        "text": "Track my order 📦",
-        "payload": "TRACK",
-    }
+    assert "content" not in got
 
 
 def test_reply_to_a_message(world: World) -> None:

@@ -26,8 +26,12 @@ MEDIA = {
 EXPIRED = {"1000013"}  # a story older than 24 h: its URL no longer loads
 
 DM = "Instagram_DM"
-# Answers to quick replies and buttons go to Genesys as structured responses.
-STRUCTURED = {"quick_reply": ("QuickReply", "TRACK_ORDER"), "postback": ("Button", "AGENT")}
+# Answers to the relay's quick replies and buttons go to Genesys as structured responses
+# naming the agent message that offered them (the *_no_origin ones arrive as text).
+STRUCTURED = {
+    "quick_reply": ("QuickReply", "TRACK", "5b7c0d04a1f24e6b9c3d4e5f60718293"),
+    "postback": ("Button", "MORE_SNEAKERS", "5b7c0d07a1f24e6b9c3d4e5f60718293"),
+}
 UNSUPPORTED = "The customer sent something Instagram does not pass on"
 # fixture → [(messageId, Source, EventType, text start (None: no text), [(mediaType, mime)])]
 Expected = list[tuple[str, str, str, str | None, list[tuple[str, str | None]]]]
@@ -80,8 +84,10 @@ EXPECTED: dict[str, Expected] = {
         )
     ],
     "reply_to_message": [("mid.replyto.1", DM, "text", "Yes, that one", [])],
-    "quick_reply": [("mid.quickreply.1", DM, "quick_reply", "Track my order", [])],
-    "postback": [("mid.postback.1", DM, "postback", "Talk to an agent", [])],
+    "quick_reply": [("mid.quickreply.1", DM, "quick_reply", None, [])],
+    "quick_reply_no_origin": [("mid.quickreply.2", DM, "quick_reply", "Track my order", [])],
+    "postback": [("mid.postback.1", DM, "postback", None, [])],
+    "postback_no_origin": [("mid.postback.2", DM, "postback", "Talk to an agent", [])],
     "reaction": [
         (
             "mid.business.reply.1#reaction:react:love:1767261600000",
@@ -244,14 +250,15 @@ def test_fixture_reaches_genesys(name: str, live: Sandbox, tmp_path: Path) -> No
         else:
             assert msg.text is not None
             assert msg.text.startswith(text)
-        all_content = msg.body.get("content") or []
-        content = [c for c in all_content if c["contentType"] == "Attachment"]
-        answers = [
-            (c["buttonResponse"]["type"], c["buttonResponse"]["payload"])
-            for c in all_content
-            if c["contentType"] == "ButtonResponse"
-        ]
-        assert answers == ([STRUCTURED[name]] if name in STRUCTURED else [])
+        content = msg.body.get("content") or []
+        answer = msg.body.get("buttonResponse")
+        if name in STRUCTURED:
+            kind, payload, origin = STRUCTURED[name]
+            assert answer is not None
+            assert (answer["type"], answer["payload"]) == (kind, payload)
+            assert msg.body["originatingMessageId"] == origin
+        else:
+            assert answer is None
         assert msg.endpoint == ("structured/response" if name in STRUCTURED else "message")
         assert [(c["attachment"]["mediaType"], c["attachment"].get("mime")) for c in content] == (
             media

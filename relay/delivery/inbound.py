@@ -6,11 +6,11 @@ import functools
 import logging
 import time
 
-from ..genesys.client import GenesysClient
+from ..genesys.client import GenesysClient, InboundAccepted
 from ..genesys.errors import AuthError, PermanentError, TransientError
-from ..genesys.payloads import ChannelMetadata, InboundMessage
+from ..genesys.payloads import ChannelMetadata, CustomerMessage, StructuredResponse
 from ..health import RelayHealth
-from ..meta.events import EventKind, InstagramEvent
+from ..meta.events import EventKind, InstagramEvent, Message, Postback
 from ..metrics import RelayMetrics
 from ..pipeline.guard import SpamFilter, customer_text
 from ..pipeline.inbound import InboundContext, NotForwarded, translate
@@ -24,7 +24,15 @@ from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 log = logging.getLogger(__name__)
 
 
-def flag_spam(message: InboundMessage, rule: str, flag: str) -> InboundMessage:
+def is_answer(event: InstagramEvent) -> bool:
+    """A tap on an option the business offered (a quick reply, a postback button)."""
+    body = event.body
+    return isinstance(body, Postback) or (
+        isinstance(body, Message) and body.quick_reply is not None
+    )
+
+
+def flag_spam(message: CustomerMessage, rule: str, flag: str) -> CustomerMessage:
     """Mark a message the guard let through (flag-mode spam, a suspected loop): the agent
     and the flow see why."""
     metadata = message.channel.metadata or ChannelMetadata()
@@ -102,11 +110,17 @@ class InboundDelivery:
                         extra={"customer": event.customer_id},
                     )
                 result = flag_spam(result, "bot_loop", "LoopSuspected")
+        if is_answer(event):
+            structured = isinstance(result, StructuredResponse)
+            self._metrics.answers.labels("structured" if structured else "no_origin").inc()
+            if not structured:
+                # Sent as the customer's text: the flow still sees the payload as it came.
+                log.info(
+                    "answer without a known originating message: sent as text",
+                    extra={"message_id": event.dedupe_key, "customer": event.customer_id},
+                )
         try:
-            if result.is_structured_response:
-                accepted = await self._genesys.send_structured_response(result)
-            else:
-                accepted = await self._genesys.send_inbound(result)
+            accepted = await self._send(result)
         except AuthError as exc:
             self._health.genesys_auth_error = str(exc)
             return Retry(AUTH_RETRY_SECONDS, "auth", str(exc))
@@ -140,3 +154,26 @@ class InboundDelivery:
             },
         )
         return Delivered(then)
+
+    async def _send(self, message: CustomerMessage) -> InboundAccepted:
+        if not isinstance(message, StructuredResponse):
+            return await self._genesys.send_inbound(message)
+        try:
+            return await self._genesys.send_structured_response(message)
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                raise
+            # Genesys refused the answer as a structured response (its origin unknown to
+            # it, say: from an ended conversation). The customer's choice still reaches the
+            # agent, as text with the same attributes and message id.
+            self._metrics.answers.labels("refused_as_structured").inc()
+            log.warning(
+                "genesys refused a structured response: sent as text",
+                extra={
+                    "message_id": message.channel.message_id,
+                    "originating_message_id": message.originating_message_id,
+                    "status": exc.status,
+                    "reason": str(exc)[:300],
+                },
+            )
+            return await self._genesys.send_inbound(message.as_text())

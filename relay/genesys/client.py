@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from .auth import TokenProvider
-from .payloads import InboundMessage
+from .payloads import CustomerMessage, InboundMessage, StructuredResponse
 from .rest import GenesysRest
 
 
@@ -40,13 +40,22 @@ class GenesysClient:
             conversation_id=conv if isinstance(conv, str) else None,
         )
 
-    async def send_structured_response(self, message: InboundMessage) -> InboundAccepted:
-        """A customer's answer to a quick reply or button (``content`` holds ButtonResponse)."""
+    async def send_structured_response(self, answer: StructuredResponse) -> InboundAccepted:
+        """A customer's answer to an agent's quick reply or button. The route answers with
+        the normalized message (OpenStructuredResponseNormalizedMessage): its ``id`` is
+        Genesys's message id; it has no ``prefetchConversationId`` and no conversation id
+        (the customer's conversation is already known from their earlier messages)."""
         body = await self.rest.request(
-            "POST", f"{self._inbound}/structured/response", message.body()
+            "POST", f"{self._inbound}/structured/response", answer.body()
         )
         msg_id = body.get("id")
         return InboundAccepted(msg_id if isinstance(msg_id, str) else None, None)
+
+    async def send(self, message: CustomerMessage) -> InboundAccepted:
+        """A customer's message on the route its kind takes."""
+        if isinstance(message, StructuredResponse):
+            return await self.send_structured_response(message)
+        return await self.send_inbound(message)
 
     async def send_receipt(
         self,

@@ -54,7 +54,6 @@ class Content(_Model):
     """An inbound content item (OpenInboundMessageContent): an attachment, no contentType."""
 
     attachment: Attachment | None = None
-    button_response: ButtonResponse | None = Field(default=None, alias="buttonResponse")
 
 
 class InboundMessage(_Model):
@@ -62,9 +61,27 @@ class InboundMessage(_Model):
     text: str | None = None
     content: list[Content] | None = None
 
-    @property
-    def is_structured_response(self) -> bool:
-        return any(c.button_response is not None for c in self.content or ())
+    def body(self) -> dict[str, object]:
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+class StructuredResponse(_Model):
+    """A customer's answer to an agent's quick reply or button
+    (``…/inbound/open/structured/response``, Genesys's OpenInboundStructuredResponseMessage):
+    no text or content of its own, only the answer and the agent message it answers."""
+
+    channel: InboundChannel
+    button_response: ButtonResponse = Field(alias="buttonResponse")
+    originating_message_id: str = Field(alias="originatingMessageId")
 
     def body(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+    def as_text(self) -> InboundMessage:
+        """The same answer as an ordinary message, for when Genesys will not take it as a
+        structured response: the agent still reads what the customer chose."""
+        return InboundMessage(channel=self.channel, text=self.button_response.text)
+
+
+# What the relay sends Genesys for one customer event.
+CustomerMessage = InboundMessage | StructuredResponse

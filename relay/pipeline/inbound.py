@@ -22,10 +22,12 @@ from ..genesys.payloads import (
     ButtonResponse,
     ChannelMetadata,
     Content,
+    CustomerMessage,
     From,
     InboundChannel,
     InboundMessage,
     MediaType,
+    StructuredResponse,
 )
 from ..meta.events import Attachment as AttachmentBody
 from ..meta.events import (
@@ -46,6 +48,7 @@ from ..meta.events import (
 )
 from ..meta.graph import MentionedComment, Profile
 from ..meta.media import MediaInfo
+from .answers import origin
 from .media_type import attachment_mime, media_type, verified_media_type
 from .timefmt import format_time
 
@@ -177,10 +180,10 @@ async def gather(event: InstagramEvent, ctx: InboundContext) -> Facts:
     return dataclasses.replace(facts, crm=await ctx.crm.lookup(event.customer_id, username))
 
 
-def build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
+def build(event: InstagramEvent, facts: Facts) -> CustomerMessage | NotForwarded:
     """The message Genesys gets for the event, or why there is none. Pure."""
     result = _build(event, facts)
-    if event.standby and isinstance(result, InboundMessage):
+    if event.standby and not isinstance(result, NotForwarded):
         result = _standby(result)
     if isinstance(result, NotForwarded) or not facts.crm:
         return result
@@ -192,16 +195,19 @@ def build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
     return result.model_copy(update={"channel": channel})
 
 
-async def translate(event: InstagramEvent, ctx: InboundContext) -> InboundMessage | NotForwarded:
+async def translate(event: InstagramEvent, ctx: InboundContext) -> CustomerMessage | NotForwarded:
     return build(event, await gather(event, ctx))
 
 
-def _standby(message: InboundMessage) -> InboundMessage:
-    """A copy of a thread another app controls: marked, so the flow and the agent know."""
+def _standby(message: CustomerMessage) -> CustomerMessage:
+    """A copy of a thread another app controls: marked, so the flow and the agent know (an
+    answer to a button has no text to carry the note: the attribute tells)."""
     attrs = {**_attributes(message), "Standby": "true"}
     channel = message.channel.model_copy(
         update={"metadata": ChannelMetadata(custom_attributes=attrs)}
     )
+    if isinstance(message, StructuredResponse):
+        return message.model_copy(update={"channel": channel})
     text = f"{message.text}\n{STANDBY_NOTE}" if message.text else STANDBY_NOTE
     return message.model_copy(update={"channel": channel, "text": text})
 
@@ -224,7 +230,7 @@ def _bounded(text: str | None) -> str | None:
     return text[:ATTRIBUTE_LIMIT] if text else None
 
 
-def _attributes(message: InboundMessage) -> dict[str, str]:
+def _attributes(message: CustomerMessage) -> dict[str, str]:
     metadata = message.channel.metadata or ChannelMetadata()
     return metadata.custom_attributes
 
@@ -246,6 +252,8 @@ class _Draft:
         self.event = event
         self.texts: list[str] = []
         self.content: list[Content] = []
+        self.choice: ButtonResponse | None = None  # an answer to the agent's buttons
+        self.origin: str | None = None  # the agent message that offered them
         self.attrs: dict[str, str] = {
             "Source": source,
             "EventType": event_type,
@@ -307,15 +315,20 @@ class _Draft:
         else:
             self.attach(url, "Link", attachment_mime(info, "Link"), caption)
 
-    def answer(self, kind: Literal["QuickReply", "Button"], text: str, payload: str | None) -> None:
-        """The customer answered a quick reply or a button: Genesys gets it as structured."""
-        self.content.append(
-            Content(
-                button_response=ButtonResponse(
-                    type=kind, text=text, payload=_bounded(payload) or text
-                ),
-            )
-        )
+    def answer(
+        self, kind: Literal["QuickReply", "Button"], text: str, payload: str | None, attr: str
+    ) -> None:
+        """The customer answered a quick reply or a button. When its payload names the agent
+        message that offered it (answers.py), Genesys gets a structured response with the
+        agent's own payload; otherwise the answer stays an ordinary message, its text and
+        the payload as it came (in ``attr``) — never lost."""
+        found = origin(payload)
+        if found is None:
+            self.attr(attr, payload)
+            return
+        self.attr(attr, found.payload)
+        self.origin = found.message_id
+        self.choice = ButtonResponse(type=kind, text=text or found.payload, payload=found.payload)
 
     def referral(self, referral: Referral) -> None:
         self.attr("ReferralSource", referral.source)
@@ -323,7 +336,7 @@ class _Draft:
         self.attr("ReferralRef", referral.ref)
         self.attr("ReferralAdId", referral.ad_id)
 
-    def build(self) -> InboundMessage | NotForwarded:
+    def build(self) -> CustomerMessage | NotForwarded:
         text = "\n".join(t for t in self.texts if t)
         if not text and not self.content:
             return NotForwarded("empty")
@@ -340,6 +353,10 @@ class _Draft:
             from_=sender,
             metadata=ChannelMetadata(custom_attributes=self.attrs),
         )
+        if self.choice is not None and self.origin is not None and not self.content:
+            return StructuredResponse(
+                channel=channel, button_response=self.choice, originating_message_id=self.origin
+            )
         return InboundMessage(channel=channel, text=text or None, content=self.content or None)
 
 
@@ -351,7 +368,7 @@ def _note(event: InstagramEvent, facts: Facts, event_type: str, text: str) -> _D
     return draft
 
 
-def _build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded:
+def _build(event: InstagramEvent, facts: Facts) -> CustomerMessage | NotForwarded:
     match event.body:
         case Message() as message:
             return _message(event, message, facts)
@@ -369,9 +386,8 @@ def _build(event: InstagramEvent, facts: Facts) -> InboundMessage | NotForwarded
         case Postback() as postback:
             title = _bounded(postback.title) or "(tapped a button)"
             draft = _note(event, facts, "postback", title)
-            draft.answer("Button", title, postback.payload)
             draft.attr("PostbackTitle", postback.title)
-            draft.attr("PostbackPayload", postback.payload)
+            draft.answer("Button", title, postback.payload, "PostbackPayload")
             return draft.build()
         case Reaction() as reaction:
             shown = _bounded(reaction.emoji) or _bounded(reaction.reaction) or "a reaction"
@@ -462,7 +478,7 @@ def _handover_note(handover: Handover) -> str:
 
 def _message(
     event: InstagramEvent, message: Message, facts: Facts
-) -> InboundMessage | NotForwarded:
+) -> CustomerMessage | NotForwarded:
     draft = _Draft(event, "Instagram_DM", "text")
     draft.profile(facts.profile)
     if message.text is not None:
@@ -478,10 +494,10 @@ def _message(
             draft.link(story.url, facts.media.get(story.url), "Reply to your story")
     draft.attr("ReplyToMessageId", reply_to.mid if reply_to is not None else None)
     if message.quick_reply is not None:
-        payload = message.quick_reply.payload
         draft.attrs["EventType"] = "quick_reply"
-        draft.attr("QuickReplyPayload", payload)
-        draft.answer("QuickReply", message.text or "", payload)
+        draft.answer(
+            "QuickReply", message.text or "", message.quick_reply.payload, "QuickReplyPayload"
+        )
     for att in message.attachments:
         _attachment(draft, att, facts)
     if message.is_unsupported:
@@ -529,7 +545,7 @@ def _attachment(draft: _Draft, att: AttachmentBody, facts: Facts) -> None:
                 draft.texts.append(f"{caption}: {title}")
 
 
-def _comment(event: InstagramEvent, comment: Comment) -> InboundMessage | NotForwarded:
+def _comment(event: InstagramEvent, comment: Comment) -> CustomerMessage | NotForwarded:
     draft = _Draft(event, "Instagram_Comment", "comment")
     draft.username(_bounded(comment.from_username))
     draft.texts.append(comment.text)
@@ -544,7 +560,7 @@ def _comment(event: InstagramEvent, comment: Comment) -> InboundMessage | NotFor
 
 def _mention(
     event: InstagramEvent, mention: Mention, found: MentionedComment | None
-) -> InboundMessage | NotForwarded:
+) -> CustomerMessage | NotForwarded:
     draft = _Draft(event, "Instagram_Mention", "mention")
     draft.attr("CommentId", mention.comment_id)
     draft.attr("MediaId", mention.media_id)

@@ -24,6 +24,7 @@ from ..genesys.outbound import (
     OutboundMessage,
     TemplateParameter,
 )
+from .answers import offer
 from .receipts import Refusal
 from .split import split_text
 
@@ -121,6 +122,9 @@ class _Reply:
 
     parts: list[Part] = field(default_factory=list)
     quick: list[dict[str, Any]] = field(default_factory=list)
+    # The agent message's Genesys id, written into every option's payload so that the
+    # customer's answer can name it to Genesys (answers.py).
+    message_id: str = ""
     extra_text: list[str] = field(default_factory=list)  # sent last: what did not fit
     # Text blocks in a row go as one text (split only past 1000 bytes), so a template or a
     # location after the agent's words costs no extra message (a private reply has one).
@@ -146,29 +150,34 @@ def _clip(text: Any, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _quick_replies(items: list[dict[str, Any]]) -> list[dict[str, str]] | None:
+def _quick_replies(items: list[dict[str, Any]], message_id: str) -> list[dict[str, str]] | None:
     replies = []
     for item in items:
         title = str(item.get("text") or "").strip()
         if not title or len(title) > QUICK_REPLY_TITLE:
             return None
         replies.append(
-            {"content_type": "text", "title": title, "payload": str(item.get("payload") or title)}
+            {
+                "content_type": "text",
+                "title": title,
+                "payload": offer(message_id, str(item.get("payload") or title)),
+            }
         )
     return replies if 0 < len(replies) <= MAX_QUICK_REPLIES else None
 
 
-def _button(action: dict[str, Any]) -> dict[str, str] | None:
+def _button(action: dict[str, Any], message_id: str) -> dict[str, str] | None:
     kind = str(action.get("type", "")).lower()
     title = _clip(action.get("text") or action.get("title"), 20)
     if kind == "link" and action.get("url"):
         return {"type": "web_url", "url": str(action["url"]), "title": title or "Open"}
     if kind in ("postback", "quickreply", "button") and (action.get("payload") or title):
-        return {"type": "postback", "title": title, "payload": str(action.get("payload") or title)}
+        payload = offer(message_id, str(action.get("payload") or title))
+        return {"type": "postback", "title": title, "payload": payload}
     return None
 
 
-def _element(card: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _element(card: dict[str, Any], message_id: str) -> tuple[dict[str, Any], list[str]]:
     """A generic-template element, and text lines for what did not fit."""
     overflow: list[str] = []
     element: dict[str, Any] = {"title": _clip(card.get("title") or "—", TEMPLATE_TEXT)}
@@ -184,7 +193,7 @@ def _element(card: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         element["default_action"] = {"type": "web_url", "url": str(default["url"])}
     buttons: list[dict[str, str]] = []
     for action in card.get("actions") or []:
-        button = _button(action) if isinstance(action, dict) else None
+        button = _button(action, message_id) if isinstance(action, dict) else None
         if button is None or len(buttons) == MAX_BUTTONS:
             if isinstance(action, dict):
                 label = action.get("text") or action.get("title") or ""
@@ -207,7 +216,7 @@ def _card_text(card: dict[str, Any]) -> str:
 def _template(cards: list[dict[str, Any]], reply: _Reply) -> None:
     elements = []
     for card in cards[:MAX_ELEMENTS]:
-        element, extra = _element(card)
+        element, extra = _element(card, reply.message_id)
         elements.append(element)
         reply.extra_text.extend(extra)
     reply.extra_text.extend(_card_text(card) for card in cards[MAX_ELEMENTS:])
@@ -503,7 +512,7 @@ def content_decision(content: OutboundContent) -> Sendable | Refusal:
 def message_parts(msg: OutboundMessage) -> list[Part] | Refusal:
     """The Send API messages for one agent message, in order, or why it cannot be sent —
     decided for the whole message before any of it goes."""
-    reply = _Reply()
+    reply = _Reply(message_id=msg.id)
     reply.text(msg.text or "")
     for content in msg.content:
         decision = content_decision(content)
@@ -515,7 +524,7 @@ def message_parts(msg: OutboundMessage) -> list[Part] | Refusal:
     reply.flush()
     parts = reply.parts
     if reply.quick:
-        mapped = _quick_replies(reply.quick)
+        mapped = _quick_replies(reply.quick, msg.id)
         if mapped is None:
             # Too many options or titles over 20 characters: list them as text instead.
             reply.extra_text.append("\n".join(f"• {q.get('text', '')}" for q in reply.quick))
