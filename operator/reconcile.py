@@ -85,6 +85,7 @@ class _Verdict:
     problem: SpecProblem | None
     note: str
     expires_at: float | None
+    debugged: bool = False  # debug_token answered: a missing expiry means none
 
 
 def _record(conds: Conditions, problem: SpecProblem) -> None:
@@ -330,7 +331,9 @@ class Reconciler:
         if expires_at is not None:
             status["instagram"] = {"tokenExpiresAt": iso(expires_at)}
         metrics.token_expires(channel.namespace, channel.name, expires_at)
-        self._token_condition(conds, login, expires_at, now, margin, refresh_error)
+        self._token_condition(
+            conds, login, expires_at, now, margin, refresh_error, verdict.debugged
+        )
         if verdict.problem is not None:
             raise verdict.problem
         return data
@@ -343,6 +346,7 @@ class Reconciler:
         now: float,
         margin: float,
         refresh_error: str,
+        debugged: bool,
     ) -> None:
         """``TokenFresh``: a warning ahead of expiry, not part of Ready (the token still
         works until then)."""
@@ -354,8 +358,16 @@ class Reconciler:
                     "ExpiryUnknown",
                     f"Meta has not refreshed the token yet: {refresh_error or 'not tried'}",
                 )
-            else:
+            elif debugged:
                 conds.set("TokenFresh", TRUE, "DoesNotExpire", "Meta sets no expiry on it")
+            else:
+                conds.set(
+                    "TokenFresh",
+                    UNKNOWN,
+                    "ExpiryUnknown",
+                    f"add an {APP_ID_KEY!r} key to the Meta Secret so Meta's debug_token "
+                    "can tell the token's expiry and permissions",
+                )
         elif expiring(expires_at, now, margin):
             why = refresh_error or "Facebook Login tokens cannot be refreshed"
             conds.set(
@@ -383,7 +395,7 @@ class Reconciler:
             return cached
         found = await self._tokens.me(ig.graph_url, ig.api_version, token)
         problem = judge_identity(found, ig.account_id, extra)
-        note, expires_at = "", None
+        note, expires_at, debugged = "", None, False
         if isinstance(found, GraphFailure) and problem is None:
             # Meta down is no verdict on the token: keep the last one, ask again soon.
             note = f"; Meta could not be asked about the token: {found.message}"
@@ -394,8 +406,11 @@ class Reconciler:
             app_token = f"{app_id}|{data[ig.credentials.app_secret_key]}"
             info = await self._tokens.debug(ig.graph_url, ig.api_version, token, app_token)
             problem = judge_token_info(info)
-            if not isinstance(info, GraphFailure):
+            if isinstance(info, GraphFailure):
+                note = f"; debug_token failed ({info.message}): is {APP_ID_KEY!r} this app's id?"
+            else:
                 expires_at = float(info.expires_at) if info.expires_at else None
+                debugged = True
         elif problem is None and login == "facebook":
             note = f"; permissions not checked (no {APP_ID_KEY!r} in the Secret)"
         verdict = _Verdict(
@@ -404,6 +419,7 @@ class Reconciler:
             problem,
             note,
             expires_at,
+            debugged,
         )
         self._verdicts[channel.uid] = verdict
         return verdict

@@ -397,9 +397,18 @@ def test_printer_columns_show_the_truth(sandbox: Sandbox, cluster: Cluster, tmp_
             shown = cluster.kubectl("get", "instagramchannels", "-o", f"custom-columns={spec}")
     assert shown.returncode == 0, shown.stderr
     header, row = shown.stdout.splitlines()
-    assert header.split() == ["READY", "SYNCED", "INTEGRATION", "WEBHOOK_URL", "QUEUE", "AGE"]
-    ready, synced, integration, url, queue, _age = row.split()
-    assert (ready, synced, queue) == ("True", "True", "0")
+    assert header.split() == [
+        "READY",
+        "SYNCED",
+        "INTEGRATION",
+        "WEBHOOK_URL",
+        "QUEUE",
+        "TOKEN_EXPIRES",
+        "AGE",
+    ]
+    ready, synced, integration, url, queue, expires, _age = row.split()
+    # The sandbox's Page token: without an app id Meta's debug_token is not asked.
+    assert (ready, synced, queue, expires) == ("True", "True", "0", "<none>")
     assert integration == channel(cluster)["status"]["integrationId"]
     assert url == "https://shop.example.com/ig/webhooks/instagram"
 
