@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from igbridge.sandbox.faults import Fault
@@ -49,6 +50,14 @@ def agent_offers(sb: Sandbox, relay: ThreadedServer, **extra: Any) -> str:
     return message_id
 
 
+def answers_counted(relay: ThreadedServer, outcome: str) -> float:
+    """``igbridge_answers_total{outcome=...}`` as the relay's /metrics shows it."""
+    text = httpx.get(f"{relay.url}/metrics", timeout=5).text
+    prefix = f'igbridge_answers_total{{outcome="{outcome}"}} '
+    found = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(found[0][len(prefix) :]) if found else 0.0
+
+
 @pytest.fixture
 def conversation(sandbox: Sandbox, relay: ThreadedServer) -> Sandbox:
     """The customer wrote: the agent may answer."""
@@ -78,6 +87,7 @@ def test_a_quick_reply_tap_names_the_agent_message(
     assert got.attributes["QuickReplyPayload"] == "HUMAN"
     assert got.attributes["EventType"] == "quick_reply"
     assert violations("OpenInboundStructuredResponseMessage", got.body) == []
+    assert answers_counted(relay, "structured") == 1
 
 
 def test_a_card_button_tap_names_the_agent_message(
@@ -136,6 +146,7 @@ def test_an_answer_without_a_known_origin_arrives_as_text(
     got = customer_sends(sandbox, relay, ice_breaker)
     assert (got.endpoint, got.text) == ("message", "Opening hours?")
     assert got.attributes["PostbackPayload"] == "ICE_HOURS"
+    assert answers_counted(relay, "no_origin") == 2
 
 
 def test_an_answer_genesys_refuses_as_structured_arrives_as_text(
@@ -158,3 +169,4 @@ def test_an_answer_genesys_refuses_as_structured_arrives_as_text(
     assert got.endpoint == "message"
     assert got.text == "Yes"
     assert got.attributes["QuickReplyPayload"] == "Y"
+    assert answers_counted(relay, "refused_as_structured") == 1
