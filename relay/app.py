@@ -22,8 +22,7 @@ from .delivery.outbound import OutboundDelivery
 from .delivery.worker import QueueWorker
 from .genesys.auth import TokenProvider
 from .genesys.client import GenesysClient
-from .genesys.errors import GenesysError
-from .health import RelayHealth
+from .health import RelayHealth, sqlite_disk_problem
 from .meta.crm import CrmLookup
 from .meta.graph import GraphClient
 from .meta.media import MediaInfo, MediaProber
@@ -35,6 +34,7 @@ from .pipeline.loops import LoopBreaker
 from .records import INBOUND, OUTBOUND
 from .store import open_store
 from .store.base import Store, StoreUnavailable
+from .tasks.credentials import CredentialsWatch
 from .tasks.maintenance import maintain, refresh_gauges
 from .tasks.sla import SlaSweeper
 from .tasks.status_report import StatusReporter
@@ -73,6 +73,7 @@ class Relay:
     inbound: QueueWorker
     outbound: QueueWorker
     crm: CrmLookup | None
+    send: SendClient
 
     @classmethod
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
@@ -87,6 +88,7 @@ class Relay:
             settings.genesys_login,
             settings.genesys_client_id,
             settings.genesys_client_secret.get_secret_value(),
+            refusal_cap=settings.credentials_recheck_cap,
         )
         genesys = GenesysClient(
             http, settings.genesys_api_url, settings.genesys_integration_id, tokens
@@ -97,7 +99,7 @@ class Relay:
             ca_file=settings.media_ca_file,
         )
         graph = GraphClient(settings.graph_base, settings.meta_access_token.get_secret_value())
-        health = RelayHealth()
+        health = RelayHealth(metrics.credentials_ok)
         rules = parse_rules(settings.guard)
         # Replicas share the loop state through Redis; one relay keeps it in memory.
         shared = settings.store_url.startswith(("redis://", "rediss://"))
@@ -172,6 +174,7 @@ class Relay:
             worker,
             outbound,
             crm,
+            send,
         )
 
     async def close(self) -> None:
@@ -213,6 +216,8 @@ def create_app(settings: Settings) -> Starlette:
             http=r.http,
         )
         tasks.append(asyncio.create_task(sweeper.run(), name="sla-sweeper"))
+        watch = CredentialsWatch(settings, r.health, r.tokens, r.graph, r.send)
+        tasks.append(asyncio.create_task(watch.run(), name="credentials"))
         if settings.channel_name and settings.channel_namespace:
             reporter = StatusReporter(
                 settings, r.store, metrics, r.health, interval=settings.status_interval
@@ -245,20 +250,23 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
+        """Ready means: webhooks can be taken in and stored. Refused credentials are named
+        in ``problems`` but keep the pod in its Service: messages wait in the store until
+        the credentials work again, and a pod out of the Service would lose the webhooks
+        (Meta unsubscribes an account whose webhook keeps failing). The credentials task
+        keeps ``health`` current; this route asks no platform anything."""
         r = relay()
-        problems: dict[str, str] = {}
         try:
             await r.store.ping()
+            store_problem = sqlite_disk_problem(settings.store_url)
         except StoreUnavailable as exc:
-            problems["store"] = str(exc)
-        try:
-            await r.tokens.token()
-        except GenesysError as exc:
-            problems["genesys"] = str(exc)
-        if r.health.meta_token_error:
-            problems["instagram"] = r.health.meta_token_error
-        if problems:
+            store_problem = str(exc)
+        problems = r.health.problems()
+        if store_problem is not None:
+            problems = {"store": store_problem, **problems}
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        if problems:
+            return JSONResponse({"status": "ready", "problems": problems})
         return JSONResponse({"status": "ready"})
 
     async def metrics_route(_: Request) -> Response:

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -105,8 +112,13 @@ class Settings(BaseSettings):
     channel_namespace: str | None = None
     pod_name: str | None = None
     status_interval: float = Field(default=15.0, gt=0, le=3600)
+    # Refused credentials are asked about again after 1, 2, 4, ... seconds, at most this.
+    credentials_recheck_cap: float = Field(default=300.0, ge=1.0, le=3600)
     # Spam rules as JSON (the InstagramChannel's spec.guard); see relay/pipeline/guard.py.
     guard: str = ""
+
+    # Field name → the file it was read from; set by load_settings.
+    _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @field_validator("guard")
     @classmethod
@@ -208,6 +220,19 @@ class Settings(BaseSettings):
             object.__setattr__(self, "genesys_login_url", derive_login_url(self.genesys_api_url))
         return self
 
+    def reread_secret(self, field: str) -> str | None:
+        """The current content of the file ``field`` was read from (``<NAME>_FILE``), so a
+        rotated Kubernetes Secret (its mounted files are swapped in place) works without a
+        restart; None when the setting came from the environment or the file cannot be read
+        now."""
+        path = self._secret_files.get(field)
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
     @property
     def genesys_login(self) -> str:
         assert self.genesys_login_url is not None
@@ -256,10 +281,11 @@ def _read_secret_files(environ: dict[str, str]) -> dict[str, str]:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment, or raise ConfigError naming the first bad setting."""
     env = dict(os.environ if environ is None else environ)
-    env.update(_read_secret_files(env))
+    from_files = _read_secret_files(env)
+    env.update(from_files)
     relevant = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     try:
-        return Settings.model_validate(
+        settings = Settings.model_validate(
             {k[len(ENV_PREFIX) :].lower(): v for k, v in relevant.items()}
         )
     except ValidationError as exc:
@@ -268,3 +294,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         name = ENV_PREFIX + field.upper()
         reason = "is required" if err["type"] == "missing" else err["msg"]
         raise ConfigError(f"{name}: {reason}") from None
+    settings._secret_files = {
+        field: Path(env[f"{ENV_PREFIX}{field.upper()}_FILE"])
+        for field in SECRET_FIELDS
+        if f"{ENV_PREFIX}{field.upper()}" in from_files
+    }
+    return settings

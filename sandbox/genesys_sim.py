@@ -114,6 +114,7 @@ class GenesysSimulator:
         self._tokens: dict[str, float] = {}  # token → expiry (clock seconds)
         self._conversations: dict[tuple[str, str], str] = {}  # (integration, from.id) → id
         self.token_grants = 0
+        self.token_requests = 0  # granted or refused
         self.messages: list[RecordedMessage] = []
         self.receipts: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -207,6 +208,8 @@ class GenesysSimulator:
         return hmac.compare_digest(given, expected)
 
     async def _token(self, request: Request) -> Response:
+        with self._lock:
+            self.token_requests += 1
         if not self._client_authenticated(request):
             return JSONResponse(
                 {"error": "invalid_client", "description": "client authentication failed"},

@@ -122,8 +122,12 @@ class InboundDelivery:
         try:
             accepted = await self._send(result)
         except AuthError as exc:
+            # Kept however long it takes: the message goes through once the credentials
+            # are fixed. The token provider does not ask Genesys again while its refusal's
+            # backoff lasts, so these retries cost no token requests.
             self._health.genesys_auth_error = str(exc)
-            return Retry(AUTH_RETRY_SECONDS, "auth", str(exc))
+            wait = backoff_delay(job.attempts, cap=min(self._cap, AUTH_RETRY_SECONDS))
+            return Retry(wait, "auth", str(exc))
         except TransientError as exc:
             age = time.time() - job.enqueued_at
             if age > self._max_age:

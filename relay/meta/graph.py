@@ -153,6 +153,17 @@ class GraphClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def set_access_token(self, access_token: str) -> None:
+        """Use a rotated token from now on (the Send API client has its own copy)."""
+        self._http.headers["Authorization"] = f"Bearer {access_token}"
+
+    async def check_token(self) -> GraphError | None:
+        """Whether Meta takes the access token: ``GET /me?fields=id``, the cheapest call
+        both Facebook Login Page tokens and Instagram Login tokens may make. None: it works.
+        Not cached: the caller paces it."""
+        body = await self._get("me", {"fields": "id"})
+        return body if isinstance(body, GraphError) else None
+
     async def _get(self, node: str, params: dict[str, str]) -> dict[str, Any] | GraphError:
         self.lookups += 1
         try:

@@ -65,6 +65,10 @@ class SendClient:
         self._base = graph_base.rstrip("/")
         self._auth = {"Authorization": f"Bearer {access_token}"}
 
+    def set_access_token(self, access_token: str) -> None:
+        """Use a rotated token from now on."""
+        self._auth = {"Authorization": f"Bearer {access_token}"}
+
     async def _post(
         self, url: str, *, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
     ) -> Sent:
