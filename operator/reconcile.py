@@ -49,6 +49,7 @@ from .problems import (
 from .relay_verdict import relay_available
 from .settings import OperatorSettings
 from .spec import ChannelSpec, parse_spec
+from .subscriptions import Subscription
 from .tokens import MetaTokens
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ TOKEN_DIGEST_ANNOTATION = f"{GROUP}/token-sha256"
 APP_ID_KEY = "app-id"  # optional in the Meta Secret: lets debug_token run (Facebook Login)
 
 IntegrationsFactory = Callable[[ChannelSpec, str, str], Integrations]
-SubscriptionCheck = Callable[[ChannelSpec, str], Awaitable[bool]]
+SubscriptionCheck = Callable[[ChannelSpec, str], Awaitable[Subscription]]
 
 
 def _decode(secret: dict[str, Any] | None) -> dict[str, str]:
@@ -249,23 +250,14 @@ class Reconciler:
         if spec.instagram.subscribe_webhooks:
             access_token = found["meta"][spec.instagram.credentials.access_token_key]
             try:
-                ok = await self._subscribe(spec, access_token)
+                subscription = await self._subscribe(spec, access_token)
             except Exception as exc:  # Meta down must not block the rest of the channel
                 conds.set(
                     "WebhookSubscribed", UNKNOWN, "MetaUnavailable", f"could not check: {exc}"
                 )
             else:
-                if ok:
-                    conds.set(
-                        "WebhookSubscribed", TRUE, "Subscribed", "the account receives webhooks"
-                    )
-                else:
-                    conds.set(
-                        "WebhookSubscribed",
-                        FALSE,
-                        "SubscribeFailed",
-                        "Meta refused the subscription",
-                    )
+                # Which edge and fields Meta holds, or why it refused them.
+                conds.set("WebhookSubscribed", *subscription.condition())
 
     async def _meta_token(
         self,

@@ -42,12 +42,49 @@ class GenesysCredentialsRef(_Spec):
     client_secret_key: str = Field(default="client-secret", alias="clientSecretKey")
 
 
+Login = Literal["facebook", "instagram"]
+# Each login's Graph host; a graphUrl elsewhere (a proxy, a simulator) is taken as given.
+GRAPH_URLS: dict[str, str] = {
+    "facebook": "https://graph.facebook.com",
+    "instagram": "https://graph.instagram.com",
+}
+# Facebook Login subscribes the Page linked to the account. Meta's Instagram pages ask for
+# "any" Page field and name none as required for Instagram messaging (the Instagram fields
+# themselves are chosen in the App Dashboard); ``feed`` is the one Meta's example uses, and
+# the list is configurable should Meta ever want others.
+DEFAULT_PAGE_FIELDS = ("feed",)
+
+
 class InstagramSpec(_Spec):
     account_id: str = Field(alias="accountId")
-    graph_url: str = Field(default="https://graph.facebook.com", alias="graphUrl")
+    login: Login = "facebook"
+    page_id: str | None = Field(default=None, alias="pageId")
+    page_subscribed_fields: tuple[str, ...] = Field(
+        default=DEFAULT_PAGE_FIELDS, alias="pageSubscribedFields", min_length=1
+    )
+    graph_url_: str | None = Field(default=None, alias="graphUrl")
     api_version: str = Field(default="v21.0", alias="apiVersion")
     credentials: MetaCredentialsRef = Field(alias="credentialsSecretRef")
     subscribe_webhooks: bool = Field(default=True, alias="subscribeWebhooks")
+
+    @model_validator(mode="after")
+    def _login_is_consistent(self) -> InstagramSpec:
+        # The CRD's CEL rules say the same; these hold where an apiserver skips CEL.
+        if self.login == "facebook" and self.subscribe_webhooks and not self.page_id:
+            raise ValueError(
+                "Facebook Login subscribes the Page linked to the account: set pageId "
+                "(or login: instagram, or subscribeWebhooks: false)"
+            )
+        given = (self.graph_url_ or "").rstrip("/")
+        for login, url in GRAPH_URLS.items():
+            if given == url and login != self.login:
+                raise ValueError(f"graphUrl {given} is {login} Login's host, not {self.login}'s")
+        return self
+
+    @property
+    def graph_url(self) -> str:
+        """The Graph API base: as given, else the login's own host."""
+        return (self.graph_url_ or GRAPH_URLS[self.login]).rstrip("/")
 
 
 class GenesysSpec(_Spec):

@@ -49,11 +49,14 @@ __all__ = ["MetaSimulator", "User", "encode_like_meta", "sign_meta"]
 # ?fields=mentioned_comment.comment_id(ID){id,text,timestamp,username}; the braces are
 # optional (then only the id is returned), nothing else is parsed.
 _MENTION_FIELDS = re.compile(r"mentioned_comment\.comment_id\(([^()]+)\)(?:\{([^{}]*)\})?")
-SUBSCRIBABLE_FIELDS = frozenset(
+# Webhook fields by the edge that takes them. Instagram Login subscribes the Instagram
+# account's own edge with Instagram's names (``mentions`` exists only with Facebook Login);
+# Facebook Login subscribes the linked Page's edge with Page names. Each edge refuses the
+# other's names (``feed`` on the Instagram edge; ``comments``, ``message_edit`` on a Page).
+INSTAGRAM_FIELDS = frozenset(
     {
         "comments",
         "live_comments",
-        "mentions",
         "message_edit",
         "message_reactions",
         "messages",
@@ -63,7 +66,28 @@ SUBSCRIBABLE_FIELDS = frozenset(
         "messaging_referral",
         "messaging_seen",
         "standby",
-        "story_insights",
+    }
+)
+PAGE_FIELDS = frozenset(
+    {
+        "conversations",
+        "feed",
+        "inbox_labels",
+        "mention",
+        "message_deliveries",
+        "message_echoes",
+        "message_reactions",
+        "message_reads",
+        "messages",
+        "messaging_handovers",
+        "messaging_optins",
+        "messaging_policy_enforcement",
+        "messaging_postbacks",
+        "messaging_referrals",
+        "name",
+        "picture",
+        "ratings",
+        "standby",
     }
 )
 
@@ -115,10 +139,15 @@ class MetaSimulator:
         *,
         api_version: str = "v21.0",
         username: str = "sandbox_business",
+        page_id: str = "104000000000001",
+        access_token_kind: str = "page",  # noqa: S107 (a kind, not a secret)
     ) -> None:
         self.app_secret = app_secret
         self.access_token = access_token
         self.account_id = account_id
+        self.page_id = page_id  # the Facebook Page linked to the account
+        # Which login issued ``access_token``: "page" (Facebook Login) or "instagram".
+        self.access_token_kind = access_token_kind
         self.api_version = api_version
         self.username = username
         self.faults = FaultPlan()
@@ -141,7 +170,8 @@ class MetaSimulator:
         self.sent_ids: list[str] = []  # the message_id answered for each send
         # Send API bodies refused by the simulator's own rules, with (code, subcode).
         self.refused: list[tuple[dict[str, Any], int, int | None]] = []
-        self.subscriptions: list[str] = []
+        self.subscriptions: list[str] = []  # the Instagram account's edge (Instagram Login)
+        self.page_subscriptions: list[str] = []  # the Page's edge (Facebook Login)
         self.public_replies: list[tuple[str, str]] = []  # (comment id, text)
         self.cdn = MediaCDN()
         self.media: dict[str, Media] = self.cdn.assets
@@ -215,6 +245,7 @@ class MetaSimulator:
         """Meta unsubscribes the account (after about an hour of failed deliveries)."""
         with self._lock:
             self.subscriptions.clear()
+            self.page_subscriptions.clear()
 
     def add_token(
         self,
@@ -265,6 +296,14 @@ class MetaSimulator:
         if given is not None and given in self.tokens:
             return self._known(given) is not None
         return given is not None and hmac.compare_digest(given.encode(), self.access_token.encode())
+
+    def _token_kind(self, request: Request) -> str | None:
+        """Which login issued the request's token ("page" or "instagram")."""
+        given = self._given_token(request)
+        known = self._known(given)
+        if known is not None:
+            return known.kind
+        return self.access_token_kind if given == self.access_token else None
 
     def _is_account(self, node: str) -> bool:
         return node in ("me", self.account_id)
@@ -390,10 +429,35 @@ class MetaSimulator:
         return JSONResponse({"id": reply_id})
 
     async def _subscribed_apps(self, request: Request) -> Response:
+        """``/{page-id}/subscribed_apps`` with a Page token and Page fields (Facebook Login),
+        ``/{ig-user-id}/subscribed_apps`` with an Instagram token and Instagram fields
+        (Instagram Login); anything else is refused as Meta would."""
         if not self._token_ok(request):
             return BAD_TOKEN.response()
-        if not self._is_account(request.path_params["node"]):
-            return invalid("subscribed_apps exists on the business account only").response()
+        kind = self._token_kind(request)
+        node = request.path_params["node"]
+        if node == "me":
+            node = self.page_id if kind == "page" else self.account_id
+        if node == self.page_id:
+            if kind != "page":  # an Instagram Login token means nothing to a Page
+                return BAD_TOKEN.response()
+            allowed, held = PAGE_FIELDS, self.page_subscriptions
+        elif node == self.account_id:
+            if kind != "instagram":  # with Facebook Login the edge is the Page's
+                return invalid(
+                    "Tried accessing nonexisting field (subscribed_apps) on node type (IGUser)"
+                ).response()
+            allowed, held = INSTAGRAM_FIELDS, self.subscriptions
+        else:
+            return GraphProblem(
+                400,
+                100,
+                f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not "
+                "exist, cannot be loaded due to missing permissions, or does not support this "
+                "operation",
+                33,
+                "GraphMethodException",
+            ).response()
         if request.method == "POST":
             # Graph takes parameters in the query string or a form-encoded body.
             form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -401,16 +465,21 @@ class MetaSimulator:
                 form.get("subscribed_fields", [])
             )
             wanted = [f for f in raw.split(",") if f]
-            if not wanted or any(f not in SUBSCRIBABLE_FIELDS for f in wanted):
-                return invalid("param subscribed_fields must name webhook fields").response()
+            wrong = [f for f in wanted if f not in allowed] or ([] if wanted else [""])
+            if wrong:
+                return invalid(
+                    f"Param subscribed_fields must be one of {{{', '.join(sorted(allowed))}}}"
+                    f' - got "{wrong[0]}"'
+                ).response()
             with self._lock:
-                self.subscriptions = wanted
+                held[:] = wanted  # a POST sets the app's fields on this node
             return JSONResponse({"success": True})
         with self._lock:
             if request.method == "DELETE":
-                self.subscriptions.clear()
+                held.clear()
                 return JSONResponse({"success": True})
-            data = [{"subscribed_fields": list(self.subscriptions)}] if self.subscriptions else []
+            app = {"id": self.app_id, "name": "igbridge sandbox", "subscribed_fields": list(held)}
+            data = [app] if held else []
         return JSONResponse({"data": data})
 
     async def _debug_token(self, request: Request) -> Response:

@@ -91,6 +91,7 @@ def secrets_and_channel(sb: Sandbox, name: str = "shop", **spec: Any) -> list[di
         "publicUrl": f"https://{name}.example.com/ig",
         "instagram": {
             "accountId": sb.meta.account_id,
+            "pageId": sb.meta.page_id,  # Facebook Login (the default) subscribes the Page
             "graphUrl": sb.graph.url,
             "credentialsSecretRef": {"name": f"{name}-meta"},
         },

@@ -46,6 +46,9 @@ def full_spec(*, redis: bool) -> dict[str, Any]:
         "publicUrl": "https://shop.example.com/ig",
         "instagram": {
             "accountId": "1784",
+            "login": "instagram",
+            "pageId": "1020",
+            "pageSubscribedFields": ["feed"],
             "graphUrl": "https://graph.instagram.com",
             "apiVersion": "v22.0",
             "credentialsSecretRef": {

@@ -106,8 +106,8 @@ def test_create_to_ready_with_every_owned_object(
     signing = base64.b64decode(generated["data"]["genesys-webhook-secret"]).decode()
     assert integration["outboundNotificationWebhookSignatureSecretToken"] == signing
     assert len(base64.b64decode(generated["data"]["verify-token"])) >= 24
-    # Meta: the account is subscribed to the webhooks.
-    assert "messages" in sandbox.meta.subscriptions
+    # Meta: the account's Page is subscribed to the webhooks (Facebook Login).
+    assert sandbox.meta.page_subscriptions == ["feed"]
     assert status_of(cluster, "WebhookSubscribed") == "True"
     # The relay's workload, owned by the channel.
     uid = item["metadata"]["uid"]
@@ -360,7 +360,7 @@ def test_drift_flow_and_dropped_subscription_are_repaired(
             ),
             what="drift repaired",
         )
-        wait_until(lambda: "comments" in sandbox.meta.subscriptions, what="re-subscribed")
+        wait_until(lambda: sandbox.meta.page_subscriptions == ["feed"], what="re-subscribed")
         cluster.kubectl(
             "patch",
             "instagramchannels.igbridge.dev",

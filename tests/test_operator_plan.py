@@ -16,7 +16,11 @@ from igbridge.relay.channel_status import RelayReport, parse_heartbeat
 
 SPEC: dict[str, Any] = {
     "publicUrl": "https://shop.example.com/ig",
-    "instagram": {"accountId": "1784", "credentialsSecretRef": {"name": "shop-meta"}},
+    "instagram": {
+        "accountId": "1784",
+        "pageId": "1020",
+        "credentialsSecretRef": {"name": "shop-meta"},
+    },
     "genesys": {"region": "mypurecloud.ie", "credentialsSecretRef": {"name": "shop-genesys"}},
 }
 CHANNEL = Channel(

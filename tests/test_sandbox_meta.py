@@ -289,21 +289,71 @@ def test_mentioned_comment_lookup(live: Live) -> None:
     assert asyncio.run(through_the_relay_client()) == "fan_1"
 
 
-def test_subscribed_apps(live: Live) -> None:
+PAGE = "104000000000042"
+IG_TOKEN = "IGAA-test-instagram-login-token"
+
+
+def test_subscribed_apps_on_the_instagram_edge(live: Live) -> None:
+    """Instagram Login: the account's own edge, an Instagram token, Instagram's names."""
+    live.sim.add_token(IG_TOKEN, kind="instagram")
     path = f"/v21.0/{ACCOUNT}/subscribed_apps"
-    auth = {"access_token": TOKEN}
-    assert live.get(path).json() == {"data": []}
-    subscribe = live.http.post(path, params={**auth, "subscribed_fields": "messages,comments"})
+    auth = {"access_token": IG_TOKEN}
+    assert live.http.get(path, params=auth).json() == {"data": []}
+    fields = "messages,message_edit,comments"
+    subscribe = live.http.post(path, params={**auth, "subscribed_fields": fields})
     assert subscribe.json() == {"success": True}
-    assert live.get(path).json() == {"data": [{"subscribed_fields": ["messages", "comments"]}]}
+    (app,) = live.http.get(path, params=auth).json()["data"]
+    assert app["subscribed_fields"] == ["messages", "message_edit", "comments"]
+    assert live.sim.page_subscriptions == []
     live.sim.drop_subscription()  # Meta gave up on a failing endpoint
-    assert live.get(path).json() == {"data": []}
-    bogus = live.http.post(path, params={**auth, "subscribed_fields": "everything"})
-    assert graph_error(bogus)["code"] == 100
-    live.http.post(path, data={"subscribed_fields": "mentions"}, params=auth)
-    assert live.sim.subscriptions == ["mentions"]
+    assert live.http.get(path, params=auth).json() == {"data": []}
+    # Page-only names, names that exist only with Facebook Login, and nonsense are refused.
+    for bogus in ("feed", "mentions", "messages,everything", ""):
+        refused = live.http.post(path, params={**auth, "subscribed_fields": bogus})
+        assert refused.status_code == 400
+        error = graph_error(refused)
+        assert (error["code"], error["type"]) == (100, "OAuthException")
+        assert "subscribed_fields" in error["message"]
+    live.http.post(path, data={"subscribed_fields": "messages"}, params=auth)  # a form body
+    assert live.sim.subscriptions == ["messages"]
     assert live.http.delete(path, params=auth).json() == {"success": True}
     assert live.sim.subscriptions == []
+
+
+def test_subscribed_apps_on_the_page_edge() -> None:
+    """Facebook Login: the linked Page's edge, a Page token, Page field names."""
+    sim = MetaSimulator(APP_SECRET, TOKEN, ACCOUNT, page_id=PAGE)
+    sim.add_token(IG_TOKEN, kind="instagram")
+    with serve_in_thread(sim.app) as server, httpx.Client(base_url=server.url) as http:
+        path = f"/v21.0/{PAGE}/subscribed_apps"
+        auth = {"access_token": TOKEN}
+        done = http.post(path, params={**auth, "subscribed_fields": "feed"})
+        assert done.json() == {"success": True}
+        (app,) = http.get(path, params=auth).json()["data"]
+        assert app["subscribed_fields"] == ["feed"]
+        assert sim.page_subscriptions == ["feed"]
+        assert sim.subscriptions == []
+        # Instagram-only names are not Page fields.
+        for bogus in ("comments", "message_edit", "feed,mentions"):
+            refused = http.post(path, params={**auth, "subscribed_fields": bogus})
+            error = graph_error(refused)
+            assert (refused.status_code, error["code"]) == (400, 100), bogus
+            assert "subscribed_fields" in error["message"]
+        assert sim.page_subscriptions == ["feed"]
+        # An Instagram Login token means nothing to a Page.
+        wrong_token = http.post(
+            path, params={"access_token": IG_TOKEN, "subscribed_fields": "feed"}
+        )
+        assert graph_error(wrong_token)["code"] == 190
+        # A Page token on the Instagram account's edge: that edge is Instagram Login's.
+        ig_edge = f"/v21.0/{ACCOUNT}/subscribed_apps"
+        old_way = http.post(ig_edge, params={**auth, "subscribed_fields": "messages,comments"})
+        error = graph_error(old_way)
+        assert (old_way.status_code, error["code"], error["type"]) == (400, 100, "OAuthException")
+        assert sim.subscriptions == []
+        # A node that is neither.
+        elsewhere = http.get("/v21.0/999/subscribed_apps", params=auth)
+        assert graph_error(elsewhere)["error_subcode"] == 33
 
 
 # -- faults ----------------------------------------------------------------------------------
