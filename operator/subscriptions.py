@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from .conditions import FALSE, TRUE
 from .spec import ChannelSpec
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class Subscription:
     def condition(self) -> tuple[str, str, str]:
         """``WebhookSubscribed``'s status, reason and message."""
         if self.ok:
-            return "True", "Subscribed", self.describe()
-        return "False", "SubscribeFailed", self.describe()
+            return TRUE, "Subscribed", self.describe()
+        return FALSE, "SubscribeFailed", self.describe()
 
     def describe(self) -> str:
         """The condition's message: which edge and fields, or why not."""
