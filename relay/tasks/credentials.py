@@ -65,19 +65,23 @@ class CredentialsWatch:
         self._healthy_due = 0.0
 
     async def run(self) -> None:
-        await self.check_genesys()
-        await self.check_instagram()
-        self._healthy_due = self._clock() + HEALTHY_RECHECK_SECONDS
+        started = False
         while True:
-            # A delivery that meets a refusal wakes the loop, which then paces the re-checks.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._health.wait_for_change(), self._tick)
             try:
-                await self.tick()
+                if started:
+                    await self.tick()
+                else:
+                    await self.check_genesys()
+                    await self.check_instagram()
+                    self._healthy_due = self._clock() + HEALTHY_RECHECK_SECONDS
+                    started = True
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not end the re-checks for good
                 log.exception("credentials re-check failed")
+            # A delivery that meets a refusal wakes the loop, which then paces the re-checks.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._health.wait_for_change(), self._tick)
 
     async def tick(self) -> None:
         """Read secret files again and make the checks that are due."""
