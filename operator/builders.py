@@ -108,6 +108,8 @@ def _env(spec: ChannelSpec, integration_id: str) -> list[dict[str, Any]]:
         "IGBRIDGE_META_GRAPH_URL": ig.graph_url,
         "IGBRIDGE_META_API_VERSION": ig.api_version,
         "IGBRIDGE_INSTAGRAM_ACCOUNT_ID": ig.account_id,
+        "IGBRIDGE_INSTAGRAM_ENTRY_IDS": ",".join(ig.entry_ids),
+        "IGBRIDGE_STANDBY": ig.standby,
         "IGBRIDGE_META_APP_SECRET_FILE": f"{meta_dir}/{ig.credentials.app_secret_key}",
         "IGBRIDGE_META_ACCESS_TOKEN_FILE": f"{meta_dir}/{ig.credentials.access_token_key}",
         "IGBRIDGE_META_VERIFY_TOKEN_FILE": f"{own_dir}/{VERIFY_TOKEN_KEY}",

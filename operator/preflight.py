@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 from urllib.parse import urlsplit
 
 from .problems import (
@@ -21,8 +20,6 @@ from .problems import (
     token_invalid,
     token_missing_permissions,
 )
-
-Login = Literal["instagram", "facebook"]
 
 # Facebook Login: what Meta's Instagram messaging needs of a Page token (reading the
 # account, sending, and subscribing the Page to the webhooks).
@@ -42,10 +39,13 @@ class GraphFailure:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """``GET /me?fields=id,username``: whose token it is."""
+    """Whose token it is: the Instagram account's id (with Facebook Login, the account
+    linked to the token's Page; empty when the Page has none)."""
 
     id: str
     username: str | None = None
+    page_id: str | None = None  # Facebook Login: the Page the token belongs to
+    page_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +89,17 @@ def judge_identity(
                 "token in the Secret"
             )
         return None  # not a verdict on the token: Meta was down or answered oddly
+    if found.page_id is not None and not found.id:
+        page = f"{found.page_id} ({found.page_name})" if found.page_name else found.page_id
+        return token_for_other_account(
+            f"the access token is for Page {page}, which has no Instagram professional "
+            f"account linked; link account {account_id} to the Page or use that Page's token"
+        )
     accepted = {account_id, *extra_ids}
     if found.id not in accepted:
         who = f"{found.id} ({found.username})" if found.username else found.id
+        if found.page_id is not None:
+            who += f", linked to Page {found.page_id}"
         return token_for_other_account(
             f"the access token belongs to account {who}, not spec.instagram.accountId {account_id}"
         )
@@ -137,16 +145,3 @@ def parse_iso(value: object) -> float | None:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-def login_of(instagram: object) -> Login:
-    """Which Meta login issued the channel's token (``spec.instagram.login``); Facebook
-    Login where the spec does not say."""
-    return "instagram" if getattr(instagram, "login", None) == "instagram" else "facebook"
-
-
-def extra_entry_ids(instagram: object) -> tuple[str, ...]:
-    """Further ids the channel's account goes by, where the spec lists them (with
-    Instagram Login ``/me`` may answer the app-scoped user id)."""
-    ids = getattr(instagram, "entry_ids", None) or ()
-    return tuple(str(i) for i in ids) if isinstance(ids, list | tuple) else ()

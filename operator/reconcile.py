@@ -30,11 +30,9 @@ from .preflight import (
     Refreshed,
     check_public_url,
     expiring,
-    extra_entry_ids,
     iso,
     judge_identity,
     judge_token_info,
-    login_of,
     parse_iso,
     refresh_due,
 )
@@ -48,7 +46,7 @@ from .problems import (
 )
 from .relay_verdict import relay_available
 from .settings import OperatorSettings
-from .spec import ChannelSpec, parse_spec
+from .spec import ChannelSpec, Login, parse_spec
 from .subscriptions import Subscription
 from .tokens import MetaTokens
 
@@ -276,7 +274,7 @@ class Reconciler:
             return data
         ig = spec.instagram
         key = ig.credentials.access_token_key
-        token, login = data[key], login_of(ig)
+        token, login = data[key], ig.login
         now, clock = time.time(), time.monotonic()
         notes = dict(meta.get("annotations") or {})
         expires_at = (
@@ -333,7 +331,7 @@ class Reconciler:
     def _token_condition(
         self,
         conds: Conditions,
-        login: str,
+        login: Login,
         expires_at: float | None,
         now: float,
         margin: float,
@@ -373,19 +371,19 @@ class Reconciler:
             conds.set("TokenFresh", TRUE, "NotExpiring", f"expires at {iso(expires_at)}")
 
     async def _verdict(
-        self, channel: Channel, spec: ChannelSpec, data: dict[str, str], token: str, login: str
+        self, channel: Channel, spec: ChannelSpec, data: dict[str, str], token: str, login: Login
     ) -> _Verdict:
         """Whose token, and (Facebook Login, when the Secret has an app id) may it message;
         asked of Meta once per token and check interval, not on every resync."""
         assert self._tokens is not None
         ig = spec.instagram
         app_id = data.get(APP_ID_KEY, "")
-        extra = extra_entry_ids(ig)
+        extra = ig.entry_ids
         key = (_digest(token), ig.account_id, *extra, login, ig.graph_url, ig.api_version, app_id)
         cached = self._verdicts.get(channel.uid)
         if cached is not None and cached.key == key and time.monotonic() < cached.until:
             return cached
-        found = await self._tokens.me(ig.graph_url, ig.api_version, token)
+        found = await self._tokens.me(ig.graph_url, ig.api_version, token, login)
         problem = judge_identity(found, ig.account_id, extra)
         note, expires_at, debugged = "", None, False
         if isinstance(found, GraphFailure) and problem is None:

@@ -62,6 +62,8 @@ class InstagramSpec(_Spec):
     page_subscribed_fields: tuple[str, ...] = Field(
         default=DEFAULT_PAGE_FIELDS, alias="pageSubscribedFields", min_length=1
     )
+    entry_ids: tuple[str, ...] = Field(default=(), alias="entryIds")
+    standby: Literal["skip", "deliver"] = "skip"
     graph_url_: str | None = Field(default=None, alias="graphUrl")
     api_version: str = Field(default="v21.0", alias="apiVersion")
     credentials: MetaCredentialsRef = Field(alias="credentialsSecretRef")

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from .preflight import GraphFailure, Identity, Refreshed, TokenInfo
+from .spec import Login
 
 
 def _failure(resp: httpx.Response) -> GraphFailure:
@@ -46,11 +47,26 @@ class MetaTokens:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
 
-    async def me(self, graph_url: str, version: str, token: str) -> Identity | GraphFailure:
+    async def me(
+        self, graph_url: str, version: str, token: str, login: Login
+    ) -> Identity | GraphFailure:
         url = f"{graph_url.rstrip('/')}/{version}/me"
-        body = await _get(self._http, url, {"fields": "id,username", "access_token": token})
+        # A Page token's /me is the Page: the Instagram account is the one linked to it.
+        page_fields = "id,name,instagram_business_account{id,username}"
+        fields = page_fields if login == "facebook" else "id,username"
+        body = await _get(self._http, url, {"fields": fields, "access_token": token})
         if isinstance(body, GraphFailure):
             return body
+        if login == "facebook":
+            found = body.get("instagram_business_account")
+            linked: dict[str, Any] = found if isinstance(found, dict) else {}
+            name, username = body.get("name"), linked.get("username")
+            return Identity(
+                str(linked.get("id") or ""),
+                username if isinstance(username, str) else None,
+                page_id=str(body.get("id", "")),
+                page_name=name if isinstance(name, str) else None,
+            )
         username = body.get("username")
         return Identity(str(body.get("id", "")), username if isinstance(username, str) else None)
 

@@ -376,6 +376,11 @@ class MetaSimulator:
         node = request.path_params["node"]
         fields = request.query_params.get("fields", "")
         owner = self._known(self._given_token(request))
+        if node == "me" and self._token_kind(request) == "page":
+            # A Page token's /me is the Page; its Instagram account is the linked one.
+            if owner is not None:
+                return self._page(fields, owner.account_id, owner.username or "")
+            return self._page(fields, self.account_id, self.username)
         if node == "me" and owner is not None and owner.account_id != self.account_id:
             # /me answers whose token it is.
             return JSONResponse({"id": owner.account_id, "username": owner.username or ""})
@@ -398,6 +403,26 @@ class MetaSimulator:
             return invalid(f"Tried accessing nonexisting field ({unknown[0]})").response()
         profile = asdict(user)
         return JSONResponse({"id": user.igsid, **{f: profile[f] for f in wanted if f != "id"}})
+
+    def _page(self, fields: str, account_id: str, username: str) -> Response:
+        """``/me`` with a Page token: the Page, and the Instagram account linked to it
+        (``instagram_business_account{id,username}`` expands it, as Graph field expansion)."""
+        linked = {"id": account_id, "username": username}
+        page: dict[str, Any] = {
+            "id": self.page_id,
+            "name": f"{self.username} Page",
+            "instagram_business_account": linked,
+        }
+        answer: dict[str, Any] = {}
+        for field, sub in re.findall(r"([a-z_]+)(?:\{([a-z_,]*)\})?", fields) or [("id", "")]:
+            if field not in page:
+                return invalid(f"Tried accessing nonexisting field ({field})").response()
+            if field == "instagram_business_account":
+                wanted = [f for f in sub.split(",") if f] or ["id"]
+                answer[field] = {f: linked[f] for f in wanted if f in linked}
+            else:
+                answer[field] = page[field]
+        return JSONResponse(answer)
 
     def _account(self, fields: str) -> Response:
         """The business account: its id and username, or a mentioned comment."""

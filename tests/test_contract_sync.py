@@ -16,9 +16,10 @@ from igbridge.operator import builders
 from igbridge.operator.settings import OperatorSettings, load_operator_settings
 from igbridge.operator.spec import ChannelSpec, parse_spec
 from igbridge.relay.channel_status import RelayReport
-from igbridge.relay.config import ENV_PREFIX, SECRET_FIELDS, Settings
+from igbridge.relay.config import ENV_PREFIX, SECRET_FIELDS, Settings, load_settings
 from igbridge.relay.pipeline.guard import GuardRules
 from tests.test_chart import CRD, by_kind, render
+from tests.test_config import BASE_ENV
 
 FULL_GUARD: dict[str, Any] = {
     "blockedSenders": ["123"],
@@ -49,6 +50,8 @@ def full_spec(*, redis: bool) -> dict[str, Any]:
             "login": "instagram",
             "pageId": "1020",
             "pageSubscribedFields": ["feed"],
+            "entryIds": ["1785", "1786"],
+            "standby": "deliver",
             "graphUrl": "https://graph.instagram.com",
             "apiVersion": "v22.0",
             "credentialsSecretRef": {
@@ -105,6 +108,24 @@ def test_every_variable_the_operator_sets_is_one_the_relay_reads(redis: bool) ->
     assert len(names) == len(set(names))
     assert [n for n in names if not relay_reads(n)] == []
     assert ("IGBRIDGE_STORE_URL_FILE" in names) is redis
+
+
+def test_the_relay_reads_the_accounts_further_ids_and_standby_choice_as_the_spec_says() -> None:
+    deployment = builders.build_deployment(
+        "shop",
+        "default",
+        "uid",
+        parse_spec(full_spec(redis=False)),
+        integration_id="i-1",
+        image="img",
+        checksum="c",
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    wanted = ("IGBRIDGE_INSTAGRAM_ENTRY_IDS", "IGBRIDGE_STANDBY", "IGBRIDGE_INSTAGRAM_ACCOUNT_ID")
+    settings = load_settings({**BASE_ENV, **{k: env[k] for k in wanted}})
+    assert settings.instagram_entry_ids == ("1785", "1786")
+    assert settings.standby == "deliver"
 
 
 def test_the_guard_the_operator_accepts_is_the_one_the_relay_reads() -> None:

@@ -239,10 +239,22 @@ def test_page_token_expiring_warns(sandbox: Sandbox, cluster: Cluster) -> None:
         (Identity("1784"), (), None),
         (Identity("app-scoped-9"), ("app-scoped-9",), None),
         (Identity("999", "them"), (), "TokenForOtherAccount"),
+        (Identity("1784", "shop", page_id="104", page_name="Shop"), (), None),
+        (Identity("", page_id="104", page_name="Shop"), (), "TokenForOtherAccount"),
+        (Identity("999", page_id="104"), (), "TokenForOtherAccount"),
         (GraphFailure(401, 190, "Error validating access token"), (), "TokenInvalid"),
         (GraphFailure(503, None, "Meta unreachable"), (), None),
     ],
-    ids=["own", "extra-entry-id", "other", "code-190", "meta-down-no-verdict"],
+    ids=[
+        "own",
+        "extra-entry-id",
+        "other",
+        "page-linked-to-own",
+        "page-without-instagram-account",
+        "page-linked-to-other",
+        "code-190",
+        "meta-down-no-verdict",
+    ],
 )
 def test_judge_identity(
     found: Identity | GraphFailure, extra: tuple[str, ...], expected: str | None
