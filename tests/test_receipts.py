@@ -248,19 +248,15 @@ LOCAL_CASES = [
         "public_reply_that_is_not_text",
         PUBLIC_REPLY_NOT_TEXT,
         0,
-        Failed(
-            "GeneralError",
-            "Not delivered: Instagram refused it: A public comment reply can carry text only.",
-        ),
+        Failed("MessageNotAllowed", PUBLIC_REPLY_NOT_TEXT.message),
     ),
     LocalCase(
         "public_reply_card_after_its_text",
         PUBLIC_REPLY_NOT_TEXT,
         1,
         Failed(
-            "GeneralError",
-            "Not delivered: Instagram refused it: A public comment reply can carry text only. "
-            "(1 earlier part(s) were delivered.)",
+            "MessageNotAllowed",
+            PUBLIC_REPLY_NOT_TEXT.message + " (1 earlier part(s) were delivered.)",
         ),
     ),
     LocalCase(

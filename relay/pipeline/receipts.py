@@ -35,11 +35,13 @@ class Refusal:
     message: str
 
 
-# Meta accepts only text under a comment, so a card or an image cannot be a public reply.
-# Worded as Instagram's refusal, as agents have always read it.
+# Meta accepts only text under a comment, so a card or an image cannot be a public reply;
+# the relay refuses the whole reply before sending any of it.
 PUBLIC_REPLY_NOT_TEXT = Refusal(
-    GENERAL_ERROR,
-    "Not delivered: Instagram refused it: A public comment reply can carry text only.",
+    MESSAGE_NOT_ALLOWED,
+    "Not sent: this channel answers comments with public replies, which carry text only; "
+    "write the picture, file or card as text, or answer the customer by direct message "
+    "once they write.",
 )
 LOOP_HELD = Refusal(
     MESSAGE_NOT_ALLOWED,
