@@ -38,6 +38,18 @@ DEAD_LETTER_RETENTION_SECONDS = 30 * 86400.0
 # Progress and the relay's own message ids matter while Genesys may redeliver a reply and
 # Meta may echo it; a week covers both (the queues' dedupe keys are kept as long).
 WEEK_SECONDS = 7 * 24 * 3600.0
+# Per-customer state is kept only as long as it can still matter, so the store does not
+# grow with every customer ever seen (each is forgotten that long after it last changed):
+# - their latest message time (Meta's reply windows): the longest reply Meta allows after
+#   it is the HUMAN_AGENT tag's 7 days;
+WINDOW_RETENTION_SECONDS = 7 * 86400.0
+# - the comment a conversation began with: Meta takes a private reply to a comment within
+#   7 days of it;
+COMMENT_ORIGIN_TTL_SECONDS = 7 * 86400.0
+# - the SLA state: a customer waiting a week is past every reply Meta allows, and once
+#   answered it only keeps the conversation id for their next message, a week as well;
+CONVERSATION_TTL_SECONDS = 7 * 86400.0
+# - spam and loop state: their own rules' windows (pipeline/guard.py, pipeline/loops.py).
 # Attempts at a compare-and-set before giving up (only heavy contention on one key, which
 # per-customer ordering makes rare, exhausts them).
 CAS_ATTEMPTS = 20
@@ -54,6 +66,12 @@ class Record(Generic[T]):
     dump: Callable[[T], bytes]
     # None: kept until deleted or overwritten. Guard state passes its own per channel rules.
     ttl_seconds: float | None = None
+    # When the value is due for a regular task (unix seconds), so that task reads only what
+    # is due (Store.due_records); None: not due.
+    due: Callable[[T], float | None] | None = None
+
+    def due_at(self, value: T) -> float | None:
+        return None if self.due is None else self.due(value)
 
 
 class _Value(BaseModel):
@@ -61,12 +79,18 @@ class _Value(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-def _model_record(namespace: str, model: type[M], ttl_seconds: float | None = None) -> Record[M]:
+def _model_record(
+    namespace: str,
+    model: type[M],
+    ttl_seconds: float | None = None,
+    due: Callable[[M], float | None] | None = None,
+) -> Record[M]:
     return Record(
         namespace,
         model.model_validate_json,
         lambda value: value.model_dump_json().encode(),
         ttl_seconds,
+        due,
     )
 
 
@@ -92,6 +116,15 @@ class Conversation(_Value):
     escalated: bool = False
     # Unix time until which one replica's sweeper holds the escalation; 0 when unclaimed.
     claimed_until: float = 0.0
+
+
+def _escalation_clock(state: Conversation) -> float | None:
+    """When the SLA clock of a waiting period that can still be escalated started (unix
+    seconds): the sweeper asks for those that started longer ago than its threshold. An
+    answer or the escalation takes the customer out of that index."""
+    if state.waiting_since_ms is None or state.escalated or not state.conversation_id:
+        return None
+    return state.waiting_since_ms / 1000
 
 
 @dataclass
@@ -162,7 +195,9 @@ def _dump_comment(origin: CommentOrigin) -> bytes:
 
 # -- records -----------------------------------------------------------------------------
 # The comment a conversation began with: a reply to that customer answers it (once).
-COMMENT_ORIGIN: Record[CommentOrigin] = Record("comment_origin", _load_comment, _dump_comment)
+COMMENT_ORIGIN: Record[CommentOrigin] = Record(
+    "comment_origin", _load_comment, _dump_comment, COMMENT_ORIGIN_TTL_SECONDS
+)
 # Send API message ids of what the relay itself sent, so their echoes are known as ours.
 OWN_MESSAGES: Record[bool] = Record(
     "own_message", lambda raw: raw == b"1", lambda _: b"1", WEEK_SECONDS
@@ -170,7 +205,9 @@ OWN_MESSAGES: Record[bool] = Record(
 # Per agent message: so a retry or a restart never sends a part or a receipt twice.
 PROGRESS: Record[Progress] = _model_record("outbound_progress", Progress, WEEK_SECONDS)
 # Per customer: the SLA clock and its escalation.
-CONVERSATIONS: Record[Conversation] = _model_record("conversation", Conversation)
+CONVERSATIONS: Record[Conversation] = _model_record(
+    "conversation", Conversation, CONVERSATION_TTL_SECONDS, _escalation_clock
+)
 # Per counter name: the channel's message totals across replicas and restarts.
 TOTALS: Record[int] = Record(
     "channel_totals", lambda raw: int(raw or b"0"), lambda n: str(n).encode()
@@ -188,12 +225,22 @@ async def get(store: Store, record: Record[T], key: str) -> T | None:
 
 async def put(store: Store, record: Record[T], key: str, value: T) -> None:
     await store.put_record(
-        record.namespace, key, record.dump(value), ttl_seconds=record.ttl_seconds
+        record.namespace,
+        key,
+        record.dump(value),
+        ttl_seconds=record.ttl_seconds,
+        due_at=record.due_at(value),
     )
 
 
 async def items(store: Store, record: Record[T]) -> list[tuple[str, T]]:
     return [(key, record.load(raw)) for key, raw in await store.list_records(record.namespace)]
+
+
+async def due(store: Store, record: Record[T], until: float, limit: int) -> list[tuple[str, T]]:
+    """Up to ``limit`` records whose due time is at most ``until``, earliest first."""
+    rows = await store.due_records(record.namespace, until, limit)
+    return [(key, record.load(raw)) for key, raw in rows]
 
 
 async def change(
@@ -218,7 +265,7 @@ async def change(
             return None
         encoded = record.dump(new)
         if encoded == raw or await store.compare_and_put_record(
-            record.namespace, key, raw, encoded, ttl_seconds=ttl
+            record.namespace, key, raw, encoded, ttl_seconds=ttl, due_at=record.due_at(new)
         ):
             return new
     raise RecordContention(f"record {record.namespace}/{key}: too much contention")

@@ -266,3 +266,66 @@ def test_concurrent_compare_and_set_loses_no_update(backend: Backend) -> None:
         assert await store.get_record("count", "c") == b"30"
 
     backend.run(body)
+
+
+def test_due_records_are_read_by_due_time_and_leave_the_index_when_not_due(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.put_record("sla", "late", b"1", due_at=100.0)
+        await store.put_record("sla", "early", b"2", due_at=50.0)
+        await store.put_record("sla", "later", b"3", due_at=500.0)
+        await store.put_record("sla", "never", b"4")  # no due time: never read
+        await store.put_record("other", "x", b"5", due_at=10.0)
+        assert await store.due_records("sla", 100.0, 10) == [("early", b"2"), ("late", b"1")]
+        assert await store.due_records("sla", 1e12, 1) == [("early", b"2")]
+        # Answered: written without a due time, out of the index; the value stays.
+        assert await store.compare_and_put_record("sla", "early", b"2", b"2a")
+        assert await store.due_records("sla", 100.0, 10) == [("late", b"1")]
+        assert await store.get_record("sla", "early") == b"2a"
+        # A compare-and-set that loses changes neither the value nor the index.
+        assert not await store.compare_and_put_record("sla", "late", b"stale", b"x", due_at=1.0)
+        assert await store.due_records("sla", 100.0, 10) == [("late", b"1")]
+        assert await store.compare_and_put_record("sla", "later", b"3", b"3a", due_at=60.0)
+        assert await store.due_records("sla", 100.0, 10) == [("later", b"3a"), ("late", b"1")]
+
+    backend.run(body)
+
+
+def test_a_due_record_past_its_time_to_live_is_neither_read_nor_kept(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.put_record("sla", "gone", b"1", ttl_seconds=0.2, due_at=10.0)
+        assert await store.compare_and_put_record("sla", "kept", None, b"2", 3600, due_at=20.0)
+        clock.now += 1
+        await asyncio.sleep(0.3)  # Redis expires by its own clock
+        assert await store.due_records("sla", 100.0, 10) == [("kept", b"2")]
+        assert await store.prune_records() == 1
+        assert await store.due_records("sla", 100.0, 10) == [("kept", b"2")]
+        assert await store.get_record("sla", "gone") is None
+
+    backend.run(body)
+
+
+def test_windows_are_read_by_time_and_forgotten_after_their_retention(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        now_ms = int(clock.now * 1000)
+        day = 86400 * 1000
+        await store.enqueue(
+            Q, [], {"old": now_ms - 8 * day, "week": now_ms - 6 * day, "new": now_ms - 1000}
+        )
+        assert await store.window_customers(now_ms - 7 * day, now_ms) == [
+            ("week", now_ms - 6 * day),
+            ("new", now_ms - 1000),
+        ]
+        assert await store.window_customers(now_ms - 2000, now_ms - 500) == [("new", now_ms - 1000)]
+        assert await store.prune_windows(7 * 86400) == 1
+        assert await store.last_customer_message("old") is None
+        assert await store.last_customer_message("week") == now_ms - 6 * day
+        clock.now += 2 * 86400  # the week is up for the six-day-old message too
+        assert await store.prune_windows(7 * 86400) == 1
+        assert await store.last_customer_message("week") is None
+        assert await store.last_customer_message("new") == now_ms - 1000
+
+    backend.run(body)

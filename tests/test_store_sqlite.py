@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from igbridge.relay import records
+from igbridge.relay.records import CONVERSATIONS, Conversation
 from igbridge.relay.store import NewJob, SQLiteStore, StoreUnavailable
 from igbridge.relay.store.sqlite import SCHEMA
+from igbridge.relay.tasks.sla import index_earlier_records
 
 Q = "inbound"
 
@@ -98,7 +101,7 @@ def test_sigkill_after_enqueue_loses_nothing(tmp_path: Path) -> None:
 def test_a_version_1_file_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     with sqlite3.connect(path) as db:
-        db.executescript(SCHEMA.replace("    expires_at REAL,\n", ""))
+        db.executescript(SCHEMA.replace("    expires_at REAL,\n    due_at REAL,\n", ""))
         db.execute(
             "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload, enqueued_at, due_at)"
             " VALUES ('inbound', 'a', 'a1', 1, x'7b7d', 0, 0)"
@@ -111,6 +114,31 @@ def test_a_version_1_file_is_upgraded_in_place_with_its_jobs(tmp_path: Path) -> 
         assert await store.get_record("ns", "k") == b"1"
         await store.put_record("ns", "t", b"2", ttl_seconds=60)
         assert await store.get_record("ns", "t") == b"2"
+        await store.put_record("ns", "d", b"3", due_at=5.0)
+        assert await store.due_records("ns", 10.0, 10) == [("d", b"3")]
+
+    run(body, path)
+
+
+def test_a_version_2_file_gets_the_due_index_and_its_waiting_customers_are_indexed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    waiting = Conversation(conversation_id="conv-1", waiting_since_ms=900_000_000)
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.replace("    due_at REAL,\n", ""))
+        db.execute(
+            "INSERT INTO records VALUES ('conversation', 'c1', ?, 0, NULL)",
+            (waiting.model_dump_json().encode(),),
+        )
+        db.execute("PRAGMA user_version=2")
+
+    async def body(store: SQLiteStore, _: Clock) -> None:
+        assert await store.due_records("conversation", 1e12, 10) == []  # not indexed yet
+        await index_earlier_records(store)
+        ((key, _raw),) = await store.due_records("conversation", 1e12, 10)
+        assert key == "c1"
+        assert await records.get(store, CONVERSATIONS, "c1") == waiting
 
     run(body, path)
 

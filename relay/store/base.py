@@ -122,11 +122,24 @@ class Store(Protocol):
     async def last_customer_message(self, key: str) -> int | None:
         """The customer's latest message time in ms, for Meta's 24-hour reply window."""
 
+    async def prune_windows(self, older_than_seconds: float) -> int:
+        """Forget customers whose latest message is older than this; returns how many."""
+
+    async def window_customers(self, from_ms: int, to_ms: int) -> list[tuple[str, int]]:
+        """Customers whose latest message time lies in ``[from_ms, to_ms]``, with that time
+        (read by its index: the near-window count asks for a few hours of customers)."""
+
     async def put_record(
-        self, namespace: str, key: str, value: bytes, ttl_seconds: float | None = None
+        self,
+        namespace: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float | None = None,
+        due_at: float | None = None,
     ) -> None:
         """Store a small JSON record (delivery progress, a conversation's origin, ...),
-        forgotten after ``ttl_seconds`` when given."""
+        forgotten after ``ttl_seconds`` when given. ``due_at`` (unix seconds) indexes it
+        for ``due_records``; None takes it out of that index."""
 
     async def compare_and_put_record(
         self,
@@ -135,8 +148,10 @@ class Store(Protocol):
         expected: bytes | None,
         value: bytes,
         ttl_seconds: float | None = None,
+        due_at: float | None = None,
     ) -> bool:
-        """Write ``value`` only if the record still holds ``expected`` (None: absent).
+        """Write ``value`` (and its ``due_at``, as ``put_record``) only if the record still
+        holds ``expected`` (None: absent).
 
         Replicas and concurrent tasks update shared records (a customer's SLA state)
         through this, so no update is lost and an escalation is claimed once."""
@@ -147,4 +162,11 @@ class Store(Protocol):
         """Drop records whose time to live has passed; returns how many."""
 
     async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
-        """Every record of a namespace (the SLA sweeper's scan)."""
+        """Every live record of a namespace (it grows with the customers seen: the regular
+        tasks ask ``due_records`` instead)."""
+
+    async def due_records(
+        self, namespace: str, until: float, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` live records of a namespace whose ``due_at`` is at most ``until``,
+        earliest first, read by the due index (records without one are never read)."""

@@ -168,8 +168,9 @@ redis.call('ZREMRANGEBYSCORE', base .. 'deadidx', '-inf', '(' .. ARGV[2])
 return #old
 """
 
-# KEYS: record, index; ARGV: expected-present flag ('1'/'0'), expected, value, key,
-# time to live in ms ('0': none), index score (expiry time or 'inf').
+# KEYS: record, index, due index; ARGV: expected-present flag ('1'/'0'), expected, value,
+# key, time to live in ms ('0': none), index score (expiry time or 'inf'), due time ('':
+# none, out of the due index).
 COMPARE_AND_PUT = """
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -183,5 +184,21 @@ else
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
 end
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
+if ARGV[7] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[4])
+else
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[4])
+end
 return 1
+"""
+
+# KEYS: index, due index; ARGV: now. Forgets the index entries of records whose time to
+# live has passed (Redis expired the records themselves), in both indexes.
+PRUNE_RECORD_INDEXES = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for i = 1, #gone, 500 do
+  redis.call('ZREM', KEYS[2], unpack(gone, i, math.min(i + 499, #gone)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return #gone
 """

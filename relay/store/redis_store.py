@@ -67,6 +67,9 @@ class RedisStore:
     def _record_index(self, namespace: str) -> str:
         return f"{self._tag}:recidx:{namespace}"
 
+    def _due_index(self, namespace: str) -> str:
+        return f"{self._tag}:recdue:{namespace}"
+
     @property
     def _record_namespaces(self) -> str:
         return f"{self._tag}:recns"
@@ -97,6 +100,7 @@ class RedisStore:
         self._settle = self._redis.register_script(lua.SETTLE)
         self._cas = self._redis.register_script(lua.COMPARE_AND_PUT)
         self._prune_dead = self._redis.register_script(lua.PRUNE_DEAD)
+        self._prune_index = self._redis.register_script(lua.PRUNE_RECORD_INDEXES)
         # Redis being down at start is like Redis going down later: the relay runs, is
         # not ready and answers webhooks 503 until Redis is back; no crash loop.
         try:
@@ -254,10 +258,30 @@ class RedisStore:
         score = await self._call(self._r.zscore(self._windows, key))
         return None if score is None else int(score)
 
+    async def prune_windows(self, older_than_seconds: float) -> int:
+        cutoff_ms = int((self._clock() - older_than_seconds) * 1000)
+        removed = await self._call(self._r.zremrangebyscore(self._windows, "-inf", f"({cutoff_ms}"))
+        return int(removed)
+
+    async def window_customers(self, from_ms: int, to_ms: int) -> list[tuple[str, int]]:
+        rows = await self._call(
+            self._r.zrangebyscore(self._windows, from_ms, to_ms, withscores=True)
+        )
+        return [(_text(k), int(score)) for k, score in rows]
+
     async def put_record(
-        self, namespace: str, key: str, value: bytes, ttl_seconds: float | None = None
+        self,
+        namespace: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float | None = None,
+        due_at: float | None = None,
     ) -> None:
         pipe = self._r.pipeline(transaction=True)
+        if due_at is None:
+            pipe.zrem(self._due_index(namespace), key)
+        else:
+            pipe.zadd(self._due_index(namespace), {key: due_at})
         if ttl_seconds is None:
             pipe.set(self._record(namespace, key), value)
             score = math.inf
@@ -276,6 +300,7 @@ class RedisStore:
         expected: bytes | None,
         value: bytes,
         ttl_seconds: float | None = None,
+        due_at: float | None = None,
     ) -> bool:
         await self._call(self._r.sadd(self._record_namespaces, namespace))
         if ttl_seconds is None:
@@ -284,8 +309,20 @@ class RedisStore:
             ttl_ms, score = str(max(1, int(ttl_seconds * 1000))), str(self._clock() + ttl_seconds)
         done = await self._call(
             self._cas(
-                keys=[self._record(namespace, key), self._record_index(namespace)],
-                args=["0" if expected is None else "1", expected or b"", value, key, ttl_ms, score],
+                keys=[
+                    self._record(namespace, key),
+                    self._record_index(namespace),
+                    self._due_index(namespace),
+                ],
+                args=[
+                    "0" if expected is None else "1",
+                    expected or b"",
+                    value,
+                    key,
+                    ttl_ms,
+                    score,
+                    "" if due_at is None else repr(due_at),
+                ],
                 client=self._r,
             )
         )
@@ -306,13 +343,28 @@ class RedisStore:
             out += [(k, bytes(v)) for k, v in zip(chunk, values, strict=True) if v is not None]
         return sorted(out)
 
+    async def due_records(
+        self, namespace: str, until: float, limit: int
+    ) -> list[tuple[str, bytes]]:
+        due = await self._call(
+            self._r.zrangebyscore(self._due_index(namespace), "-inf", until, start=0, num=limit)
+        )
+        keys = [_text(k) for k in due]
+        if not keys:
+            return []
+        values = await self._call(self._r.mget([self._record(namespace, k) for k in keys]))
+        # An entry whose record Redis already expired waits for prune_records to go.
+        return [(k, bytes(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+
     async def prune_records(self) -> int:
         """Drop index entries of expired records (Redis expired the records themselves)."""
         now = self._clock()
         removed = 0
         for ns in await self._call(self._r.smembers(self._record_namespaces)):
-            index = self._record_index(_text(ns))
-            removed += int(await self._call(self._r.zremrangebyscore(index, "-inf", now)))
+            name = _text(ns)
+            keys = [self._record_index(name), self._due_index(name)]
+            pruned = self._prune_index(keys=keys, args=[now], client=self._r)
+            removed += int(await self._call(pruned))
         return removed
 
 

@@ -25,7 +25,7 @@ import aiosqlite
 
 from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -70,12 +70,21 @@ CREATE TABLE IF NOT EXISTS records (
     value BLOB NOT NULL,
     updated_at REAL NOT NULL,
     expires_at REAL,
+    due_at REAL,
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 """
 
-# Schema version 1 had no time to live on records.
-MIGRATE_1_TO_2 = "ALTER TABLE records ADD COLUMN expires_at REAL"
+# Columns later versions added to records (version 1 had neither, version 2 no due_at).
+RECORD_COLUMNS_ADDED = ("expires_at", "due_at")
+# After the columns exist: the regular tasks read by time, never every customer seen.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS windows_by_time ON windows (last_ms);
+CREATE INDEX IF NOT EXISTS records_by_due ON records (namespace, due_at)
+    WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
 
 
 # Heads of keys that are due and whose key has nothing leased, oldest due first.
@@ -99,9 +108,10 @@ UPSERT_WINDOW = (
 
 
 UPSERT_RECORD = (
-    "INSERT INTO records (namespace, key, value, updated_at, expires_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value,"
-    " updated_at = excluded.updated_at, expires_at = excluded.expires_at"
+    "INSERT INTO records (namespace, key, value, updated_at, expires_at, due_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(namespace, key) DO UPDATE SET"
+    " value = excluded.value, updated_at = excluded.updated_at,"
+    " expires_at = excluded.expires_at, due_at = excluded.due_at"
 )
 
 
@@ -146,8 +156,13 @@ class SQLiteStore:
                 row = await cur.fetchone()
             version = int(row[0]) if row else 0
             await db.executescript(SCHEMA)
-            if version == 1:
-                await db.execute(MIGRATE_1_TO_2)
+            if version < SCHEMA_VERSION:
+                async with db.execute("PRAGMA table_info(records)") as cur:
+                    columns = {str(r[1]) for r in await cur.fetchall()}
+                for column in RECORD_COLUMNS_ADDED:
+                    if column not in columns:
+                        await db.execute(f"ALTER TABLE records ADD COLUMN {column} REAL")
+            await db.executescript(INDEXES)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             await db.execute("UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL")
         except (sqlite3.Error, OSError) as exc:
@@ -355,13 +370,31 @@ class SQLiteStore:
         rows = await self._read("SELECT last_ms FROM windows WHERE key = ?", (key,))
         return int(rows[0][0]) if rows else None
 
+    async def prune_windows(self, older_than_seconds: float) -> int:
+        cutoff_ms = int((self._clock() - older_than_seconds) * 1000)
+        async with self._tx() as db:
+            cur = await db.execute("DELETE FROM windows WHERE last_ms < ?", (cutoff_ms,))
+            return cur.rowcount
+
+    async def window_customers(self, from_ms: int, to_ms: int) -> list[tuple[str, int]]:
+        rows = await self._read(
+            "SELECT key, last_ms FROM windows WHERE last_ms BETWEEN ? AND ? ORDER BY last_ms",
+            (from_ms, to_ms),
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     async def put_record(
-        self, namespace: str, key: str, value: bytes, ttl_seconds: float | None = None
+        self,
+        namespace: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float | None = None,
+        due_at: float | None = None,
     ) -> None:
         now = self._clock()
         expires = None if ttl_seconds is None else now + ttl_seconds
         async with self._tx() as db:
-            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires))
+            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires, due_at))
 
     async def compare_and_put_record(
         self,
@@ -370,6 +403,7 @@ class SQLiteStore:
         expected: bytes | None,
         value: bytes,
         ttl_seconds: float | None = None,
+        due_at: float | None = None,
     ) -> bool:
         now = self._clock()
         expires = None if ttl_seconds is None else now + ttl_seconds
@@ -383,7 +417,7 @@ class SQLiteStore:
             current = None if row is None else bytes(row[0])
             if current != expected:
                 return False
-            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires))
+            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires, due_at))
             return True
 
     async def get_record(self, namespace: str, key: str) -> bytes | None:
@@ -399,6 +433,16 @@ class SQLiteStore:
             "SELECT key, value FROM records WHERE namespace = ?"
             " AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
             (namespace, self._clock()),
+        )
+        return [(str(r[0]), bytes(r[1])) for r in rows]
+
+    async def due_records(
+        self, namespace: str, until: float, limit: int
+    ) -> list[tuple[str, bytes]]:
+        rows = await self._read(
+            "SELECT key, value FROM records WHERE namespace = ? AND due_at <= ?"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY due_at, key LIMIT ?",
+            (namespace, until, self._clock(), limit),
         )
         return [(str(r[0]), bytes(r[1])) for r in rows]
 

@@ -9,12 +9,13 @@ import time
 
 from .. import records
 from ..metrics import RelayMetrics
-from ..pipeline.window import near_window_end
+from ..pipeline.window import WINDOW_MS, near_window_end
 from ..records import (
     CONVERSATIONS,
     DEAD_LETTER_RETENTION_SECONDS,
     DEDUPE_RETENTION_SECONDS,
     QUEUES,
+    WINDOW_RETENTION_SECONDS,
 )
 from ..store.base import Store, StoreUnavailable
 
@@ -24,7 +25,8 @@ MAINTENANCE_INTERVAL_SECONDS = 3600.0
 
 
 async def maintain(store: Store) -> None:
-    """Every hour: prune old dedupe keys, dead letters and expired records."""
+    """Every hour: prune old dedupe keys, dead letters, customers' message times past
+    their retention and expired records."""
     while True:
         for queue in QUEUES:
             try:
@@ -35,6 +37,7 @@ async def maintain(store: Store) -> None:
             except StoreUnavailable as exc:
                 log.warning("dedupe pruning skipped: %s", exc)
         try:
+            await store.prune_windows(WINDOW_RETENTION_SECONDS)
             await store.prune_records()
         except StoreUnavailable as exc:
             log.warning("record pruning skipped: %s", exc)
@@ -54,15 +57,13 @@ async def customers_near_window_end(
 ) -> int:
     """Customers still waiting for an answer whose last message is past the escalation
     threshold while their 24-hour window is still open. Those already answered are not
-    counted: the SLA records say who waits, the window records when they last wrote."""
+    counted: the window records say who last wrote in that band (read by time, so a few
+    hours of customers), the SLA records which of them still wait."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     after_ms = int(escalate_after * 1000)
     count = 0
-    for customer, state in await records.items(store, CONVERSATIONS):
-        since = state.waiting_since_ms
-        # Answered, or waiting for less than the threshold (their last message is newer still).
-        if since is None or now - since < after_ms:
-            continue
-        last = await store.last_customer_message(customer)
+    for customer, last in await store.window_customers(now - WINDOW_MS, now - after_ms):
+        state = await records.get(store, CONVERSATIONS, customer)
+        since = None if state is None else state.waiting_since_ms
         count += near_window_end(now, last, since, after_ms)
     return count

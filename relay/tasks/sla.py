@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # How long a sweeper's claim on an escalation holds if its replica dies mid-way.
 CLAIM_SECONDS = 60.0
+# Due customers read per sweep: a sweep's cost follows what is due, never who was seen.
+SWEEP_BATCH = 1000
+# Set once the SLA records written before the due index existed have been indexed.
+INDEX_MARKER = ("sla_index", "due_v1")
 
 # What a customer sends that waits for an agent's answer. A mention is not among them:
 # it is someone's comment elsewhere, answerable only publicly in the Instagram app, so an
@@ -99,8 +103,12 @@ class SlaSweeper:
         self._http = http
 
     async def run(self) -> None:
+        indexed = False
         while True:
             try:
+                if not indexed:
+                    await index_earlier_records(self._store)
+                    indexed = True
                 await self.sweep()
             except StoreUnavailable as exc:
                 log.warning("sla sweep skipped: %s", exc)
@@ -109,12 +117,14 @@ class SlaSweeper:
     async def sweep(self) -> int:
         """Escalate every conversation past the threshold that is not escalated yet.
 
-        Every replica sweeps; a compare-and-set claim on the customer's record makes one
-        of them do each escalation."""
+        Only those are read: the store indexes a waiting customer by the start of their
+        wait until an answer or the escalation. Every replica sweeps; a compare-and-set
+        claim on the customer's record makes one of them do each escalation."""
         now = time.time()
         now_ms = int(now * 1000)
         escalated = 0
-        for customer, state in await records.items(self._store, CONVERSATIONS):
+        until = (now_ms - self._after_ms) / 1000
+        for customer, state in await records.due(self._store, CONVERSATIONS, until, SWEEP_BATCH):
             since = state.waiting_since_ms
             if since is None or not self._due(state, since, now_ms, now):
                 continue
@@ -202,6 +212,29 @@ class SlaSweeper:
             await self._http.post(self._alert_url, json=body, timeout=5.0)
         except httpx.HTTPError as exc:
             log.warning("sla alert webhook failed", extra={"error": type(exc).__name__})
+
+
+async def index_earlier_records(store: Store) -> None:
+    """Index the waiting customers a relay without the due index stored (once per store:
+    a marker record says it is done), so an upgrade forgets no one's escalation."""
+    namespace, key = INDEX_MARKER
+    if await store.get_record(namespace, key) is not None:
+        return
+    count = 0
+    for customer, raw in await store.list_records(CONVERSATIONS.namespace):
+        due = CONVERSATIONS.due_at(CONVERSATIONS.load(raw))
+        if due is not None and await store.compare_and_put_record(
+            CONVERSATIONS.namespace,
+            customer,
+            raw,
+            raw,
+            ttl_seconds=CONVERSATIONS.ttl_seconds,
+            due_at=due,
+        ):
+            count += 1
+    await store.put_record(namespace, key, b"1")
+    if count:
+        log.info("sla: waiting customers indexed by due time", extra={"count": count})
 
 
 def _settle_claim(since: int, outcome: str | None, state: Conversation | None) -> Conversation:
