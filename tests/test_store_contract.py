@@ -32,13 +32,17 @@ class Backend:
         self.kind = kind
         self._path = tmp_path / "s.db"
         self._redis = redis
-        self._prefix = f"t{next(_prefixes)}"
+        self.prefix = f"t{next(_prefixes)}"
+
+    def redis_url(self) -> str:
+        assert self._redis is not None
+        return self._redis.url
 
     def store(self, clock: Clock) -> Store:
         if self.kind == "sqlite":
             return SQLiteStore(str(self._path), clock=clock)
         assert self._redis is not None
-        return RedisStore(self._redis.url, prefix=self._prefix, clock=clock)
+        return RedisStore(self._redis.url, prefix=self.prefix, clock=clock)
 
     def run(self, fn: Callable[[Store, Clock], Awaitable[None]]) -> None:
         async def main() -> None:
