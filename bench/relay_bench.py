@@ -2,6 +2,7 @@
 
     .venv/bin/python -P bench/relay_bench.py [--messages 2000] [--concurrency 16]
         [--scale-messages 1000] [--no-scale] [--profile]
+        [--wrk] [--store-trips] [--sweep-customers 100000]
 
 ``--profile`` samples the relay process with py-spy during the inbound phase and writes
 the functions where it spends its time (own time and with callees) to
@@ -15,6 +16,17 @@ app that only answers 200 (the floor for the webhook path), and the relay proces
 time and peak memory per 1000 messages. Then scale-out: inbound end to end with one relay
 on SQLite next to one, two and three relays sharing a real redis-server (the load spread
 over the replicas as a Service would).
+
+``--wrk`` measures the webhook ack with wrk instead of a Python client (``bench/wrk_ack.py``;
+``bash bench/setup`` installs wrk, and the bench runs it when wrk is missing): 1 and 2 wrk
+threads, 32 connections, ``--wrk-seconds`` each, against the bare app and the relay in
+turn, with requests/s, p50/p99, the ratio relay/bare and the CPU share of wrk and of the
+target (the bare app near 1.0 shows the generator saturates it). ``--store-trips`` runs
+a relay on Redis and counts Redis commands per delivered message in each direction
+(``INFO commandstats`` before and after; SQLite has no such counter and is not counted).
+``--sweep-customers N`` fills a SQLite and a Redis store with N customers' SLA records
+through the relay's own calls and times one SLA sweep (``bench/sla_sweep.py``), with
+the store's size.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis import Redis
 
 from igbridge.sandbox.genesys_sim import sign_genesys
 from igbridge.sandbox.meta_sim import encode_like_meta, sign_meta
@@ -43,6 +56,9 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench.proc import cpu_seconds, peak_rss_mb
+from bench.sla_sweep import due, sqlite_size_mb, sweep_bench
+from bench.store_trips import Monitor, count_monitor
+from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
 from tests.harness.process import RelayProcess
 from tests.harness.redis_server import RedisServer
 
@@ -301,6 +317,162 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
     return results
 
 
+def counted_since(count: Callable[[], int], start: int) -> Callable[[], int]:
+    return lambda: count() - start
+
+
+def wait_delivered(done: Callable[[], int], count: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while done() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def wrk_ack(
+    sb: Sandbox, tmp: Path, relay: RelayProcess, bare_pid: int, bare_port: int, args: Any
+) -> dict[str, float]:
+    """The webhook ack with wrk: bare app, then relay, with 1 and with 2 wrk threads.
+
+    Before each relay run the relay has delivered everything of the one before, so each
+    starts from an empty queue; delivery to the Genesys simulator runs beside the acks, as
+    in production."""
+    wrk = ensure_wrk()
+    assert relay.proc is not None
+    results: dict[str, float] = {}
+    for threads in (1, 2):
+        bodies = tmp / f"wrk-t{threads}.txt"
+        write_bodies(sb, bodies, f"t{threads}", args.wrk_bodies, args.wrk_customers)
+        runs = {}
+        for target, url, pid in (
+            ("bare", f"http://127.0.0.1:{bare_port}/webhooks/instagram", bare_pid),
+            ("relay", f"{relay.url}/webhooks/instagram", relay.proc.pid),
+        ):
+            before = len(sb.genesys.messages)
+            run = run_wrk(
+                wrk,
+                url,
+                bodies,
+                threads=threads,
+                connections=args.wrk_connections,
+                seconds=args.wrk_seconds,
+                target_pid=pid,
+            )
+            runs[target] = run
+            label = f"wrk_t{threads}_{target}"
+            results[f"{label}_requests_per_s"] = run.requests_per_s
+            results[f"{label}_p50_ms"] = run.p50_ms
+            results[f"{label}_p99_ms"] = run.p99_ms
+            results[f"{label}_non_2xx"] = float(run.non_2xx)
+            results[f"{label}_socket_errors"] = float(run.socket_errors)
+            results[f"{label}_bodies_repeated"] = float(run.wrapped)
+            results[f"{label}_target_cpu_cores"] = run.target_cpu_share
+            results[f"{label}_wrk_cpu_cores"] = run.wrk_cpu_share
+            if target == "relay":
+                # Every distinct accepted body becomes one Genesys message: wait for them.
+                accepted = min(run.requests, args.wrk_bodies) - run.non_2xx
+                started = time.perf_counter()
+                wait_delivered(delivered_since(sb, before), accepted)
+                results[f"{label}_backlog_drained_s"] = time.perf_counter() - started
+        results[f"wrk_t{threads}_relay_vs_bare_requests"] = (
+            runs["relay"].requests_per_s / runs["bare"].requests_per_s
+        )
+        results[f"wrk_t{threads}_relay_vs_bare_p50"] = runs["relay"].p50_ms / runs["bare"].p50_ms
+    return results
+
+
+def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
+    """Redis round trips per delivered message, inbound then outbound, on a relay of its
+    own (MONITOR slows Redis, so nothing here is timed)."""
+    results: dict[str, float] = {}
+    redis = RedisServer(tmp / "trips-redis").start()
+    relay = RelayProcess(
+        sb.relay_env(
+            tmp / "unused.db",
+            IGBRIDGE_STORE_URL=redis.url,
+            IGBRIDGE_STORE_PREFIX="trips",
+            IGBRIDGE_LOG_LEVEL="WARNING",
+        ),
+        tmp / "trips-relay.log",
+    )
+    relay.start()
+    try:
+        n = args.trips_messages
+        phases: list[tuple[str, str, list[tuple[bytes, str]], Callable[[], int]]] = [
+            (
+                "inbound",
+                "/webhooks/instagram",
+                inbound_bodies(sb, n, args.customers),
+                lambda: len(sb.genesys.messages),
+            ),
+            (
+                "outbound",
+                "/webhooks/genesys",
+                outbound_bodies(sb, n, args.customers),
+                lambda: len(sb.genesys.receipts),
+            ),
+        ]
+        for direction, route, bodies, count in phases:
+            before = count()
+            monitor = Monitor(redis.port, tmp / f"monitor-{direction}.txt")
+            asyncio.run(post_all([relay.url + route], bodies, args.concurrency))
+            wait_delivered(counted_since(count, before), n)
+            trips = count_monitor(monitor.stop())
+            delivered = count() - before
+            results[f"redis_{direction}_delivered"] = float(delivered)
+            results[f"redis_round_trips_per_{direction}_message"] = trips.round_trips / delivered
+            results[f"redis_script_calls_per_{direction}_message"] = (
+                trips.client_commands["EVALSHA"] + trips.client_commands["EVAL"]
+            ) / delivered
+            results[f"redis_commands_in_scripts_per_{direction}_message"] = (
+                trips.script_commands / delivered
+            )
+            top = ", ".join(
+                f"{name} {calls / delivered:.2f}"
+                for name, calls in trips.client_commands.most_common(8)
+            )
+            print(f"redis client commands per {direction} message: {top}")
+    finally:
+        relay.stop()
+        redis.stop()
+    return results
+
+
+def sla_sweep(sb: Sandbox, tmp: Path, customers: int) -> dict[str, float]:
+    """One SLA sweep over ``customers`` customers' records, on SQLite and on Redis."""
+    results: dict[str, float] = {
+        "sweep_customers": float(customers),
+        "sweep_due_customers": float(sum(due(i) for i in range(customers))),
+    }
+    db = tmp / "sweep.db"
+    measured = asyncio.run(sweep_bench(sb, f"sqlite:///{db}", customers))
+    results |= {
+        "sweep_sqlite_fill_s": measured.fill_seconds,
+        "sweep_sqlite_first_sweep_s": measured.first_sweep_seconds,
+        "sweep_sqlite_idle_sweep_s": measured.idle_sweep_seconds,
+        "sweep_sqlite_escalated": float(measured.escalated),
+        "sweep_sqlite_file_mb": sqlite_size_mb(db),
+    }
+    redis = RedisServer(tmp / "sweep-redis").start()
+    try:
+        measured = asyncio.run(sweep_bench(sb, redis.url, customers))
+        info = Redis.from_url(redis.url)
+        try:
+            size = int(info.dbsize())
+            memory = int(info.info("memory")["used_memory"])
+        finally:
+            info.close()
+    finally:
+        redis.stop()
+    results |= {
+        "sweep_redis_fill_s": measured.fill_seconds,
+        "sweep_redis_first_sweep_s": measured.first_sweep_seconds,
+        "sweep_redis_idle_sweep_s": measured.idle_sweep_seconds,
+        "sweep_redis_escalated": float(measured.escalated),
+        "sweep_redis_dbsize_keys": float(size),
+        "sweep_redis_used_memory_mb": memory / 1e6,
+    }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
@@ -309,6 +481,18 @@ def main() -> None:
     parser.add_argument("--scale-messages", type=int, default=1000)
     parser.add_argument("--no-scale", action="store_true", help="skip the scale-out runs")
     parser.add_argument("--profile", action="store_true", help="py-spy the inbound phase")
+    parser.add_argument("--wrk", action="store_true", help="the webhook ack with wrk")
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--wrk-connections", type=int, default=32)
+    parser.add_argument(
+        "--wrk-bodies", type=int, default=60000, help="distinct signed webhooks per wrk run"
+    )
+    parser.add_argument("--wrk-customers", type=int, default=10000)
+    parser.add_argument("--store-trips", action="store_true", help="Redis round trips/message")
+    parser.add_argument("--trips-messages", type=int, default=500)
+    parser.add_argument(
+        "--sweep-customers", type=int, default=0, help="time an SLA sweep over N customers"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, run_sandbox(Path(tmp)) as sb:
         relay = RelayProcess(
@@ -369,18 +553,26 @@ def main() -> None:
                 (cpu_inbound + cpu_outbound) / (2 * args.messages) * 1000
             )
             results["relay_peak_rss_mb"] = peak_rss_mb(relay.proc.pid)
+            if args.wrk:
+                results |= wrk_ack(sb, Path(tmp), relay, bare.pid, bare_port, args)
         finally:
             relay.stop()
             bare.terminate()
             bare.wait(timeout=10)
         if not args.no_scale:
             results |= scale_out(sb, Path(tmp), args)
+        if args.store_trips:
+            results |= store_trips(sb, Path(tmp), args)
+        if args.sweep_customers:
+            results |= sla_sweep(sb, Path(tmp), args.sweep_customers)
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "relay_bench.json").write_text(json.dumps(results, indent=2))
     print(f"{'measure':<42}{'value':>12}")
     for key, value in results.items():
-        shown = str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+        # Ratios and CPU shares are below 1: two decimals there.
+        precision = 1 if abs(value) >= 10 else 2
+        shown = str(int(value)) if float(value).is_integer() else f"{value:.{precision}f}"
         print(f"{key:<42}{shown:>12}")
 
 
