@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -61,6 +62,14 @@ from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
 from tests.harness.process import RelayProcess
 from tests.harness.redis_server import RedisServer
+
+
+def code_env() -> dict[str, str]:
+    """PYTHONPATH for the relay processes, when the bench was given one: so an older
+    checkout's code (a tree whose igbridge/ holds its relay/, sandbox/, operator/) can be
+    measured with this bench, for before/after figures."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": path} if path else {}
 
 
 def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -289,6 +298,7 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
                         IGBRIDGE_STORE_URL=url,
                         IGBRIDGE_STORE_PREFIX=f"scale{n}",
                         IGBRIDGE_LOG_LEVEL="WARNING",
+                        **code_env(),
                     ),
                     tmp / f"scale{n}-{r}.log",
                 )
@@ -390,6 +400,7 @@ def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
             IGBRIDGE_STORE_URL=redis.url,
             IGBRIDGE_STORE_PREFIX="trips",
             IGBRIDGE_LOG_LEVEL="WARNING",
+            **code_env(),
         ),
         tmp / "trips-relay.log",
     )
@@ -496,7 +507,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, run_sandbox(Path(tmp)) as sb:
         relay = RelayProcess(
-            sb.relay_env(Path(tmp) / "bench.db", IGBRIDGE_LOG_LEVEL="WARNING"),
+            sb.relay_env(Path(tmp) / "bench.db", IGBRIDGE_LOG_LEVEL="WARNING", **code_env()),
             Path(tmp) / "relay.log",
         )
         relay.start()
