@@ -8,14 +8,14 @@ import os
 from collections.abc import Mapping
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from igbridge.relay.config import ENV_PREFIX, ConfigError
+from igbridge.relay.config import ENV_PREFIX, ConfigError, HandedOverSettings
 
 from .builders import IngressOptions
 
 
-class OperatorSettings(BaseSettings):
+class OperatorSettings(HandedOverSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # The relay image for channels whose spec names none.
@@ -39,19 +39,6 @@ class OperatorSettings(BaseSettings):
     channel_ingress_annotations: dict[str, str] = Field(default_factory=dict)
     # e.g. "{name}-tls"; empty: no TLS section.
     channel_ingress_tls_secret: str = ""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # load_operator_settings() hands over the environment, so a test's explicit
-        # environment is never mixed with the process's own.
-        return (init_settings,)
 
     @field_validator("channel_ingress_annotations", mode="before")
     @classmethod

@@ -55,7 +55,24 @@ class ConfigError(Exception):
     """A setting is missing or invalid; the message names it and never echoes a secret."""
 
 
-class Settings(BaseSettings):
+class HandedOverSettings(BaseSettings):
+    """Settings read only from the mapping their loader hands over (the environment, with
+    ``*_FILE`` secrets resolved), so a test's explicit environment is never mixed with the
+    process's own."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+class Settings(HandedOverSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     meta_graph_url: str = "https://graph.facebook.com"
@@ -151,19 +168,6 @@ class Settings(BaseSettings):
         if value and (not value.startswith("/") or " " in value):
             raise ValueError("must be empty or a path starting with /")
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # load_settings() hands over the environment (with *_FILE secrets resolved), so a
-        # test's explicit environment is never mixed with the process's own.
-        return (init_settings,)
 
     @field_validator("meta_app_secret", mode="before")
     @classmethod
