@@ -376,6 +376,7 @@ def wrk_ack(
             results[f"{label}_bodies_repeated"] = float(run.wrapped)
             results[f"{label}_target_cpu_cores"] = run.target_cpu_share
             results[f"{label}_wrk_cpu_cores"] = run.wrk_cpu_share
+            results[f"{label}_machine_busy_cores"] = run.machine_busy_cores
             if target == "relay":
                 # Every distinct accepted body becomes one Genesys message: wait for them.
                 accepted = min(run.requests, args.wrk_bodies) - run.non_2xx

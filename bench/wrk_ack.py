@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.proc import cpu_seconds
+from bench.proc import cpu_seconds, machine_busy_seconds
 from igbridge.sandbox.meta_sim import encode_like_meta, sign_meta
 from igbridge.sandbox.stack import Sandbox
 
@@ -60,6 +60,7 @@ class WrkRun:
     wrapped: bool  # the run sent more requests than there were distinct bodies
     wrk_cpu_share: float  # wrk's CPU seconds per wall second (1.0 = one core)
     target_cpu_share: float  # the target process's, over the same time
+    machine_busy_cores: float  # every process's: what was left for the target
 
 
 def cpu_of_children() -> float:
@@ -81,6 +82,7 @@ def run_wrk(
     target_before = cpu_seconds(target_pid)
     # wrk is the only child waited for meanwhile: the children's CPU delta is wrk's own.
     wrk_before = cpu_of_children()
+    machine_before = machine_busy_seconds()
     started = time.perf_counter()
     done = subprocess.run(  # noqa: S603 (wrk found on PATH, our arguments)
         [
@@ -102,6 +104,7 @@ def run_wrk(
         check=True,
     )
     wall = time.perf_counter() - started
+    machine = machine_busy_seconds() - machine_before
     wrk_cpu = cpu_of_children() - wrk_before
     target_cpu_used = cpu_seconds(target_pid) - target_before
     line = next(
@@ -121,4 +124,5 @@ def run_wrk(
         wrapped=bool(stats["wrapped"]),
         wrk_cpu_share=wrk_cpu / wall,
         target_cpu_share=target_cpu_used / (stats["duration_us"] / 1e6),
+        machine_busy_cores=machine / wall,
     )
