@@ -458,8 +458,8 @@ def sla_sweep(sb: Sandbox, tmp: Path, customers: int) -> dict[str, float]:
     measured = asyncio.run(sweep_bench(sb, f"sqlite:///{db}", customers))
     results |= {
         "sweep_sqlite_fill_s": measured.fill_seconds,
-        "sweep_sqlite_first_sweep_s": measured.first_sweep_seconds,
-        "sweep_sqlite_idle_sweep_s": measured.idle_sweep_seconds,
+        "sweep_sqlite_first_sweep_ms": measured.first_sweep_seconds * 1000,
+        "sweep_sqlite_idle_sweep_ms": measured.idle_sweep_seconds * 1000,
         "sweep_sqlite_escalated": float(measured.escalated),
         "sweep_sqlite_file_mb": sqlite_size_mb(db),
     }
@@ -476,8 +476,8 @@ def sla_sweep(sb: Sandbox, tmp: Path, customers: int) -> dict[str, float]:
         redis.stop()
     results |= {
         "sweep_redis_fill_s": measured.fill_seconds,
-        "sweep_redis_first_sweep_s": measured.first_sweep_seconds,
-        "sweep_redis_idle_sweep_s": measured.idle_sweep_seconds,
+        "sweep_redis_first_sweep_ms": measured.first_sweep_seconds * 1000,
+        "sweep_redis_idle_sweep_ms": measured.idle_sweep_seconds * 1000,
         "sweep_redis_escalated": float(measured.escalated),
         "sweep_redis_dbsize_keys": float(size),
         "sweep_redis_used_memory_mb": memory / 1e6,
