@@ -57,7 +57,7 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench.proc import cpu_seconds, peak_rss_mb
-from bench.sla_sweep import due, sqlite_size_mb, sweep_bench
+from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
 from tests.harness.process import RelayProcess
@@ -448,6 +448,16 @@ def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
     return results
 
 
+def sweep_figures(store: str, measured: SweepResult) -> dict[str, float]:
+    """One store's sweep timings, named for the printed table."""
+    return {
+        f"sweep_{store}_fill_s": measured.fill_seconds,
+        f"sweep_{store}_first_sweep_ms": measured.first_sweep_seconds * 1000,
+        f"sweep_{store}_idle_sweep_ms": measured.idle_sweep_seconds * 1000,
+        f"sweep_{store}_escalated": float(measured.escalated),
+    }
+
+
 def sla_sweep(sb: Sandbox, tmp: Path, customers: int) -> dict[str, float]:
     """One SLA sweep over ``customers`` customers' records, on SQLite and on Redis."""
     results: dict[str, float] = {
@@ -456,13 +466,7 @@ def sla_sweep(sb: Sandbox, tmp: Path, customers: int) -> dict[str, float]:
     }
     db = tmp / "sweep.db"
     measured = asyncio.run(sweep_bench(sb, f"sqlite:///{db}", customers))
-    results |= {
-        "sweep_sqlite_fill_s": measured.fill_seconds,
-        "sweep_sqlite_first_sweep_ms": measured.first_sweep_seconds * 1000,
-        "sweep_sqlite_idle_sweep_ms": measured.idle_sweep_seconds * 1000,
-        "sweep_sqlite_escalated": float(measured.escalated),
-        "sweep_sqlite_file_mb": sqlite_size_mb(db),
-    }
+    results |= sweep_figures("sqlite", measured) | {"sweep_sqlite_file_mb": sqlite_size_mb(db)}
     redis = RedisServer(tmp / "sweep-redis").start()
     try:
         measured = asyncio.run(sweep_bench(sb, redis.url, customers))
@@ -474,11 +478,7 @@ def sla_sweep(sb: Sandbox, tmp: Path, customers: int) -> dict[str, float]:
             info.close()
     finally:
         redis.stop()
-    results |= {
-        "sweep_redis_fill_s": measured.fill_seconds,
-        "sweep_redis_first_sweep_ms": measured.first_sweep_seconds * 1000,
-        "sweep_redis_idle_sweep_ms": measured.idle_sweep_seconds * 1000,
-        "sweep_redis_escalated": float(measured.escalated),
+    results |= sweep_figures("redis", measured) | {
         "sweep_redis_dbsize_keys": float(size),
         "sweep_redis_used_memory_mb": memory / 1e6,
     }
