@@ -29,7 +29,10 @@ M = TypeVar("M", bound=BaseModel)
 # -- queues ----------------------------------------------------------------------------
 INBOUND = "inbound"  # Instagram events on their way to Genesys
 OUTBOUND = "outbound"  # agents' messages on their way to Instagram
-QUEUES = (INBOUND, OUTBOUND)
+# Signed Instagram webhooks as they arrived, before they are parsed into their events:
+# the ack stores the raw bytes only, the delivery side splits them into INBOUND jobs.
+INTAKE = "intake"
+QUEUES = (INTAKE, INBOUND, OUTBOUND)
 # Meta retries a webhook for up to 36 hours; a week of remembered ids covers that (and
 # Genesys's redeliveries of an agent's message).
 DEDUPE_RETENTION_SECONDS = 7 * 86400.0

@@ -96,6 +96,22 @@ class Store(Protocol):
     async def complete(self, job: Job) -> None:
         """The job is done: remove it (its dedupe key stays remembered)."""
 
+    async def transfer(
+        self,
+        source: str,
+        taken: Sequence[Job],
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
+        """In one transaction: complete ``taken`` (jobs leased from queue ``source``) and
+        enqueue ``jobs`` into ``queue`` as ``enqueue`` does (dedupe, customers' latest
+        message times). A raw webhook becomes its events this way: a crash leaves either
+        the raw webhook (split again; dedupe drops what got through) or its events.
+
+        As durable as the ``taken`` jobs were: when this returns, a process crash loses
+        none of it."""
+
     async def retry(self, job: Job, delay_seconds: float, error: str) -> None:
         """Release the lease; the job (still head of its key) becomes due after the delay."""
 
