@@ -64,6 +64,12 @@ class RelayMetrics:
             ["queue", "reason"],
             registry=r,
         )
+        self.handler_errors = Counter(
+            "igbridge_handler_errors",
+            "Jobs whose handling raised an unexpected exception (a bug to report), by queue.",
+            ["queue"],
+            registry=r,
+        )
         self.delivery_latency = Histogram(
             "igbridge_delivery_latency_seconds",
             "Time from a job's durable acceptance to its delivery.",

@@ -17,10 +17,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
-
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient
+from typing import TYPE_CHECKING, Any
 
 from .. import records
 from ..channel_status import PodReport, format_heartbeat, merge_pod_report, status_path
@@ -30,6 +27,9 @@ from ..metrics import RelayMetrics
 from ..records import QUEUES, TOTALS
 from ..store.base import Store, StoreUnavailable
 from .maintenance import customers_near_window_end
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,11 @@ async def _add_to_total(store: Store, field: str, delta: int) -> int:
 
 
 async def _api_client() -> ApiClient:
+    # Imported here: the Kubernetes client is half the relay's modules and a tenth of its
+    # start-up objects, and a relay outside a cluster never needs it.
+    from kubernetes_asyncio import config as kube_config
+    from kubernetes_asyncio.client import ApiClient
+
     try:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:

@@ -1,0 +1,199 @@
+"""Raw signed webhooks → inbound jobs.
+
+The ack stores a verified webhook's bytes as they came (one ``intake`` job) and answers;
+everything else happens here, off the ack path: decode, ``parse_webhook``, skip what is
+not forwarded, and turn the events into per-customer ``inbound`` jobs with
+``Store.transfer`` — the raw webhooks of one batch leave the intake queue in the same
+transaction that stores their events, so a crash between the two loses nothing and
+duplicates nothing that dedupe would not drop.
+
+A batch is split in the order the webhooks arrived, one batch at a time, so a
+customer's events enter their queue in arrival order, as they did when the ack split
+them itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .. import records
+from ..meta.events import (
+    FORWARDED_KINDS,
+    EventKind,
+    InstagramEvent,
+    Skipped,
+    StandbyMode,
+    parse_webhook,
+)
+from ..metrics import RelayMetrics
+from ..pipeline.window import CommentOrigin
+from ..records import COMMENT_ORIGIN, INBOUND, INTAKE, OWN_MESSAGES
+from ..store.base import Job, NewJob, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# What a customer does that opens (or keeps open) Meta's 24-hour reply window.
+WINDOW_KINDS = frozenset(
+    {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REACTION, EventKind.REFERRAL}
+)
+# Standby copies are routine while another app owns threads: no warning each.
+QUIET_SKIPS = frozenset({"standby"})
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Which entries are this channel's, from the relay's settings."""
+
+    account_id: str | None
+    entry_ids: tuple[str, ...] = ()
+    standby: StandbyMode = "skip"
+
+
+@dataclass(slots=True)
+class Split:
+    """What a batch of raw webhooks comes to (pure: see ``split``)."""
+
+    jobs: list[NewJob] = field(default_factory=list)
+    latest: dict[str, int] = field(default_factory=dict)  # customer → latest window ms
+    events: list[InstagramEvent] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    unreadable: list[tuple[Job, str]] = field(default_factory=list)  # raw job, reason
+    readable: list[Job] = field(default_factory=list)
+
+
+def split(raw_jobs: Iterable[Job], routing: Routing) -> Split:
+    """Parse each raw webhook and collect its forwarded events as inbound jobs, in order.
+
+    A webhook that cannot be decoded any more (the ack checked it, so only a changed
+    parser or a damaged store gets here) is set aside with its reason, never retried."""
+    out = Split()
+    for raw in raw_jobs:
+        try:
+            body = json.loads(raw.payload)
+            result = parse_webhook(
+                body,
+                routing.account_id,
+                entry_ids=routing.entry_ids,
+                standby=routing.standby,
+            )
+        except Exception as exc:  # a parser bug must not wedge the intake queue
+            out.unreadable.append((raw, f"{type(exc).__name__}: {exc}"[:300]))
+            continue
+        out.readable.append(raw)
+        out.skipped.extend(result.skipped)
+        for event in result.events:
+            out.events.append(event)
+            if event.kind in WINDOW_KINDS:
+                previous = out.latest.get(event.customer_id, 0)
+                out.latest[event.customer_id] = max(previous, event.timestamp_ms)
+            if event.kind in FORWARDED_KINDS:
+                out.jobs.append(
+                    NewJob(event.customer_id, event.dedupe_key, event.timestamp_ms, event.to_json())
+                )
+    return out
+
+
+class IntakeSplitter:
+    """Drains the intake queue batch by batch; wakes the inbound worker when it stored work."""
+
+    def __init__(
+        self,
+        store: Store,
+        routing: Routing,
+        metrics: RelayMetrics,
+        on_split: Callable[[], None],
+        *,
+        batch: int = 128,
+        lease_seconds: float = 30.0,
+        idle_poll: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._routing = routing
+        self._metrics = metrics
+        self._on_split = on_split
+        self._batch = batch
+        self._lease = lease_seconds
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """A raw webhook was stored: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()  # before claiming: work stored meanwhile still wakes us
+            try:
+                raw = await self._store.claim(INTAKE, self._batch, self._lease)
+                if raw:
+                    await self.split_batch(raw)
+            except StoreUnavailable as exc:
+                # The leases run out and the webhooks are split later: nothing is lost.
+                log.warning("store unavailable while splitting webhooks: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if len(raw) == self._batch:
+                continue  # a full batch: there is probably more
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+
+    async def split_batch(self, raw: list[Job]) -> None:
+        out = split(raw, self._routing)
+        m = self._metrics
+        for job, reason in out.unreadable:
+            m.handler_errors.labels(INTAKE).inc()
+            m.dead_lettered.labels(INTAKE, "unreadable").inc()
+            log.error(
+                "raw webhook unreadable: dead-lettered", extra={"job": job.id, "detail": reason}
+            )
+            await self._store.dead_letter(job, f"unreadable webhook: {reason}")
+        if out.readable:
+            stored = await self._store.transfer(INTAKE, out.readable, INBOUND, out.jobs, out.latest)
+            if stored.duplicates:
+                m.duplicates.labels(INBOUND).inc(stored.duplicates)
+            if stored.accepted:
+                self._on_split()
+        # Counted once stored: a batch the store refused is split (and counted) again.
+        for skipped in out.skipped:
+            m.skipped.labels(skipped.reason).inc()
+            level = logging.INFO if skipped.reason in QUIET_SKIPS else logging.WARNING
+            log.log(
+                level,
+                "webhook item skipped",
+                extra={"reason": skipped.reason, "detail": skipped.detail},
+            )
+        for event in out.events:
+            m.received.labels(event.kind.value).inc()
+            if event.kind not in FORWARDED_KINDS:
+                m.not_forwarded.labels(await self._unforwarded_reason(event)).inc()
+        try:
+            await self._remember_comments(out.events)
+        except StoreUnavailable as exc:
+            log.error("comment reply records not updated: %s", exc)
+
+    async def _unforwarded_reason(self, event: InstagramEvent) -> str:
+        """Echoes of what the relay sent are told apart from what people sent in the app."""
+        if event.kind is not EventKind.ECHO:
+            return event.kind.value
+        try:
+            ours = await records.get(self._store, OWN_MESSAGES, event.dedupe_key)
+        except StoreUnavailable:
+            return "echo"
+        return "own_echo" if ours else "echo"
+
+    async def _remember_comments(self, events: list[InstagramEvent]) -> None:
+        """For a conversation that starts with a comment: which comment a reply answers."""
+        for event in events:
+            if event.kind is EventKind.COMMENT:
+                origin = CommentOrigin(event.dedupe_key, event.timestamp_ms)
+                await records.put(self._store, COMMENT_ORIGIN, event.customer_id, origin)

@@ -1,0 +1,90 @@
+"""The split of raw signed webhooks into inbound jobs (pure), from the named fixtures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from igbridge.relay.delivery.intake import Routing, split
+from igbridge.relay.meta.events import FORWARDED_KINDS, EventKind, parse_webhook
+from igbridge.relay.store.base import Job
+
+from .fixtures_loader import ACCOUNT_ID, fixture_names, load_fixture
+
+ROUTING = Routing(ACCOUNT_ID)
+
+
+def raw_job(payload: bytes, job_id: int = 1) -> Job:
+    return Job(
+        id=job_id,
+        queue="intake",
+        key=f"raw-{job_id}",
+        dedupe_key=f"raw-{job_id}",
+        order_ts=0,
+        payload=payload,
+        attempts=0,
+        enqueued_at=0.0,
+    )
+
+
+@pytest.mark.parametrize("name", fixture_names())
+def test_each_fixture_splits_into_its_forwarded_events(name: str) -> None:
+    raw = load_fixture(name)
+    parsed = parse_webhook(json.loads(raw), ACCOUNT_ID)
+    out = split([raw_job(raw)], ROUTING)
+    forwarded = [e for e in parsed.events if e.kind in FORWARDED_KINDS]
+    assert [(j.key, j.dedupe_key, j.order_ts) for j in out.jobs] == [
+        (e.customer_id, e.dedupe_key, e.timestamp_ms) for e in forwarded
+    ]
+    # What a job carries reads back as the event it came from.
+    assert [j.payload for j in out.jobs] == [e.to_json() for e in forwarded]
+    assert [s.reason for s in out.skipped] == [s.reason for s in parsed.skipped]
+    assert out.unreadable == []
+
+
+def test_echoes_and_seen_receipts_are_events_but_not_jobs() -> None:
+    out = split([raw_job(load_fixture("echo")), raw_job(load_fixture("seen"), 2)], ROUTING)
+    assert {e.kind for e in out.events} == {EventKind.ECHO, EventKind.SEEN}
+    assert out.jobs == []
+    assert [j.id for j in out.readable] == [1, 2]
+
+
+def test_a_batch_keeps_arrival_order_and_the_latest_window_time() -> None:
+    first, second = load_fixture("text"), load_fixture("text_emoji")
+    out = split([raw_job(first, 1), raw_job(second, 2)], ROUTING)
+    expected = [
+        e
+        for raw in (first, second)
+        for e in parse_webhook(json.loads(raw), ACCOUNT_ID).events
+        if e.kind in FORWARDED_KINDS
+    ]
+    assert [j.dedupe_key for j in out.jobs] == [e.dedupe_key for e in expected]
+    customer = expected[0].customer_id
+    assert out.latest[customer] == max(
+        e.timestamp_ms for e in expected if e.customer_id == customer
+    )
+
+
+def test_a_reaction_opens_the_window_but_a_comment_does_not() -> None:
+    reaction = split([raw_job(load_fixture("reaction"))], ROUTING)
+    comment = split([raw_job(load_fixture("comment"))], ROUTING)
+    assert list(reaction.latest) == [reaction.events[0].customer_id]
+    assert comment.latest == {}
+    assert [j.key for j in comment.jobs] == [comment.events[0].customer_id]
+
+
+def test_an_unreadable_webhook_is_set_aside_and_the_rest_of_the_batch_goes_on() -> None:
+    good = load_fixture("text")
+    out = split([raw_job(b"\xff{not json", 1), raw_job(good, 2)], ROUTING)
+    ((bad, reason),) = out.unreadable
+    assert bad.id == 1
+    assert reason.startswith("UnicodeDecodeError") or reason.startswith("JSONDecodeError")
+    assert [j.id for j in out.readable] == [2]
+    assert len(out.jobs) == 1
+
+
+def test_another_accounts_entries_are_skipped_at_the_split() -> None:
+    out = split([raw_job(load_fixture("other_account"))], ROUTING)
+    assert [j.dedupe_key for j in out.jobs] == ["mid.ours.1"]  # this account's own entry
+    assert {s.reason for s in out.skipped} == {"other_account"}
