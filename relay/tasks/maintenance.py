@@ -14,6 +14,8 @@ from ..records import (
     CONVERSATIONS,
     DEAD_LETTER_RETENTION_SECONDS,
     DEDUPE_RETENTION_SECONDS,
+    INTAKE,
+    INTAKE_DEDUPE_RETENTION_SECONDS,
     QUEUES,
     WINDOW_RETENTION_SECONDS,
 )
@@ -31,7 +33,10 @@ async def maintain(store: Store) -> None:
         for queue in QUEUES:
             try:
                 await store.prune_dead_letters(queue, DEAD_LETTER_RETENTION_SECONDS)
-                pruned = await store.prune_dedupe(queue, DEDUPE_RETENTION_SECONDS)
+                keep = (
+                    INTAKE_DEDUPE_RETENTION_SECONDS if queue == INTAKE else DEDUPE_RETENTION_SECONDS
+                )
+                pruned = await store.prune_dedupe(queue, keep)
                 if pruned:
                     log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})
             except StoreUnavailable as exc:
