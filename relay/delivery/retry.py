@@ -19,6 +19,10 @@ MAX_RETRY_AGE_SECONDS = 24 * 3600.0
 AUTH_RETRY_SECONDS = 30.0
 # A store outage inside a delivery is usually a blip (a Redis failover, a busy disk).
 STORE_RETRY_SECONDS = 1.0
+# A handler that raised (a bug, or input nobody foresaw) is tried this often, then the job
+# is dead-lettered with the exception so the customer's later messages flow on.
+HANDLER_ERROR_ATTEMPTS = 3
+HANDLER_ERROR_RETRY_SECONDS = 30.0
 
 
 def backoff_delay(attempts: int, *, base: float = 1.0, cap: float = 60.0) -> float:

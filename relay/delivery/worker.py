@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..metrics import RelayMetrics
 from ..store.base import Job, Store, StoreUnavailable
-from .retry import STORE_RETRY_SECONDS
+from .retry import HANDLER_ERROR_ATTEMPTS, HANDLER_ERROR_RETRY_SECONDS, STORE_RETRY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,14 @@ class QueueWorker:
             # Shutdown: hand the job back now instead of waiting for its lease to expire.
             await asyncio.shield(self._settle(job, Retry(0.0, "shutdown", "relay stopping")))
             raise
-        except Exception as exc:  # a bug must not wedge the customer's queue silently
+        except Exception as exc:  # a bug must not wedge the customer's queue
             log.exception("job handler failed", extra={"queue": self._queue, "job": job.id})
-            outcome = Retry(30.0, "handler_error", f"{type(exc).__name__}: {exc}"[:300])
+            self._metrics.handler_errors.labels(self._queue).inc()
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            if job.attempts + 1 >= HANDLER_ERROR_ATTEMPTS:
+                outcome = DeadLetter("handler_error", f"handler failed: {detail}")
+            else:
+                outcome = Retry(HANDLER_ERROR_RETRY_SECONDS, "handler_error", detail)
         await self._settle(job, outcome)
 
     async def _after_delivery(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
