@@ -333,3 +333,65 @@ def test_windows_are_read_by_time_and_forgotten_after_their_retention(
         assert await store.last_customer_message("new") == now_ms - 1000
 
     backend.run(body)
+
+
+def test_transfer_completes_the_taken_jobs_and_enqueues_their_successors(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        await store.enqueue("intake", [job("w", "raw1", 1), job("w", "raw2", 2)])
+        await store.enqueue(Q, [job("a", "a-seen", 5)], {"a": 9_000})
+        (raw1,) = await store.claim("intake", 10, 30)  # one per key: raw2 waits
+        result = await store.transfer(
+            "intake",
+            [raw1],
+            Q,
+            [job("a", "a3", 30), job("a", "a-seen", 5), job("b", "b1", 1), job("a", "a2", 20)],
+            {"a": 7_000, "b": 4_000},
+        )
+        assert (result.accepted, result.duplicates) == (3, 1)
+        # The taken job is gone and its key moved on to the next raw webhook.
+        assert [j.dedupe_key for j in await store.claim("intake", 10, 30)] == ["raw2"]
+        assert await store.depth("intake") == 1
+        # Customer message times: the later one wins, an older one never rewinds.
+        assert await store.last_customer_message("a") == 9_000
+        assert await store.last_customer_message("b") == 4_000
+        seen: list[str] = []
+        for _round in range(6):
+            for j in await store.claim(Q, 10, 30):
+                seen.append(j.dedupe_key)
+                await store.complete(j)
+        assert [d for d in seen if d.startswith("a")] == ["a-seen", "a2", "a3"]
+        assert sorted(seen) == ["a-seen", "a2", "a3", "b1"]
+
+    backend.run(body)
+
+
+def test_transfer_of_a_job_whose_lease_was_lost_still_completes_it(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue("intake", [job("w", "raw1", 1), job("w", "raw2", 2)])
+        (slow,) = await store.claim("intake", 10, 30)
+        clock.now += 31  # the first holder stalled: another claim takes the job over
+        (again,) = await store.claim("intake", 10, 30)
+        assert again.dedupe_key == slow.dedupe_key == "raw1"
+        first = await store.transfer("intake", [slow], Q, [job("a", "a1", 1)])
+        assert (first.accepted, first.duplicates) == (1, 0)
+        # The second holder splits the same webhook: its events are duplicates now.
+        second = await store.transfer("intake", [again], Q, [job("a", "a1", 1)])
+        assert (second.accepted, second.duplicates) == (0, 1)
+        assert [j.dedupe_key for j in await store.claim("intake", 10, 30)] == ["raw2"]
+        assert [j.dedupe_key for j in await store.claim(Q, 10, 30)] == ["a1"]
+
+    backend.run(body)
+
+
+def test_transfer_with_nothing_to_enqueue_just_completes(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        await store.enqueue("intake", [job("w", "raw1", 1), job("v", "raw2", 1)])
+        taken = await store.claim("intake", 10, 30)
+        result = await store.transfer("intake", taken, Q, [])
+        assert (result.accepted, result.duplicates) == (0, 0)
+        assert await store.depth("intake") == 0
+        assert await store.depth(Q) == 0
+
+    backend.run(body)

@@ -31,36 +31,79 @@ local function release(base, key)
 end
 """
 
+# Shared Lua: add jobs (and customers' latest message times) from ARGV[i..] — a window
+# count, (key, ms)* then (key, dedupe, ots, payload)* up to ARGV[last] — as enqueue does.
+_ADD = """
+local function add_jobs(base, windows, now, i, last)
+  local count = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, count do
+    redis.call('ZADD', windows, 'GT', ARGV[i + 1], ARGV[i])
+    i = i + 2
+  end
+  local accepted, duplicates = 0, 0
+  while i <= last do
+    local key, dk, ots, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    i = i + 4
+    if redis.call('ZADD', base .. 'dedupe', 'NX', now, dk) == 0 then
+      duplicates = duplicates + 1
+    else
+      local id = redis.call('INCR', base .. 'seq')
+      redis.call('HSET', base .. 'job:' .. id, 'key', key, 'dk', dk, 'ots', ots,
+        'payload', payload, 'attempts', 0, 'enq', now, 'due', now)
+      redis.call('ZADD', base .. 'keyq:' .. key, ots, string.format('%020d', id))
+      redis.call('ZADD', base .. 'all', now, id)
+      accepted = accepted + 1
+      -- A job older than the current head becomes the head: reschedule unless in flight.
+      if not redis.call('ZSCORE', base .. 'leased', key) then
+        schedule(base, key)
+      end
+    end
+  end
+  return {accepted, duplicates}
+end
+"""
+
+# Shared Lua: remove a finished job; only its lease holder's report releases the key.
+_DONE = """
+local function remove_job(base, id, key)
+  redis.call('DEL', base .. 'job:' .. id)
+  redis.call('ZREM', base .. 'keyq:' .. key, string.format('%020d', tonumber(id)))
+  redis.call('ZREM', base .. 'all', id)
+end
+local function release_if_holder(base, key, token)
+  if redis.call('HGET', base .. 'lease', key) == token then
+    release(base, key)
+  end
+end
+"""
+
 # ARGV: base, windows key, now, window count, (key, ms)*, then (key, dedupe, ots, payload)*
 ENQUEUE = (
     _SCHEDULE
+    + _ADD
     + """
-local base, windows, now = ARGV[1], ARGV[2], ARGV[3]
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
-  redis.call('ZADD', windows, 'GT', ARGV[i + 1], ARGV[i])
-  i = i + 2
+return add_jobs(ARGV[1], ARGV[2], ARGV[3], 4, #ARGV)
+"""
+)
+
+# ARGV: source base, taken count, (id, key, token)*, then as ENQUEUE: base, windows key,
+# now, window count, (key, ms)*, (key, dedupe, ots, payload)*. Completes the taken jobs
+# (done whoever reports it, as SETTLE's 'done') and adds the new ones, atomically.
+TRANSFER = (
+    _SCHEDULE
+    + _ADD
+    + _DONE
+    + """
+local source = ARGV[1]
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local id, key, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  remove_job(source, id, key)
+  release_if_holder(source, key, token)
 end
-local accepted, duplicates = 0, 0
-while i <= #ARGV do
-  local key, dk, ots, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  i = i + 4
-  if redis.call('ZADD', base .. 'dedupe', 'NX', now, dk) == 0 then
-    duplicates = duplicates + 1
-  else
-    local id = redis.call('INCR', base .. 'seq')
-    redis.call('HSET', base .. 'job:' .. id, 'key', key, 'dk', dk, 'ots', ots,
-      'payload', payload, 'attempts', 0, 'enq', now, 'due', now)
-    redis.call('ZADD', base .. 'keyq:' .. key, ots, string.format('%020d', id))
-    redis.call('ZADD', base .. 'all', now, id)
-    accepted = accepted + 1
-    -- A job older than the current head becomes the head: reschedule unless in flight.
-    if not redis.call('ZSCORE', base .. 'leased', key) then
-      schedule(base, key)
-    end
-  end
-end
-return {accepted, duplicates}
+return add_jobs(ARGV[i], ARGV[i + 1], ARGV[i + 2], i + 3, #ARGV)
 """
 )
 

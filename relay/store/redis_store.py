@@ -95,6 +95,7 @@ class RedisStore:
             health_check_interval=15,
         )
         self._enqueue = self._redis.register_script(lua.ENQUEUE)
+        self._transfer = self._redis.register_script(lua.TRANSFER)
         self._claim = self._redis.register_script(lua.CLAIM)
         self._renew = self._redis.register_script(lua.RENEW)
         self._settle = self._redis.register_script(lua.SETTLE)
@@ -145,6 +146,13 @@ class RedisStore:
         jobs: Sequence[NewJob],
         customer_messages: Mapping[str, int] | None = None,
     ) -> EnqueueResult:
+        args = self._add_args(queue, jobs, customer_messages)
+        accepted, duplicates = await self._call(self._enqueue(keys=[], args=args, client=self._r))
+        return EnqueueResult(int(accepted), int(duplicates))
+
+    def _add_args(
+        self, queue: str, jobs: Sequence[NewJob], customer_messages: Mapping[str, int] | None
+    ) -> list[str | bytes | int | float]:
         windows = customer_messages or {}
         args: list[str | bytes | int | float] = [
             self._base(queue),
@@ -156,7 +164,21 @@ class RedisStore:
             args += [key, ms]
         for job in jobs:
             args += [job.key, job.dedupe_key, job.order_ts, job.payload]
-        accepted, duplicates = await self._call(self._enqueue(keys=[], args=args, client=self._r))
+        return args
+
+    async def transfer(
+        self,
+        source: str,
+        taken: Sequence[Job],
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
+        args: list[str | bytes | int | float] = [self._base(source), len(taken)]
+        for job in taken:
+            args += [str(job.id), job.key, job.lease]
+        args += self._add_args(queue, jobs, customer_messages)
+        accepted, duplicates = await self._call(self._transfer(keys=[], args=args, client=self._r))
         return EnqueueResult(int(accepted), int(duplicates))
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:

@@ -123,6 +123,33 @@ class _PendingEnqueue:
     done: asyncio.Future[EnqueueResult]
 
 
+async def _insert(
+    db: aiosqlite.Connection,
+    queue: str,
+    jobs: Sequence[NewJob],
+    customer_messages: Mapping[str, int],
+    now: float,
+) -> EnqueueResult:
+    for key, ts_ms in customer_messages.items():
+        await db.execute(UPSERT_WINDOW, (key, ts_ms))
+    accepted = duplicates = 0
+    for job in jobs:
+        cur = await db.execute(
+            "INSERT OR IGNORE INTO dedupe (queue, dedupe_key, seen_at) VALUES (?, ?, ?)",
+            (queue, job.dedupe_key, now),
+        )
+        if cur.rowcount == 0:
+            duplicates += 1
+            continue
+        await db.execute(
+            "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload,"
+            " enqueued_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (queue, job.key, job.dedupe_key, job.order_ts, job.payload, now, now),
+        )
+        accepted += 1
+    return EnqueueResult(accepted, duplicates)
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
     if not url.startswith("sqlite:///"):
@@ -243,29 +270,28 @@ class SQLiteStore:
 
     async def _enqueue_batch(self, batch: Sequence[_PendingEnqueue]) -> list[EnqueueResult]:
         now = self._clock()
-        results = []
         async with self._tx(durable=True) as db:
-            for item in batch:
-                for key, ts_ms in item.customer_messages.items():
-                    await db.execute(UPSERT_WINDOW, (key, ts_ms))
-                accepted = duplicates = 0
-                for job in item.jobs:
-                    cur = await db.execute(
-                        "INSERT OR IGNORE INTO dedupe (queue, dedupe_key, seen_at)"
-                        " VALUES (?, ?, ?)",
-                        (item.queue, job.dedupe_key, now),
-                    )
-                    if cur.rowcount == 0:
-                        duplicates += 1
-                        continue
-                    await db.execute(
-                        "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload,"
-                        " enqueued_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (item.queue, job.key, job.dedupe_key, job.order_ts, job.payload, now, now),
-                    )
-                    accepted += 1
-                results.append(EnqueueResult(accepted, duplicates))
-        return results
+            return [
+                await _insert(db, item.queue, item.jobs, item.customer_messages, now)
+                for item in batch
+            ]
+
+    async def transfer(
+        self,
+        source: str,
+        taken: Sequence[Job],
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
+        # synchronous=NORMAL: the taken jobs were fsynced; a power cut losing this commit
+        # leaves them in place, to be split again.
+        now = self._clock()
+        async with self._tx() as db:
+            await db.executemany(
+                "DELETE FROM jobs WHERE id = ? AND queue = ?", [(j.id, source) for j in taken]
+            )
+            return await _insert(db, queue, jobs, customer_messages or {}, now)
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
         now = self._clock()
