@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -171,3 +172,71 @@ def test_a_failed_group_commit_fails_every_waiter_and_the_next_one_works(tmp_pat
         assert (await store.enqueue(Q, [bad])).accepted == 1
 
     run(body, tmp_path / "s.db")
+
+
+def test_a_second_process_can_open_the_file_without_taking_the_first_ones_leases(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+
+    async def body() -> None:
+        clock = Clock()
+        first = SQLiteStore(str(path), clock=clock)
+        await first.open()
+        await first.enqueue(Q, [job("a", "a1", 1), job("b", "b1", 1)])
+        (a1, _b1) = await first.claim(Q, 10, 3600)
+        sharing = SQLiteStore(str(path), clock=clock, release_leases_at_open=False)
+        await sharing.open()
+        assert await sharing.claim(Q, 10, 30) == []  # both still the first one's
+        await first.complete(a1)
+        await first.close()
+        taking_over = SQLiteStore(str(path), clock=clock)
+        await taking_over.open()
+        assert [j.dedupe_key for j in await taking_over.claim(Q, 10, 30)] == ["b1"]
+        await taking_over.close()
+        await sharing.close()
+
+    asyncio.run(body())
+
+
+def _database_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("sqlite:")]
+
+
+def test_a_failed_open_and_a_close_leave_no_thread_behind(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+
+    async def body() -> None:
+        with pytest.raises(StoreUnavailable, match=r"sqlite store .*: FileExistsError"):
+            await SQLiteStore(str(blocker / "s.db")).open()
+        assert _database_threads() == []
+        store = SQLiteStore(str(tmp_path / "s.db"))
+        await store.open()
+        assert _database_threads() == ["sqlite:s.db"]
+        await store.close()
+        assert _database_threads() == []
+        with pytest.raises(StoreUnavailable, match="not open"):
+            await store.depth(Q)
+
+    asyncio.run(body())
+
+
+def test_a_process_that_never_closes_its_store_still_exits(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from igbridge.relay.store import NewJob, SQLiteStore\n"
+        "async def main():\n"
+        "    store = SQLiteStore(sys.argv[1])\n"
+        "    await store.open()\n"
+        "    await store.enqueue('inbound', [NewJob('a', 'a1', 1, b'{}')])\n"
+        "    print('enqueued', flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang guard: a non-daemon database thread would keep it alive
+    )
+    assert (done.returncode, done.stdout) == (0, "enqueued\n"), done.stderr

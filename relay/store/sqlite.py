@@ -7,23 +7,34 @@ fsync for many webhooks under load, no added wait when idle. Other writes
 (leases, completions, records) commit with ``synchronous=NORMAL`` — in WAL mode they
 survive a process crash; a power cut could at worst redeliver a message, never lose
 one. The file belongs to one process, so leases left by a crashed predecessor are
-released at ``open``.
+released at ``open`` (unless told otherwise).
+
+The connection is a plain ``sqlite3`` one, owned by one daemon thread: each store call
+hands that thread its whole transaction (BEGIN…COMMIT) as one function, so the event loop
+pays one thread hop per call instead of one per statement (an async driver such as
+aiosqlite makes every ``execute`` and ``fetch`` its own hop: ~50 serial hops for a group
+commit). Calls run in the order they were made, one at a time, so transactions never
+interleave without a lock. The thread is a daemon: a store never closed cannot keep the
+process alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue as queues
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 3
 SCHEMA = """
@@ -123,25 +134,122 @@ class _PendingEnqueue:
     done: asyncio.Future[EnqueueResult]
 
 
-async def _insert(
-    db: aiosqlite.Connection,
+def sqlite_path(url: str) -> str:
+    """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError("not a sqlite:/// URL")
+    return url[len("sqlite:///") :]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # the caller went away; the work was done all the same
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class _DatabaseThread:
+    """One daemon thread running submitted functions in order, each awaited as one hop."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queues.SimpleQueue[
+            tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop] | None
+        ] = queues.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((fn, future, loop))
+        return future
+
+    def stop(self) -> None:
+        """End the thread once the calls already submitted are done (the last one was
+        awaited, so the wait is only for the thread to notice)."""
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, future, loop = item
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task, never lost here
+                error = exc
+            with contextlib.suppress(RuntimeError):  # that task's loop is closed
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _connect(path: str, release_leases: bool) -> sqlite3.Connection:
+    """Open (and create or upgrade) the database; runs on the database thread."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        db.executescript(SCHEMA)
+        if version < SCHEMA_VERSION:
+            columns = {str(r[1]) for r in db.execute("PRAGMA table_info(records)")}
+            for column in RECORD_COLUMNS_ADDED:
+                if column not in columns:
+                    db.execute(f"ALTER TABLE records ADD COLUMN {column} REAL")
+        db.executescript(INDEXES)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if release_leases:
+            db.execute("UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _in_tx(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
+    """``fn`` in one write transaction; ``durable`` ones are fsynced before they return."""
+    if durable:
+        db.execute("PRAGMA synchronous=FULL")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        result = fn(db)
+        db.execute("COMMIT")
+        return result
+    except BaseException:
+        if db.in_transaction:  # also when COMMIT itself failed
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+    finally:
+        if durable:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA synchronous=NORMAL")
+
+
+def _insert(
+    db: sqlite3.Connection,
     queue: str,
     jobs: Sequence[NewJob],
     customer_messages: Mapping[str, int],
     now: float,
 ) -> EnqueueResult:
-    for key, ts_ms in customer_messages.items():
-        await db.execute(UPSERT_WINDOW, (key, ts_ms))
+    if customer_messages:
+        db.executemany(UPSERT_WINDOW, customer_messages.items())
     accepted = duplicates = 0
     for job in jobs:
-        cur = await db.execute(
+        cur = db.execute(
             "INSERT OR IGNORE INTO dedupe (queue, dedupe_key, seen_at) VALUES (?, ?, ?)",
             (queue, job.dedupe_key, now),
         )
         if cur.rowcount == 0:
             duplicates += 1
             continue
-        await db.execute(
+        db.execute(
             "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload,"
             " enqueued_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (queue, job.key, job.dedupe_key, job.order_ts, job.payload, now, now),
@@ -150,20 +258,32 @@ async def _insert(
     return EnqueueResult(accepted, duplicates)
 
 
-def sqlite_path(url: str) -> str:
-    """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
-    if not url.startswith("sqlite:///"):
-        raise ValueError("not a sqlite:/// URL")
-    return url[len("sqlite:///") :]
+def _insert_all(
+    batch: Sequence[_PendingEnqueue], now: float, db: sqlite3.Connection
+) -> list[EnqueueResult]:
+    return [_insert(db, item.queue, item.jobs, item.customer_messages, now) for item in batch]
+
+
+def _one(rows: list[Any]) -> Any:
+    return rows[0][0]
 
 
 class SQLiteStore:
-    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        release_leases_at_open: bool = True,
+    ) -> None:
+        """``release_leases_at_open``: the file belongs to this process alone, so leases
+        found at open are a crashed predecessor's. A process sharing the file with a
+        running one must pass False, or it would hand out the other's jobs twice."""
         self._path = path
         self._clock = clock
-        self._db: aiosqlite.Connection | None = None
-        # aiosqlite shares one connection: transactions must not interleave.
-        self._lock = asyncio.Lock()
+        self._release_leases = release_leases_at_open
+        self._db: sqlite3.Connection | None = None
+        self._thread: _DatabaseThread | None = None
         self._pending: list[_PendingEnqueue] = []
         self._committer: asyncio.Task[None] | None = None
         self.durable_commits = 0  # fsynced enqueue transactions: fewer than enqueues under load
@@ -172,70 +292,48 @@ class SQLiteStore:
         return StoreUnavailable(f"sqlite store {self._path}: {type(exc).__name__}: {exc}")
 
     async def open(self) -> None:
+        thread = _DatabaseThread(f"sqlite:{Path(self._path).name}")
         try:
-            if self._path != ":memory:":
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(self._path, isolation_level=None)
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            async with db.execute("PRAGMA user_version") as cur:
-                row = await cur.fetchone()
-            version = int(row[0]) if row else 0
-            await db.executescript(SCHEMA)
-            if version < SCHEMA_VERSION:
-                async with db.execute("PRAGMA table_info(records)") as cur:
-                    columns = {str(r[1]) for r in await cur.fetchall()}
-                for column in RECORD_COLUMNS_ADDED:
-                    if column not in columns:
-                        await db.execute(f"ALTER TABLE records ADD COLUMN {column} REAL")
-            await db.executescript(INDEXES)
-            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            await db.execute("UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL")
+            self._db = await thread.call(lambda: _connect(self._path, self._release_leases))
         except (sqlite3.Error, OSError) as exc:
+            thread.stop()
             raise self._unavailable(exc) from None
-        self._db = db
+        except BaseException:
+            thread.stop()
+            raise
+        self._thread = thread
 
     async def close(self) -> None:
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @asynccontextmanager
-    async def _tx(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction; ``durable`` ones are fsynced before they return."""
-        if self._db is None:
-            raise StoreUnavailable(f"sqlite store {self._path}: not open")
-        async with self._lock:
-            db = self._db
+        thread, db = self._thread, self._db
+        self._thread = self._db = None
+        if thread is not None and db is not None:
             try:
-                if durable:
-                    await db.execute("PRAGMA synchronous=FULL")
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    await db.execute("ROLLBACK")
-                    raise
-                await db.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                raise self._unavailable(exc) from None
+                await thread.call(db.close)
             finally:
-                if durable:
-                    with contextlib.suppress(sqlite3.Error):
-                        await db.execute("PRAGMA synchronous=NORMAL")
+                thread.stop()
 
-    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        if self._db is None:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One hop: ``fn`` runs on the database thread with the connection."""
+        thread, db = self._thread, self._db
+        if thread is None or db is None:
             raise StoreUnavailable(f"sqlite store {self._path}: not open")
-        async with self._lock:
-            try:
-                async with self._db.execute(sql, params) as cur:
-                    return list(await cur.fetchall())
-            except (sqlite3.Error, OSError) as exc:
-                raise self._unavailable(exc) from None
+        try:
+            return await thread.call(lambda: fn(db))
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable(exc) from None
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """One hop: ``fn`` in one write transaction (see ``_in_tx``)."""
+        return await self._run(lambda db: _in_tx(db, fn, durable))
+
+    async def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+    async def _change(self, sql: str, params: Sequence[object]) -> int:
+        """One statement in its own transaction; how many rows it changed."""
+        return await self._tx(lambda db: db.execute(sql, params).rowcount)
 
     async def ping(self) -> None:
         await self._read("SELECT 1")
@@ -257,7 +355,7 @@ class SQLiteStore:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                results = await self._enqueue_batch(batch)
+                results = await self._tx(partial(_insert_all, batch, self._clock()), durable=True)
                 self.durable_commits += 1
             except Exception as exc:
                 for item in batch:
@@ -267,14 +365,6 @@ class SQLiteStore:
             for item, result in zip(batch, results, strict=True):
                 if not item.done.done():  # the webhook may have gone away meanwhile
                     item.done.set_result(result)
-
-    async def _enqueue_batch(self, batch: Sequence[_PendingEnqueue]) -> list[EnqueueResult]:
-        now = self._clock()
-        async with self._tx(durable=True) as db:
-            return [
-                await _insert(db, item.queue, item.jobs, item.customer_messages, now)
-                for item in batch
-            ]
 
     async def transfer(
         self,
@@ -287,81 +377,91 @@ class SQLiteStore:
         # synchronous=NORMAL: the taken jobs were fsynced; a power cut losing this commit
         # leaves them in place, to be split again.
         now = self._clock()
-        async with self._tx() as db:
-            await db.executemany(
+        windows = customer_messages or {}
+
+        def move(db: sqlite3.Connection) -> EnqueueResult:
+            db.executemany(
                 "DELETE FROM jobs WHERE id = ? AND queue = ?", [(j.id, source) for j in taken]
             )
-            return await _insert(db, queue, jobs, customer_messages or {}, now)
+            return _insert(db, queue, jobs, windows, now)
+
+        return await self._tx(move)
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
         now = self._clock()
-        async with self._tx() as db:
-            async with db.execute(CLAIM_SQL, {"q": queue, "now": now, "limit": limit}) as cur:
-                rows = list(await cur.fetchall())
+
+        def lease(db: sqlite3.Connection) -> list[Job]:
+            rows = db.execute(CLAIM_SQL, {"q": queue, "now": now, "limit": limit}).fetchall()
             if rows:
-                await db.executemany(
+                db.executemany(
                     "UPDATE jobs SET leased_until = ? WHERE id = ?",
                     [(now + lease_seconds, row[0]) for row in rows],
                 )
-        return [
-            Job(
-                id=r[0],
-                queue=queue,
-                key=r[1],
-                dedupe_key=r[2],
-                order_ts=r[3],
-                payload=bytes(r[4]),
-                attempts=r[5],
-                enqueued_at=r[6],
-            )
-            for r in rows
-        ]
+            return [
+                Job(
+                    id=r[0],
+                    queue=queue,
+                    key=r[1],
+                    dedupe_key=r[2],
+                    order_ts=r[3],
+                    payload=bytes(r[4]),
+                    attempts=r[5],
+                    enqueued_at=r[6],
+                )
+                for r in rows
+            ]
+
+        return await self._tx(lease)
 
     async def renew(self, queue: str, jobs: Sequence[Job], lease_seconds: float) -> list[int]:
         # One process owns the file: a lease can only be lost by expiring, and then the
         # job may already be in another task's hands; the caller just logs that.
         now = self._clock()
-        lost: list[int] = []
-        async with self._tx() as db:
+
+        def extend(db: sqlite3.Connection) -> list[int]:
+            lost: list[int] = []
             for job in jobs:
-                cur = await db.execute(
+                cur = db.execute(
                     "UPDATE jobs SET leased_until = ? WHERE id = ? AND leased_until > ?",
                     (now + lease_seconds, job.id, now),
                 )
                 if cur.rowcount == 0:
                     lost.append(job.id)
-        return lost
+            return lost
+
+        return await self._tx(extend)
 
     async def complete(self, job: Job) -> None:
-        async with self._tx() as db:
-            await db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+        await self._change("DELETE FROM jobs WHERE id = ?", (job.id,))
 
     async def retry(self, job: Job, delay_seconds: float, error: str) -> None:
         due = self._clock() + max(0.0, delay_seconds)
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE jobs SET attempts = attempts + 1, due_at = ?, leased_until = NULL,"
-                " last_error = ? WHERE id = ?",
-                (due, error[:1000], job.id),
-            )
+        await self._change(
+            "UPDATE jobs SET attempts = attempts + 1, due_at = ?, leased_until = NULL,"
+            " last_error = ? WHERE id = ?",
+            (due, error[:1000], job.id),
+        )
 
     async def dead_letter(self, job: Job, reason: str) -> None:
-        async with self._tx() as db:
-            await db.execute(
+        now = self._clock()
+
+        def move(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO dead_letters (queue, key, dedupe_key, payload, reason, attempts,"
                 " failed_at) SELECT queue, key, dedupe_key, payload, ?, attempts + 1, ?"
                 " FROM jobs WHERE id = ?",
-                (reason[:1000], self._clock(), job.id),
+                (reason[:1000], now, job.id),
             )
-            await db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+
+        await self._tx(move)
 
     async def depth(self, queue: str) -> int:
-        rows = await self._read("SELECT COUNT(*) FROM jobs WHERE queue = ?", (queue,))
-        return int(rows[0][0])
+        return int(_one(await self._read("SELECT COUNT(*) FROM jobs WHERE queue = ?", (queue,))))
 
     async def oldest_age(self, queue: str) -> float | None:
         rows = await self._read("SELECT MIN(enqueued_at) FROM jobs WHERE queue = ?", (queue,))
-        oldest = rows[0][0]
+        oldest = _one(rows)
         return None if oldest is None else max(0.0, self._clock() - float(oldest))
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
@@ -374,23 +474,19 @@ class SQLiteStore:
 
     async def dead_letter_count(self, queue: str) -> int:
         rows = await self._read("SELECT COUNT(*) FROM dead_letters WHERE queue = ?", (queue,))
-        return int(rows[0][0])
+        return int(_one(rows))
 
     async def prune_dead_letters(self, queue: str, older_than_seconds: float) -> int:
         cutoff = self._clock() - older_than_seconds
-        async with self._tx() as db:
-            cur = await db.execute(
-                "DELETE FROM dead_letters WHERE queue = ? AND failed_at < ?", (queue, cutoff)
-            )
-            return cur.rowcount
+        return await self._change(
+            "DELETE FROM dead_letters WHERE queue = ? AND failed_at < ?", (queue, cutoff)
+        )
 
     async def prune_dedupe(self, queue: str, older_than_seconds: float) -> int:
         cutoff = self._clock() - older_than_seconds
-        async with self._tx() as db:
-            cur = await db.execute(
-                "DELETE FROM dedupe WHERE queue = ? AND seen_at < ?", (queue, cutoff)
-            )
-            return cur.rowcount
+        return await self._change(
+            "DELETE FROM dedupe WHERE queue = ? AND seen_at < ?", (queue, cutoff)
+        )
 
     async def last_customer_message(self, key: str) -> int | None:
         rows = await self._read("SELECT last_ms FROM windows WHERE key = ?", (key,))
@@ -398,9 +494,7 @@ class SQLiteStore:
 
     async def prune_windows(self, older_than_seconds: float) -> int:
         cutoff_ms = int((self._clock() - older_than_seconds) * 1000)
-        async with self._tx() as db:
-            cur = await db.execute("DELETE FROM windows WHERE last_ms < ?", (cutoff_ms,))
-            return cur.rowcount
+        return await self._change("DELETE FROM windows WHERE last_ms < ?", (cutoff_ms,))
 
     async def window_customers(self, from_ms: int, to_ms: int) -> list[tuple[str, int]]:
         rows = await self._read(
@@ -419,8 +513,7 @@ class SQLiteStore:
     ) -> None:
         now = self._clock()
         expires = None if ttl_seconds is None else now + ttl_seconds
-        async with self._tx() as db:
-            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires, due_at))
+        await self._change(UPSERT_RECORD, (namespace, key, value, now, expires, due_at))
 
     async def compare_and_put_record(
         self,
@@ -433,18 +526,19 @@ class SQLiteStore:
     ) -> bool:
         now = self._clock()
         expires = None if ttl_seconds is None else now + ttl_seconds
-        async with self._tx() as db:
-            async with db.execute(
+
+        def swap(db: sqlite3.Connection) -> bool:
+            row = db.execute(
                 "SELECT value FROM records WHERE namespace = ? AND key = ?"
                 " AND (expires_at IS NULL OR expires_at > ?)",
                 (namespace, key, now),
-            ) as cur:
-                row = await cur.fetchone()
-            current = None if row is None else bytes(row[0])
-            if current != expected:
+            ).fetchone()
+            if (None if row is None else bytes(row[0])) != expected:
                 return False
-            await db.execute(UPSERT_RECORD, (namespace, key, value, now, expires, due_at))
+            db.execute(UPSERT_RECORD, (namespace, key, value, now, expires, due_at))
             return True
+
+        return await self._tx(swap)
 
     async def get_record(self, namespace: str, key: str) -> bytes | None:
         rows = await self._read(
@@ -473,9 +567,7 @@ class SQLiteStore:
         return [(str(r[0]), bytes(r[1])) for r in rows]
 
     async def prune_records(self) -> int:
-        async with self._tx() as db:
-            cur = await db.execute(
-                "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                (self._clock(),),
-            )
-            return cur.rowcount
+        return await self._change(
+            "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (self._clock(),),
+        )
