@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
-import httpx
+import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +28,8 @@ from .delivery.worker import QueueWorker
 from .genesys.auth import TokenProvider
 from .genesys.client import GenesysClient
 from .health import RelayHealth, sqlite_disk_problem
+from .http import new_session
+from .link import DeliveryProcess
 from .meta.crm import CrmLookup
 from .meta.graph import GraphClient
 from .meta.media import MediaInfo, MediaProber
@@ -44,6 +49,8 @@ from .web.genesys import GenesysWebhook
 from .web.instagram import InstagramWebhook
 
 log = logging.getLogger(__name__)
+
+Wake = Callable[[], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,7 @@ class Relay:
     store: Store
     metrics: RelayMetrics
     health: RelayHealth
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession  # the Genesys calls' pool (and the SLA alert's)
     tokens: TokenProvider
     genesys: GenesysClient
     media: MediaProber
@@ -81,9 +88,10 @@ class Relay:
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
         store = open_store(settings.store_url, prefix=settings.store_key_prefix)
         await store.open()
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.genesys_timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=max(32, settings.worker_concurrency * 2)),
+        http = new_session(
+            timeout=settings.genesys_timeout,
+            connect=5.0,
+            limit=max(32, settings.worker_concurrency * 2),
         )
         tokens = TokenProvider(
             http,
@@ -184,21 +192,21 @@ class Relay:
             await self.crm.aclose()
         await self.media.aclose()
         await self.graph.aclose()
-        await self.http.aclose()
+        await self.http.close()
         await self.store.close()
 
 
-def create_app(settings: Settings) -> Starlette:
-    metrics = RelayMetrics()
-    holder: dict[str, Relay] = {}
+@dataclass
+class Delivery:
+    """The delivery side: the splitter, both queue workers and the regular tasks. It runs
+    in the web process (``inline``) or in a process of its own (``relay.link``)."""
 
-    def relay() -> Relay:
-        return holder["relay"]
+    relay: Relay
+    splitter: IntakeSplitter
+    tasks: list[asyncio.Task[None]]
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        r = await Relay.start(settings, metrics)
-        holder["relay"] = r
+    @classmethod
+    def start(cls, settings: Settings, r: Relay, metrics: RelayMetrics) -> Delivery:
         routing = Routing(
             settings.instagram_account_id,
             tuple(settings.instagram_entry_ids),
@@ -207,15 +215,6 @@ def create_app(settings: Settings) -> Starlette:
         splitter = IntakeSplitter(
             r.store, routing, metrics, r.inbound.wake, lease_seconds=settings.lease_seconds
         )
-        webhook = InstagramWebhook(settings, r.store, metrics, splitter.wake)
-        app.state.instagram_webhook = webhook
-        app.state.genesys_webhook = GenesysWebhook(settings, r.store, metrics, r.outbound.wake)
-        tasks = [
-            asyncio.create_task(splitter.run(), name="intake-splitter"),
-            asyncio.create_task(r.inbound.run(), name="inbound-worker"),
-            asyncio.create_task(r.outbound.run(), name="outbound-worker"),
-            asyncio.create_task(maintain(r.store), name="store-maintenance"),
-        ]
         sweeper = SlaSweeper(
             r.store,
             r.genesys.rest,
@@ -226,30 +225,107 @@ def create_app(settings: Settings) -> Starlette:
             alert_url=settings.alert_webhook_url,
             http=r.http,
         )
-        tasks.append(asyncio.create_task(sweeper.run(), name="sla-sweeper"))
         watch = CredentialsWatch(settings, r.health, r.tokens, r.graph, r.send)
-        tasks.append(asyncio.create_task(watch.run(), name="credentials"))
+        jobs = {
+            "intake-splitter": splitter.run(),
+            "inbound-worker": r.inbound.run(),
+            "outbound-worker": r.outbound.run(),
+            "store-maintenance": maintain(r.store),
+            "sla-sweeper": sweeper.run(),
+            "credentials": watch.run(),
+        }
         if settings.channel_name and settings.channel_namespace:
             reporter = StatusReporter(
                 settings, r.store, metrics, r.health, interval=settings.status_interval
             )
-            tasks.append(asyncio.create_task(reporter.run(), name="status-report"))
-        # What start-up built lives as long as the process: out of the collector's way, so
-        # a full collection walks only what requests create (those set the ack's p99).
-        gc.collect()
-        gc.freeze()
+            jobs["status-report"] = reporter.run()
+        tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
+        return cls(r, splitter, tasks)
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight jobs finish (or hand them back), end the tasks."""
+        self.splitter.stop()
+        await asyncio.gather(self.relay.inbound.stop(), self.relay.outbound.stop())
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def freeze_start_up() -> None:
+    # What start-up built lives as long as the process: out of the collector's way, so a
+    # full collection walks only what requests create (those set the ack's p99).
+    gc.collect()
+    gc.freeze()
+
+
+@dataclass
+class WebSide:
+    """What the routes read: the store, and the credential problems the delivery side knows."""
+
+    store: Store
+    problems: Callable[[], dict[str, str]]
+
+
+DeliveryMode = Literal["inline", "process"]
+
+
+def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Starlette:
+    """The relay's ASGI app. ``inline``: everything in this process (the sandbox, tests);
+    ``process``: this process answers webhooks and a child process delivers (``serve``)."""
+    metrics = RelayMetrics()
+    holder: dict[str, WebSide] = {}
+
+    def relay() -> WebSide:
+        return holder["relay"]
+
+    def web_routes(app: Starlette, store: Store, wake_in: Wake, wake_out: Wake) -> None:
+        app.state.instagram_webhook = InstagramWebhook(settings, store, metrics, wake_in)
+        app.state.genesys_webhook = GenesysWebhook(settings, store, metrics, wake_out)
+
+    @asynccontextmanager
+    async def inline(app: Starlette) -> AsyncIterator[None]:
+        r = await Relay.start(settings, metrics)
+        d = Delivery.start(settings, r, metrics)
+        holder["relay"] = WebSide(r.store, r.health.problems)
+        web_routes(app, r.store, d.splitter.wake, r.outbound.wake)
+        freeze_start_up()
         log.info("relay started", extra={"store": settings.store_url.split("://")[0]})
         try:
             yield
         finally:
-            splitter.stop()
-            await asyncio.gather(r.inbound.stop(), r.outbound.stop())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await d.stop()
             await r.close()
             gc.unfreeze()  # several relays in one process (tests) take turns
             log.info("relay stopped")
+
+    @asynccontextmanager
+    async def separate(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.store_url, prefix=settings.store_key_prefix)
+        await store.open()  # first: the schema exists before the delivery process opens it
+        child = await DeliveryProcess.spawn()
+
+        def delivery_died(code: int) -> None:
+            # A relay that acks webhooks nobody delivers is worse than one that restarts.
+            app.state.delivery_exit_code = code
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        child.on_exit = delivery_died
+        holder["relay"] = WebSide(store, lambda: dict(child.problems))
+        web_routes(app, store, child.wake_intake, child.wake_outbound)
+        freeze_start_up()
+        log.info(
+            "relay started",
+            extra={"store": settings.store_url.split("://")[0], "delivery_pid": child.pid},
+        )
+        try:
+            yield
+        finally:
+            await child.stop()
+            await store.close()
+            gc.unfreeze()
+            log.info("relay stopped")
+
+    lifespan = separate if delivery == "process" else inline
 
     async def instagram_get(request: Request) -> Response:
         handler: InstagramWebhook = request.app.state.instagram_webhook
@@ -278,7 +354,7 @@ def create_app(settings: Settings) -> Starlette:
             store_problem = sqlite_disk_problem(settings.store_url)
         except StoreUnavailable as exc:
             store_problem = str(exc)
-        problems = r.health.problems()
+        problems = r.problems()
         if store_problem is not None:
             problems = {"store": store_problem, **problems}
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
@@ -291,7 +367,7 @@ def create_app(settings: Settings) -> Starlette:
         # On a store error the gauges keep their last values; /readyz reports the store.
         with contextlib.suppress(StoreUnavailable):
             await refresh_gauges(r.store, metrics, settings.window_escalate_after)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
 
     webhooks = [
         Route("/webhooks/instagram", instagram_get, methods=["GET"]),

@@ -3,31 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 
 import uvicorn
+import uvloop
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
 
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when imported
 
-def _serve(args: argparse.Namespace) -> int:
+
+def _settings() -> Settings | None:
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"igbridge-relay: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return None
     configure_logging(settings.log_level)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings is None:
+        return 2
+    folder = None
+    if args.delivery == "process":
+        # Before prometheus_client is imported: both processes count into this folder.
+        folder = tempfile.mkdtemp(prefix="igbridge-metrics-")
+        os.environ[MULTIPROCESS_DIR] = folder
     from .app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
+    app = create_app(settings, delivery=args.delivery)
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    if getattr(app.state, "delivery_exit_code", None) is not None:
+        print("igbridge-relay: the delivery process exited; stopped", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings is None:
+        return 2
+    from .deliver import deliver
+
+    uvloop.run(deliver(settings, args.link_fd))
     return 0
 
 
@@ -44,7 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the relay (configured by IGBRIDGE_* variables)")
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")  # noqa: S104
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument(
+        "--delivery",
+        choices=("process", "inline"),
+        default="process",
+        help="deliver in a second process (default: the ack path keeps a core of its own) "
+        "or in this one",
+    )
     serve.set_defaults(func=_serve)
+    deliver = sub.add_parser("deliver", help=argparse.SUPPRESS)
+    deliver.add_argument("--link-fd", type=int, required=True)
+    deliver.set_defaults(func=_deliver)
     sandbox = sub.add_parser(
         "sandbox",
         help="start the relay with the built-in Meta and Genesys simulators on loopback "

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import Gauge
@@ -47,6 +48,9 @@ class RelayHealth:
         self._problems: dict[str, str | None] = dict.fromkeys(PLATFORMS)
         self._gauge = gauge
         self._changed = asyncio.Event()
+        # Told of every change (platform, problem): the delivery process tells the web
+        # process, whose /readyz names the problems.
+        self.on_change: Callable[[str, str | None], None] | None = None
         for platform in PLATFORMS:
             self._set_gauge(platform)
 
@@ -69,6 +73,8 @@ class RelayHealth:
     def set(self, platform: str, problem: str | None) -> None:
         before = self._problems[platform]
         self._problems[platform] = problem
+        if before != problem and self.on_change is not None:
+            self.on_change(platform, problem)
         if (before is None) == (problem is None):
             return
         if problem is None:

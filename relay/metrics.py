@@ -1,14 +1,37 @@
-"""Prometheus metrics for one relay instance (own registry, so tests can run several)."""
+"""Prometheus metrics for one relay instance (own registry, so tests can run several).
+
+When the relay runs as two processes (``serve``: one answers webhooks, one delivers),
+``PROMETHEUS_MULTIPROC_DIR`` names a folder both write their values to and ``/metrics``
+shows the sum (gauges: the latest value set, by whichever process set it).
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
+def exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` shows: this process's registry, or every process's values."""
+    folder = os.environ.get(MULTIPROCESS_DIR)
+    if not folder:
+        return own
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+    return merged
+
+
 class RelayMetrics:
+    def exposed(self) -> CollectorRegistry:
+        return exposed_registry(self.registry)
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -78,16 +101,25 @@ class RelayMetrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "igbridge_queue_depth", "Jobs waiting or in flight.", ["queue"], registry=r
+            "igbridge_queue_depth",
+            "Jobs waiting or in flight.",
+            ["queue"],
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.dead_letters = Gauge(
-            "igbridge_dead_letters", "Jobs in the dead-letter record.", ["queue"], registry=r
+            "igbridge_dead_letters",
+            "Jobs in the dead-letter record.",
+            ["queue"],
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.oldest_job_age = Gauge(
             "igbridge_oldest_job_age_seconds",
             "How long the oldest waiting job has waited.",
             ["queue"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.media_probes = Counter(
             "igbridge_media_probes",
@@ -128,6 +160,7 @@ class RelayMetrics:
             "Customers still waiting for an answer whose last message is older than "
             "IGBRIDGE_WINDOW_ESCALATE_AFTER but inside Meta's 24-hour reply window.",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.credentials_ok = Gauge(
             "igbridge_credentials_ok",
@@ -135,6 +168,7 @@ class RelayMetrics:
             "Instagram's access token), 0 while it refuses them.",
             ["platform"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.guard = Counter(
             "igbridge_guard",
