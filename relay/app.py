@@ -300,7 +300,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
 
     @asynccontextmanager
     async def separate(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.store_url, prefix=settings.store_key_prefix)
+        store = open_store(settings.store_url, prefix=settings.store_key_prefix, claims=False)
         await store.open()  # first: the schema exists before the delivery process opens it
         child = await DeliveryProcess.spawn()
 

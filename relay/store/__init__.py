@@ -19,12 +19,14 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, prefix: str = "igbridge") -> Store:
+def open_store(url: str, *, prefix: str = "igbridge", claims: bool = True) -> Store:
     """The backend for ``IGBRIDGE_STORE_URL`` (not yet opened: call ``open()``).
 
-    ``prefix`` keeps several channels apart when they share one Redis."""
+    ``prefix`` keeps several channels apart when they share one Redis. ``claims=False``:
+    this process only enqueues (the web side of ``serve``), so it must not release the
+    leases of the delivery process that shares the SQLite file."""
     if url.startswith("sqlite:///"):
-        return SQLiteStore(sqlite_path(url))
+        return SQLiteStore(sqlite_path(url), release_leases_at_open=claims)
     if url.startswith(("redis://", "rediss://")):
         return RedisStore(url, prefix=prefix)
     raise ValueError("IGBRIDGE_STORE_URL: must be sqlite:///PATH or redis://HOST:PORT/DB")
