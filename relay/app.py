@@ -307,7 +307,11 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         def delivery_died(code: int) -> None:
             # A relay that acks webhooks nobody delivers is worse than one that restarts.
             app.state.delivery_exit_code = code
-            os.kill(os.getpid(), signal.SIGTERM)
+            stop_server: Callable[[], None] | None = getattr(app.state, "stop_server", None)
+            if stop_server is not None:
+                stop_server()
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
 
         child.on_exit = delivery_died
         holder["relay"] = WebSide(store, lambda: dict(child.problems))

@@ -40,14 +40,19 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     app = create_app(settings, delivery=args.delivery)
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
             log_config=None,
             timeout_graceful_shutdown=10,
         )
+    )
+    # The app stops the server itself when its delivery process dies (then exit 1).
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)
+    try:
+        server.run()
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
