@@ -56,7 +56,7 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # Appended, never prepended: the repository root has a folder named operator/ that must
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from bench.proc import cpu_seconds, peak_rss_mb
+from bench.proc import tree_cpu_seconds, tree_peak_rss_mb
 from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
@@ -188,6 +188,7 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
             "record",
             "--pid",
             str(pid),
+            "--subprocesses",  # the delivery process too
             "--format",
             "raw",
             "--rate",
@@ -375,6 +376,7 @@ def wrk_ack(
             results[f"{label}_socket_errors"] = float(run.socket_errors)
             results[f"{label}_bodies_repeated"] = float(run.wrapped)
             results[f"{label}_target_cpu_cores"] = run.target_cpu_share
+            results[f"{label}_children_cpu_cores"] = run.children_cpu_share
             results[f"{label}_wrk_cpu_cores"] = run.wrk_cpu_share
             results[f"{label}_machine_busy_cores"] = run.machine_busy_cores
             if target == "relay":
@@ -529,7 +531,7 @@ def main() -> None:
             )
             results |= {k: v for k, v in baseline.items() if "accept" in k}
             assert relay.proc is not None
-            cpu_before = cpu_seconds(relay.proc.pid)
+            cpu_before = tree_cpu_seconds(relay.proc.pid)
             collapsed = Path("bench/results/profile_inbound.collapsed").resolve()
             collapsed.parent.mkdir(parents=True, exist_ok=True)
             profiler = start_profiler(relay.proc.pid, collapsed) if args.profile else None
@@ -540,7 +542,7 @@ def main() -> None:
                 args.concurrency,
                 lambda: len(sb.genesys.messages),
             )
-            cpu_inbound = cpu_seconds(relay.proc.pid) - cpu_before
+            cpu_inbound = tree_cpu_seconds(relay.proc.pid) - cpu_before
             results["relay_cpu_ms_per_inbound_message"] = cpu_inbound / args.messages * 1000
             if profiler is not None:
                 stop_profiler(profiler)
@@ -548,7 +550,7 @@ def main() -> None:
             results["genesys_simulator_direct_messages_per_s"] = genesys_direct(
                 sb, sb.genesys.messages[0].body, args.messages, args.concurrency
             )
-            cpu_before = cpu_seconds(relay.proc.pid)
+            cpu_before = tree_cpu_seconds(relay.proc.pid)
             results |= phase(
                 "outbound",
                 f"{relay.url}/webhooks/genesys",
@@ -556,7 +558,7 @@ def main() -> None:
                 args.concurrency,
                 lambda: len(sb.genesys.receipts),
             )
-            cpu_outbound = cpu_seconds(relay.proc.pid) - cpu_before
+            cpu_outbound = tree_cpu_seconds(relay.proc.pid) - cpu_before
             results["relay_cpu_ms_per_outbound_message"] = cpu_outbound / args.messages * 1000
             results["relay_ack_vs_bare_p50"] = (
                 results["inbound_accept_p50_ms"] / results["bare_accept_p50_ms"]
@@ -564,7 +566,7 @@ def main() -> None:
             results["relay_cpu_seconds_per_1000_messages"] = (
                 (cpu_inbound + cpu_outbound) / (2 * args.messages) * 1000
             )
-            results["relay_peak_rss_mb"] = peak_rss_mb(relay.proc.pid)
+            results["relay_peak_rss_mb"] = tree_peak_rss_mb(relay.proc.pid)
             if args.wrk:
                 results |= wrk_ack(sb, Path(tmp), relay, bare.pid, bare_port, args)
         finally:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.proc import cpu_seconds, machine_busy_seconds
+from bench.proc import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
 from igbridge.sandbox.meta_sim import encode_like_meta, sign_meta
 from igbridge.sandbox.stack import Sandbox
 
@@ -60,6 +60,8 @@ class WrkRun:
     wrapped: bool  # the run sent more requests than there were distinct bodies
     wrk_cpu_share: float  # wrk's CPU seconds per wall second (1.0 = one core)
     target_cpu_share: float  # the target process's, over the same time
+    # Its children's (the relay's delivery process, delivering beside the acks).
+    children_cpu_share: float
     machine_busy_cores: float  # every process's: what was left for the target
 
 
@@ -80,6 +82,7 @@ def run_wrk(
 ) -> WrkRun:
     """One wrk run against the process ``target_pid`` (whose CPU use is measured too)."""
     target_before = cpu_seconds(target_pid)
+    tree_before = tree_cpu_seconds(target_pid)
     # wrk is the only child waited for meanwhile: the children's CPU delta is wrk's own.
     wrk_before = cpu_of_children()
     machine_before = machine_busy_seconds()
@@ -107,6 +110,7 @@ def run_wrk(
     machine = machine_busy_seconds() - machine_before
     wrk_cpu = cpu_of_children() - wrk_before
     target_cpu_used = cpu_seconds(target_pid) - target_before
+    children_cpu_used = tree_cpu_seconds(target_pid) - tree_before - target_cpu_used
     line = next(
         (x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")),
         None,
@@ -124,5 +128,6 @@ def run_wrk(
         wrapped=bool(stats["wrapped"]),
         wrk_cpu_share=wrk_cpu / wall,
         target_cpu_share=target_cpu_used / (stats["duration_us"] / 1e6),
+        children_cpu_share=children_cpu_used / (stats["duration_us"] / 1e6),
         machine_busy_cores=machine / wall,
     )
