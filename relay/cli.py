@@ -46,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_config=None,
+            access_log=False,  # a line per webhook; the relay's own lines carry what matters
             timeout_graceful_shutdown=10,
         )
     )
