@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
+from igbridge.relay.http import new_session
 from igbridge.relay.metrics import RelayMetrics
 from igbridge.relay.store import Store, open_store
 from igbridge.relay.tasks.sla import SlaSweeper, customer_answered, customer_waiting
@@ -92,7 +91,7 @@ async def sweep_bench(
         started = time.perf_counter()
         await fill(store, customers, due_every, waiting_every)
         filled = time.perf_counter() - started
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with new_session(timeout=10) as http:
             tokens = TokenProvider(
                 http, sb.genesys_server.url, sb.genesys.client_id, sb.genesys.client_secret
             )

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from igbridge.relay.channel_status import GROUP, PLURAL, VERSION
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
+from igbridge.relay.http import new_session
 
 from . import metrics
 from .channel import Channel
@@ -80,7 +81,10 @@ async def startup(
         memo["metrics_server"] = server
     api = ApiClient()
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
+    # The relay's Genesys client (shared below) speaks through the relay's aiohttp session.
+    genesys_http = new_session(timeout=15.0, connect=5.0)
     memo["api"], memo["http"], memo["config"] = api, http, config
+    memo["genesys_http"] = genesys_http
 
     # One token provider per Genesys client: a token is reused until it expires instead of
     # a new OAuth exchange on every reconcile of every channel.
@@ -92,9 +96,9 @@ async def startup(
         tokens = providers.get(key)
         if tokens is None:
             tokens = providers[key] = TokenProvider(
-                http, spec.genesys.login_url, client_id, client_secret
+                genesys_http, spec.genesys.login_url, client_id, client_secret
             )
-        return Integrations(GenesysRest(http, spec.genesys.api_url, tokens))
+        return Integrations(GenesysRest(genesys_http, spec.genesys.api_url, tokens))
 
     subscribe = functools.partial(ensure_subscribed, http)
     memo["reconciler"] = Reconciler(Kube(api), integrations, subscribe, config, MetaTokens(http))
@@ -105,6 +109,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         memo["metrics_server"].shutdown()
         memo["metrics_server"].server_close()
     await memo["http"].aclose()
+    await memo["genesys_http"].close()
     await memo["api"].close()
 
 

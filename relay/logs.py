@@ -39,4 +39,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Access logs would repeat every webhook; our own lines carry what matters.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The relay's own client (aiohttp) logs no requests; httpx, which the simulators of
+    # `igbridge-relay sandbox` use in the same process, logs each one at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)

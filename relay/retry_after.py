@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import email.utils
 import time
-
-import httpx
+from collections.abc import Mapping
 
 # A longer wait is more likely a misconfigured proxy than advice worth following.
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
-def retry_after_seconds(resp: httpx.Response) -> float | None:
-    """The response's Retry-After in seconds (delta or HTTP date), bounded; None if absent."""
-    raw = resp.headers.get("Retry-After")
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds (delta or HTTP date), bounded; None if absent.
+
+    ``headers`` must look names up case-insensitively, as aiohttp's do."""
+    raw = headers.get("Retry-After")
     if raw is None:
         return None
     raw = raw.strip()

@@ -9,13 +9,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from igbridge.relay.config import Settings, load_settings
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.errors import AuthError
 from igbridge.relay.health import RelayHealth, recheck_delay, sqlite_disk_problem
+from igbridge.relay.http import new_session
 from igbridge.relay.meta.graph import GraphClient
 from igbridge.relay.meta.send import SendClient
 from igbridge.relay.metrics import RelayMetrics
@@ -69,7 +69,7 @@ def test_a_refused_client_is_not_asked_again_until_the_backoff_has_passed(
     async def main() -> list[int]:
         clock = Clock()
         seen = []
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with new_session(timeout=5) as http:
             tokens = TokenProvider(http, server.url, "sandbox-client", SECRET, clock=clock)
             for _ in range(50):
                 with pytest.raises(AuthError, match="IGBRIDGE_GENESYS_CLIENT_SECRET"):
@@ -102,7 +102,7 @@ def test_new_credentials_are_tried_at_once_even_during_a_backoff(
     sim, server = genesys
 
     async def main() -> None:
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with new_session(timeout=5) as http:
             tokens = TokenProvider(http, server.url, "sandbox-client", "old", clock=Clock())
             with pytest.raises(AuthError):
                 await tokens.token()
@@ -202,7 +202,7 @@ def test_the_watch_paces_its_checks_and_takes_rotated_secrets_at_once(
     async def main() -> None:
         clock = Clock()
         health = RelayHealth()
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with new_session(timeout=5) as http:
             tokens = TokenProvider(
                 http, settings.genesys_login, "sandbox-client", "wrong", clock=clock
             )
@@ -248,7 +248,7 @@ def test_a_rotated_instagram_token_is_used_for_sends_too(
     async def main() -> None:
         clock = Clock()
         health = RelayHealth()
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with new_session(timeout=5) as http:
             tokens = TokenProvider(http, settings.genesys_login, "sandbox-client", SECRET)
             graph = GraphClient(settings.graph_base, "expired-token")
             send = SendClient(graph.http, settings.graph_base, "expired-token")

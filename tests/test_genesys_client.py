@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import httpx
 import pytest
 
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.client import GenesysClient
 from igbridge.relay.genesys.errors import AuthError, PermanentError, TransientError
 from igbridge.relay.genesys.payloads import From, InboundChannel, InboundMessage
+from igbridge.relay.http import new_session
 from igbridge.sandbox.faults import Fault
 from igbridge.sandbox.genesys_sim import GenesysSimulator
 from igbridge.sandbox.server import ThreadedServer, serve_in_thread
@@ -41,7 +41,7 @@ def with_client(
 ) -> T:
     async def main() -> T:
         clock = Clock()
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with new_session(timeout=5) as http:
             tokens = TokenProvider(http, server.url, "sandbox-client", secret, clock=clock)
             client = GenesysClient(http, server.url, "sandbox-integration", tokens)
             return await fn(client, clock)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import pytest
 
@@ -21,7 +22,8 @@ from igbridge.relay.config import Settings
 from igbridge.relay.genesys import payloads
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.client import GenesysClient
-from igbridge.relay.genesys.rest import GenesysRest
+from igbridge.relay.genesys.rest import JSON_UTF8, GenesysRest
+from igbridge.relay.http import Answer, fetch
 from igbridge.relay.meta.events import parse_webhook
 from igbridge.relay.pipeline import addressing, outbound, receipts
 from igbridge.relay.pipeline.inbound import NotForwarded, build
@@ -105,17 +107,23 @@ def live() -> Iterator[tuple[GenesysSimulator, ThreadedServer]]:
 
 
 def capture(
-    server: ThreadedServer, fn: Callable[[httpx.AsyncClient, TokenProvider], Awaitable[T]]
+    server: ThreadedServer, fn: Callable[[aiohttp.ClientSession, TokenProvider], Awaitable[T]]
 ) -> tuple[T, list[tuple[str, str, Any]]]:
-    """Run ``fn`` with a client whose every request body is recorded as sent."""
+    """Run ``fn`` with a session whose every request body is recorded as sent."""
     sent: list[tuple[str, str, Any]] = []
 
-    async def record(request: httpx.Request) -> None:
-        if request.content and request.url.path != "/oauth/token":
-            sent.append((request.method, request.url.path, json.loads(request.content)))
+    async def record(
+        _: aiohttp.ClientSession, __: object, sent_chunk: aiohttp.TraceRequestChunkSentParams
+    ) -> None:
+        if sent_chunk.chunk and sent_chunk.url.path != "/oauth/token":
+            body = json.loads(sent_chunk.chunk)
+            sent.append((sent_chunk.method, sent_chunk.url.path, body))
 
     async def main() -> T:
-        async with httpx.AsyncClient(timeout=10, event_hooks={"request": [record]}) as http:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_chunk_sent.append(record)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout, trace_configs=[trace]) as http:
             tokens = TokenProvider(http, server.url, "sandbox-client", "sandbox-client-secret")
             return await fn(http, tokens)
 
@@ -151,7 +159,7 @@ def test_receipts_of_every_status_and_reason_are_accepted(
     sim, server = live
     codes = sorted(relay_reason_codes())
 
-    async def send(http: httpx.AsyncClient, tokens: TokenProvider) -> None:
+    async def send(http: aiohttp.ClientSession, tokens: TokenProvider) -> None:
         client = GenesysClient(http, server.url, INTEGRATION, tokens)
         when = "2026-01-01T10:00:00.000Z"
         await client.send_receipt("out-ok", CUSTOMER, "Delivered", time=when)
@@ -182,7 +190,7 @@ def test_the_escalation_priority_patch_is_valid(
         "text": "hi",
     }
 
-    async def send(http: httpx.AsyncClient, tokens: TokenProvider) -> None:
+    async def send(http: aiohttp.ClientSession, tokens: TokenProvider) -> None:
         rest = GenesysRest(http, server.url, tokens)
         accepted = await rest.request(
             "POST", f"{INBOUND}/message", first, params={"prefetchConversationId": "true"}
@@ -200,7 +208,7 @@ def test_the_operators_provisioning_bodies_are_valid(
 ) -> None:
     sim, server = live
 
-    async def provision(http: httpx.AsyncClient, tokens: TokenProvider) -> None:
+    async def provision(http: aiohttp.ClientSession, tokens: TokenProvider) -> None:
         client = Integrations(GenesysRest(http, server.url, tokens))
         created = await client.create(
             "igbridge-shop",
@@ -369,7 +377,7 @@ def test_an_integration_patch_without_a_name_is_refused(
 ) -> None:
     _, server = live
 
-    async def steps(http: httpx.AsyncClient, tokens: TokenProvider) -> httpx.Response:
+    async def steps(http: aiohttp.ClientSession, tokens: TokenProvider) -> Answer:
         rest = GenesysRest(http, server.url, tokens)
         created = await rest.request(
             "POST",
@@ -380,12 +388,14 @@ def test_an_integration_patch_without_a_name_is_refused(
                 **{"outboundNotificationWebhookSignatureSecretToken": SECRET},
             },
         )
-        return await http.patch(
+        return await fetch(
+            http,
+            "PATCH",
             f"{server.url}/api/v2/conversations/messaging/integrations/open/{created['id']}",
-            json={"outboundNotificationWebhookUrl": "https://y.example/h"},
-            headers={"Authorization": f"Bearer {await tokens.token()}"},
+            data=json.dumps({"outboundNotificationWebhookUrl": "https://y.example/h"}).encode(),
+            headers={"Authorization": f"Bearer {await tokens.token()}", "Content-Type": JSON_UTF8},
         )
 
     resp, _ = capture(server, steps)
-    assert resp.status_code == 400
+    assert resp.status == 400
     assert "name: required field missing" in resp.json()["message"]

@@ -200,7 +200,7 @@ def test_a_certificate_from_an_unknown_ca_is_refused(cdn: Cdn) -> None:
     info = asyncio.run(go())
     assert (media_type(info, "image"), info) == (
         "Image",
-        MediaInfo(None, False, "error:ConnectError"),
+        MediaInfo(None, False, "error:tls"),
     )
 
 

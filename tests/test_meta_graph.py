@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from igbridge.relay.http import Answer, fetch, new_session
 from igbridge.relay.meta.graph import (
     PROFILE_FIELDS,
     GraphClient,
@@ -271,21 +272,20 @@ def test_mentioned_comment_lookup(graph: Graph) -> None:
 
 
 def test_graph_errors_are_parsed_from_real_responses(graph: Graph) -> None:
-    async def fetch(url: str, token: str) -> httpx.Response:
-        async with httpx.AsyncClient() as http:
-            return await http.get(url, headers={"Authorization": f"Bearer {token}"})
+    async def get(url: str, token: str) -> Answer:
+        async with new_session(timeout=5) as http:
+            return await fetch(http, "GET", url, headers={"Authorization": f"Bearer {token}"})
 
-    unknown = asyncio.run(fetch(f"{graph.base}/404404", TOKEN))
+    unknown = asyncio.run(get(f"{graph.base}/404404", TOKEN))
     assert GraphError.from_response(unknown) == GraphError(
         400, 100, 33, "Unsupported get request. Object with ID '404404' does not exist"
     )
-    refused = asyncio.run(fetch(f"{graph.base}/{CUSTOMER}", "bad"))
+    refused = asyncio.run(get(f"{graph.base}/{CUSTOMER}", "bad"))
     assert GraphError.from_response(refused) == GraphError(
         400, 190, None, "Invalid OAuth access token - Cannot parse access token"
     )
-    assert GraphError.from_response(httpx.Response(502, text="<html>bad gateway</html>")) == (
-        GraphError(502, None, None, "HTTP 502")
-    )
+    gateway = Answer(502, CIMultiDictProxy(CIMultiDict()), b"<html>bad gateway</html>")
+    assert GraphError.from_response(gateway) == GraphError(502, None, None, "HTTP 502")
 
 
 def test_ttl_cache_is_bounded_and_evicts_the_least_recently_used() -> None:

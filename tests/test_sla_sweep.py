@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -22,6 +21,7 @@ from starlette.routing import Route
 from igbridge.relay import records
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.rest import GenesysRest
+from igbridge.relay.http import new_session
 from igbridge.relay.metrics import RelayMetrics
 from igbridge.relay.pipeline.window import HOUR_MS, CommentOrigin
 from igbridge.relay.records import (
@@ -85,7 +85,7 @@ def sweeping(
     """A store test body given a maker of sweepers that escalate through the fake."""
 
     async def body(store: Store, _: Clock) -> None:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with new_session(timeout=10) as http:
             rest = GenesysRest(http, server.url, TokenProvider(http, server.url, "id", "secret"))
 
             def sweeper(on: Store) -> SlaSweeper:

@@ -13,9 +13,10 @@ import logging
 import time
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 
 from ..health import recheck_delay
+from ..http import TRANSPORT_ERRORS, fetch
 from ..retry_after import retry_after_seconds
 from .errors import AuthError, TransientError
 from .http import classify_response
@@ -30,7 +31,7 @@ REFRESH_MARGIN_SECONDS = 300.0
 class TokenProvider:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         login_url: str,
         client_id: str,
         client_secret: str,
@@ -98,33 +99,35 @@ class TokenProvider:
     async def _fetch(self) -> str:
         self.requests += 1
         try:
-            resp = await self._http.post(
+            resp = await fetch(
+                self._http,
+                "POST",
                 self._url,
                 data={"grant_type": "client_credentials"},
                 headers={"Authorization": self._auth_header},
             )
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise TransientError(f"token endpoint unreachable: {type(exc).__name__}") from None
-        if resp.status_code in (400, 401, 403):
+        if resp.status in (400, 401, 403):
             self._refusals += 1
             backoff = recheck_delay(self._refusals, cap=self._refusal_cap)
             self._ask_again_at = self._clock() + backoff
             self._refused = (
-                f"Genesys refused the client credentials (HTTP {resp.status_code}): "
+                f"Genesys refused the client credentials (HTTP {resp.status}): "
                 "check IGBRIDGE_GENESYS_CLIENT_ID, IGBRIDGE_GENESYS_CLIENT_SECRET and the OAuth "
                 "client's region"
             )
             log.warning(
                 "genesys token refused",
-                extra={"status": resp.status_code, "refusals": self._refusals, "ask_in": backoff},
+                extra={"status": resp.status, "refusals": self._refusals, "ask_in": backoff},
             )
             raise AuthError(self._refused)
-        if resp.status_code != 200:
-            kind = classify_response(resp.status_code)
+        if resp.status != 200:
+            kind = classify_response(resp.status)
             raise TransientError(
-                f"token endpoint answered HTTP {resp.status_code} ({kind})",
-                status=resp.status_code,
-                retry_after=retry_after_seconds(resp),
+                f"token endpoint answered HTTP {resp.status} ({kind})",
+                status=resp.status,
+                retry_after=retry_after_seconds(resp.headers),
             )
         try:
             body = resp.json()

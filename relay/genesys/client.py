@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from .auth import TokenProvider
 from .payloads import CustomerMessage, InboundMessage, StructuredResponse
@@ -19,7 +19,7 @@ class InboundAccepted:
 
 class GenesysClient:
     def __init__(
-        self, http: httpx.AsyncClient, api_url: str, integration_id: str, tokens: TokenProvider
+        self, http: aiohttp.ClientSession, api_url: str, integration_id: str, tokens: TokenProvider
     ) -> None:
         self.rest = GenesysRest(http, api_url, tokens)
         self.tokens = tokens

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+from ..http import Answer
 
 
 def classify_response(status: int) -> str:
@@ -14,12 +14,12 @@ def classify_response(status: int) -> str:
     return "permanent"
 
 
-def error_reason(resp: httpx.Response, limit: int = 300) -> str:
+def error_reason(resp: Answer, limit: int = 300) -> str:
     """A short, loggable reason from a Genesys error body (its ``message``), else the status."""
     try:
         body = resp.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return f"HTTP {resp.status_code}: {body['message'][:limit]}"
-    return f"HTTP {resp.status_code}"
+        return f"HTTP {resp.status}: {body['message'][:limit]}"
+    return f"HTTP {resp.status}"

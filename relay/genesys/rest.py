@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 
+from ..http import fetch
 from ..retry_after import retry_after_seconds
 from .auth import TokenProvider
 from .errors import PermanentError, TransientError
@@ -27,7 +28,7 @@ class NotFound(PermanentError):
 
 
 class GenesysRest:
-    def __init__(self, http: httpx.AsyncClient, api_url: str, tokens: TokenProvider) -> None:
+    def __init__(self, http: aiohttp.ClientSession, api_url: str, tokens: TokenProvider) -> None:
         self.http = http
         self.api = api_url.rstrip("/")
         self.tokens = tokens
@@ -47,31 +48,36 @@ class GenesysRest:
             if content is not None:
                 headers["Content-Type"] = JSON_UTF8
             try:
-                resp = await self.http.request(
-                    method, f"{self.api}{path}", content=content, params=params, headers=headers
+                resp = await fetch(
+                    self.http,
+                    method,
+                    f"{self.api}{path}",
+                    data=content,
+                    params=params,
+                    headers=headers,
                 )
-            except httpx.TimeoutException:
+            except TimeoutError:
                 raise TransientError("Genesys timed out") from None
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 raise TransientError(f"Genesys unreachable: {type(exc).__name__}") from None
-            if resp.status_code == 401 and attempt == 1:
+            if resp.status == 401 and attempt == 1:
                 # The token was revoked or expired early: fetch a new one, try once more.
                 self.tokens.invalidate(token)
                 continue
-            kind = classify_response(resp.status_code)
+            kind = classify_response(resp.status)
             if kind == "ok":
                 try:
-                    parsed = resp.json() if resp.content else {}
+                    parsed = resp.json() if resp.body else {}
                 except ValueError:
                     return {}
                 return parsed if isinstance(parsed, dict) else {"entities": parsed}
             if kind == "transient":
                 raise TransientError(
                     error_reason(resp),
-                    status=resp.status_code,
-                    retry_after=retry_after_seconds(resp),
+                    status=resp.status,
+                    retry_after=retry_after_seconds(resp.headers),
                 )
-            if resp.status_code == 404:
+            if resp.status == 404:
                 raise NotFound(error_reason(resp), status=404)
-            raise PermanentError(error_reason(resp), status=resp.status_code)
+            raise PermanentError(error_reason(resp), status=resp.status)
         raise TransientError("Genesys refused a freshly issued token (HTTP 401)", status=401)

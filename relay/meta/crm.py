@@ -12,14 +12,17 @@ import logging
 import time
 from collections.abc import Callable
 
-import httpx
-
+from ..http import TRANSPORT_ERRORS, fetch, new_session
 from .graph import TTLCache
 
 log = logging.getLogger(__name__)
 
 VALUE_LIMIT = 500
 MAX_FIELDS = 30
+
+
+class CrmRefused(Exception):
+    """The CRM answered, but not with a 2xx."""
 
 
 class CrmLookup:
@@ -35,8 +38,9 @@ class CrmLookup:
         open_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout), headers=headers)
+        """Made inside a running event loop (it opens its session)."""
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = new_session(timeout=timeout)
         self._url = url
         self._timeout = timeout
         self._cache: TTLCache[str, dict[str, str]] = TTLCache(10_000, clock)
@@ -50,7 +54,7 @@ class CrmLookup:
         self.calls = 0
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def lookup(self, igsid: str, username: str | None) -> dict[str, str]:
         hit, cached = self._cache.get(igsid)
@@ -62,12 +66,15 @@ class CrmLookup:
         params = {"igsid": igsid, **({"username": username} if username else {})}
         try:
             async with asyncio.timeout(self._timeout):
-                resp = await self._http.get(self._url, params=params)
-            resp.raise_for_status()
+                resp = await fetch(
+                    self._http, "GET", self._url, params=params, headers=self._headers
+                )
+            if not resp.ok:
+                raise CrmRefused(f"HTTP {resp.status}")
             body = resp.json()
             if not isinstance(body, dict):
                 raise ValueError("the CRM did not answer a JSON object")
-        except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+        except (*TRANSPORT_ERRORS, CrmRefused, ValueError) as exc:
             self._failed(exc)
             self._cache.put(igsid, {}, self._failure_ttl)
             return {}

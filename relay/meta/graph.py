@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-import httpx
+import aiohttp
+
+from ..http import Answer, fetch, new_session
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,16 @@ class GraphError:
     message: str
 
     @classmethod
-    def from_response(cls, resp: httpx.Response) -> GraphError:
+    def from_response(cls, resp: Answer) -> GraphError:
         try:
             body = resp.json()
         except ValueError:
             body = None
         err = body.get("error") if isinstance(body, dict) else None
         if not isinstance(err, dict):
-            return cls(resp.status_code, None, None, f"HTTP {resp.status_code}")
+            return cls(resp.status, None, None, f"HTTP {resp.status}")
         return cls(
-            resp.status_code,
+            resp.status,
             _opt_int(err.get("code")),
             _opt_int(err.get("error_subcode")),
             str(err.get("message") or "")[:300],
@@ -121,7 +123,9 @@ def _opt_bool(obj: dict[str, Any], key: str) -> bool | None:
 
 
 class GraphClient:
-    """Profile and mention lookups; ``http`` is shared with the Send API client."""
+    """Profile and mention lookups; ``http`` is shared with the Send API client.
+
+    Made inside a running event loop (it opens its session)."""
 
     def __init__(
         self,
@@ -132,30 +136,26 @@ class GraphClient:
         profile_ttl: float = 3600.0,
         failure_ttl: float = 60.0,
         cache_size: int = 10_000,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            headers={"Authorization": f"Bearer {access_token}"},
-            transport=transport,
-        )
+        self._http = new_session(timeout=timeout)
+        self._auth = {"Authorization": f"Bearer {access_token}"}
         self._profile_ttl = profile_ttl
         self._failure_ttl = failure_ttl
         self._profiles: TTLCache[str, Profile | None] = TTLCache(cache_size, clock)
         self.lookups = 0  # requests actually sent, for tests and metrics
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> aiohttp.ClientSession:
         return self._http
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     def set_access_token(self, access_token: str) -> None:
         """Use a rotated token from now on (the Send API client has its own copy)."""
-        self._http.headers["Authorization"] = f"Bearer {access_token}"
+        self._auth = {"Authorization": f"Bearer {access_token}"}
 
     async def check_token(self) -> GraphError | None:
         """Whether Meta takes the access token: ``GET /me?fields=id``, the cheapest call
@@ -167,15 +167,16 @@ class GraphClient:
     async def _get(self, node: str, params: dict[str, str]) -> dict[str, Any] | GraphError:
         self.lookups += 1
         try:
-            resp = await self._http.get(f"{self._base}/{quote(node, safe='')}", params=params)
+            url = f"{self._base}/{quote(node, safe='')}"
+            resp = await fetch(self._http, "GET", url, params=params, headers=self._auth)
         except Exception as exc:  # a lookup only enriches a message: never let it raise
             return GraphError(0, None, None, type(exc).__name__)
-        if resp.status_code != 200:
+        if resp.status != 200:
             return GraphError.from_response(resp)
         try:
             body = resp.json()
         except ValueError:
-            return GraphError(resp.status_code, None, None, "unreadable body")
+            return GraphError(resp.status, None, None, "unreadable body")
         return body if isinstance(body, dict) else GraphError(200, None, None, "not an object")
 
     async def get_profile(self, igsid: str) -> Profile | None:

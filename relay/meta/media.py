@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import aiohttp
+
+from ..http import Answer, fetch, new_session
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 # Types that say nothing about the media: a CDN's generic bytes, or the HTML error or
 # login page served in place of an expired story or a private reel.
@@ -53,25 +56,22 @@ class MediaProber:
         *,
         timeout: float = 2.0,
         ca_file: Path | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """Made inside a running event loop (it opens its session). ``ca_file``: trust
+        only that CA (tests); else the system's store."""
         self._allowed = tuple(h.lower() for h in allowed_hosts)
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file))
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            verify=verify,
-            transport=transport,
+        tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
+        self._http = new_session(
+            timeout=timeout,
+            tls=tls,
             headers={"User-Agent": "igbridge-relay (media type check)"},
         )
-        # httpx's timeout is per phase and per request; this bounds the whole check,
+        # The session's timeout bounds one request; this bounds the whole check,
         # redirects and the ranged-GET fallback included, so a message is never held up.
         self._deadline = timeout * 2
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     def _checkable(self, url: str) -> str | None:
         """None when the URL may be contacted, else why not."""
@@ -92,8 +92,12 @@ class MediaProber:
         try:
             async with asyncio.timeout(self._deadline):
                 mime, note = await self._probe(url)
-        except (httpx.TimeoutException, TimeoutError):
+        except TimeoutError:
             mime, note = None, "timeout"
+        except aiohttp.ClientSSLError:  # an untrusted or invalid certificate, a TLS failure
+            mime, note = None, "error:tls"
+        except aiohttp.ClientConnectionError:  # refused, reset, unresolvable
+            mime, note = None, "error:unreachable"
         except Exception as exc:  # a failed check must never drop the message
             mime, note = None, f"error:{type(exc).__name__}"
         if mime is None:
@@ -109,28 +113,38 @@ class MediaProber:
             refused = self._checkable(url)
             if refused is not None:
                 return None, refused
-            resp = await self._http.head(url)
-            if resp.status_code in (403, 405, 501) or (resp.is_success and not _has_type(resp)):
-                # Some CDNs refuse HEAD: ask for one byte and never read the body.
-                async with self._http.stream("GET", url, headers={"Range": "bytes=0-0"}) as r:
-                    resp = r
-            if resp.is_redirect and "location" in resp.headers:
-                url = urljoin(url, resp.headers["location"])
+            resp = await fetch(self._http, "HEAD", url)
+            if resp.status in (403, 405, 501) or (resp.ok and not _has_type(resp)):
+                resp = await self._first_byte(url)
+            location = resp.headers.get("location")
+            if resp.status in REDIRECTS and location is not None:
+                url = urljoin(url, location)
                 continue
-            if not resp.is_success:
-                return None, f"http_{resp.status_code}"
+            if not resp.ok:
+                return None, f"http_{resp.status}"
             if not _has_type(resp):
                 return None, "no_content_type"
             mime = _content_type(resp)
             return (None, "unusable_type") if mime in UNUSABLE_MIMES else (mime, "verified")
         return None, "too_many_redirects"
 
+    async def _first_byte(self, url: str) -> Answer:
+        """Some CDNs refuse HEAD: ask for one byte and never read the body. The connection
+        is aborted, not closed: a TLS close waits for the server's close_notify and reads
+        whatever comes first, all 64 MB of a video from a CDN that ignores Range."""
+        headers = {"Range": "bytes=0-0"}
+        async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
+            conn = resp.connection
+            if conn is not None and conn.protocol is not None:
+                conn.protocol.abort()
+            return Answer(resp.status, resp.headers, b"")
 
-def _content_type(resp: httpx.Response) -> str:
-    return str(resp.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+def _content_type(resp: Answer) -> str:
+    return resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _has_type(resp: httpx.Response) -> bool:
+def _has_type(resp: Answer) -> bool:
     """False when the response names no type worth a second request (HEAD → ranged GET)."""
     mime = _content_type(resp)
     return "/" in mime and mime not in ("application/octet-stream", "binary/octet-stream")

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import httpx
+import aiohttp
 
+from ..http import TRANSPORT_ERRORS, fetch
 from ..retry_after import retry_after_seconds
 from .graph import GraphError
 
@@ -60,7 +61,7 @@ def classify(error: GraphError) -> SendErrorKind:
 
 
 class SendClient:
-    def __init__(self, http: httpx.AsyncClient, graph_base: str, access_token: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, graph_base: str, access_token: str) -> None:
         self._http = http
         self._base = graph_base.rstrip("/")
         self._auth = {"Authorization": f"Bearer {access_token}"}
@@ -78,13 +79,15 @@ class SendClient:
             content = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json; charset=utf-8"
         try:
-            resp = await self._http.post(url, content=content, params=params, headers=headers)
-        except httpx.HTTPError as exc:
+            resp = await fetch(
+                self._http, "POST", url, data=content, params=params, headers=headers
+            )
+        except TRANSPORT_ERRORS as exc:
             err = GraphError(0, None, None, f"Instagram unreachable: {type(exc).__name__}")
             raise SendError(SendErrorKind.TRANSIENT, err) from None
-        if resp.status_code != 200:
+        if resp.status != 200:
             err = GraphError.from_response(resp)
-            raise SendError(classify(err), err, retry_after_seconds(resp))
+            raise SendError(classify(err), err, retry_after_seconds(resp.headers))
         try:
             data = resp.json()
         except ValueError:

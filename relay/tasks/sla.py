@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 
-import httpx
+import aiohttp
 
 from .. import records
 from ..genesys.errors import GenesysError, PermanentError, TransientError
-from ..genesys.rest import GenesysRest
+from ..genesys.rest import JSON_UTF8, GenesysRest
+from ..http import TRANSPORT_ERRORS, fetch
 from ..meta.events import EventKind, InstagramEvent
 from ..metrics import RelayMetrics
 from ..records import CONVERSATIONS, Conversation
@@ -91,7 +93,7 @@ class SlaSweeper:
         priority: int,
         interval: float = 60.0,
         alert_url: str | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
         self._store = store
         self._rest = rest
@@ -209,9 +211,19 @@ class SlaSweeper:
             "priority": self._priority,
         }
         try:
-            await self._http.post(self._alert_url, json=body, timeout=5.0)
-        except httpx.HTTPError as exc:
+            resp = await fetch(
+                self._http,
+                "POST",
+                self._alert_url,
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": JSON_UTF8},
+                total=5.0,
+            )
+        except TRANSPORT_ERRORS as exc:
             log.warning("sla alert webhook failed", extra={"error": type(exc).__name__})
+            return
+        if not resp.ok:
+            log.warning("sla alert webhook refused", extra={"status": resp.status})
 
 
 async def index_earlier_records(store: Store) -> None:
