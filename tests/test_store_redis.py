@@ -134,3 +134,55 @@ def test_redis_without_fsync_on_every_write_is_warned_about(
     finally:
         redis.stop()
     assert any("appendfsync always" in r.getMessage() for r in caplog.records)
+
+
+def test_concurrent_operations_share_round_trips_and_fail_alone(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        store = RedisStore(redis_server.url, prefix="shared-trips", clock=Clock())
+        await store.open()
+        try:
+            await store.enqueue(Q, [job(f"c{i}", f"m{i}", i) for i in range(40)])
+            before = store.round_trips
+            claimed = await store.claim(Q, 40, 30)
+            # 40 deliveries finishing at once: their settlements and record writes, and a
+            # read of a key holding the wrong type, asked for together.
+            assert store._redis is not None
+            await store._redis.set("{shared-trips}:rec:broken:k", b"x")
+            await store._redis.lpush("{shared-trips}:rec:broken:list", b"x")
+            results = await asyncio.gather(
+                *(store.complete(j) for j in claimed),
+                *(store.put_record("progress", j.dedupe_key, b"done") for j in claimed),
+                store.get_record("broken", "list"),
+                store.get_record("broken", "k"),
+                return_exceptions=True,
+            )
+            assert store.round_trips - before <= 3  # the claim, then at most two shared
+            assert all(r is None for r in results[:80])
+            assert isinstance(results[80], StoreUnavailable)
+            assert "WRONGTYPE" in str(results[80])
+            assert results[81] == b"x"  # its neighbour in the same round trip was fine
+            assert await store.depth(Q) == 0
+            assert await store.get_record("progress", "m7") == b"done"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_scripts_forgotten_by_redis_are_loaded_again(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        store = RedisStore(redis_server.url, prefix="flushed", clock=Clock())
+        await store.open()
+        try:
+            await store.enqueue(Q, [job("c", "m1", 1)])
+            assert store._redis is not None
+            await store._redis.script_flush()  # as after a Redis restart without its cache
+            (claimed,) = await store.claim(Q, 10, 30)
+            await store.complete(claimed)
+            assert await store.depth(Q) == 0
+        finally:
+            await store.close()
+
+    asyncio.run(main())

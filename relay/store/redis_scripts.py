@@ -211,9 +211,9 @@ redis.call('ZREMRANGEBYSCORE', base .. 'deadidx', '-inf', '(' .. ARGV[2])
 return #old
 """
 
-# KEYS: record, index, due index; ARGV: expected-present flag ('1'/'0'), expected, value,
-# key, time to live in ms ('0': none), index score (expiry time or 'inf'), due time ('':
-# none, out of the due index).
+# KEYS: record, index, due index, set of record namespaces; ARGV: expected-present flag
+# ('1'/'0'), expected, value, key, time to live in ms ('0': none), index score (expiry time
+# or 'inf'), due time ('': none, out of the due index), namespace.
 COMPARE_AND_PUT = """
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -232,6 +232,7 @@ if ARGV[7] == '' then
 else
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[4])
 end
+redis.call('SADD', KEYS[4], ARGV[8])
 return 1
 """
 

@@ -8,26 +8,44 @@ of what was answered 200 is Redis's: run it with ``appendonly yes`` and
 last second if Redis itself crashes). The relay checks this at start and warns.
 
 Keys share one hash tag (``{prefix}``), so the store also works on one Redis Cluster slot.
+
+Round trips: the per-message operations (enqueue, claim, settle, record reads and writes)
+asked for while a round trip is under way share the next one, as one ``MULTI … EXEC``
+(like SQLite's group commit: no added wait when idle, one trip for many messages under
+load). Each operation keeps its own atomicity (a script, or its commands in that block);
+the block runs them in the order they were asked for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from . import redis_scripts as lua
 from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+Command = tuple[str | bytes | int | float, ...]
+# Operations per shared round trip: bounds one MULTI block's time inside Redis.
+BATCH_LIMIT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    commands: tuple[Command, ...]
+    done: asyncio.Future[list[Any]]
 
 
 def redacted(url: str) -> str:
@@ -53,6 +71,9 @@ class RedisStore:
         self._clock = clock
         self._timeout = timeout
         self._redis: Redis | None = None
+        self._ops: list[_Op] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.round_trips = 0  # shared round trips sent: fewer than operations under load
 
     def _base(self, queue: str) -> str:
         return f"{self._tag}:q:{queue}:"
@@ -100,6 +121,14 @@ class RedisStore:
         self._renew = self._redis.register_script(lua.RENEW)
         self._settle = self._redis.register_script(lua.SETTLE)
         self._cas = self._redis.register_script(lua.COMPARE_AND_PUT)
+        self._scripts = [
+            self._enqueue,
+            self._transfer,
+            self._claim,
+            self._renew,
+            self._settle,
+            self._cas,
+        ]
         self._prune_dead = self._redis.register_script(lua.PRUNE_DEAD)
         self._prune_index = self._redis.register_script(lua.PRUNE_RECORD_INDEXES)
         # Redis being down at start is like Redis going down later: the relay runs, is
@@ -127,6 +156,8 @@ class RedisStore:
             )
 
     async def close(self) -> None:
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -140,6 +171,72 @@ class RedisStore:
     async def ping(self) -> None:
         await self._call(self._r.ping())
 
+    @staticmethod
+    def _eval(script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Command:
+        return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _shared(self, *commands: Command) -> list[Any]:
+        """One operation's replies; operations asked for meanwhile share a round trip."""
+        self._r  # noqa: B018 (raises StoreUnavailable when not open)
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._ops.append(_Op(commands, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_ops(), name="redis-round-trip")
+        return await done
+
+    async def _send_ops(self) -> None:
+        while self._ops:
+            batch, self._ops = self._ops[:BATCH_LIMIT], self._ops[BATCH_LIMIT:]
+            try:
+                replies = await self._round_trip(batch)
+            except StoreUnavailable as exc:
+                for op in batch:
+                    if not op.done.done():
+                        op.done.set_exception(exc)
+                continue
+            for op, reply in zip(batch, replies, strict=True):
+                if op.done.done():  # its caller went away meanwhile
+                    continue
+                failed = next((r for r in reply if isinstance(r, Exception)), None)
+                if failed is None:
+                    op.done.set_result(reply)
+                else:
+                    op.done.set_exception(self._unavailable(failed))
+
+    async def _round_trip(self, batch: Sequence[_Op]) -> list[list[Any]]:
+        """Each operation's replies (an error reply as its exception), in one round trip;
+        operations whose script Redis no longer knows (it restarted) go again once loaded."""
+        replies = await self._send(batch)
+        again = [
+            i for i, reply in enumerate(replies) if any(isinstance(r, NoScriptError) for r in reply)
+        ]
+        if again:
+            try:
+                for script in self._scripts:
+                    await self._r.script_load(script.script)
+            except RedisError as exc:
+                raise self._unavailable(exc) from None
+            for i, reply in zip(again, await self._send([batch[i] for i in again]), strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _send(self, batch: Sequence[_Op]) -> list[list[Any]]:
+        commands = [command for op in batch for command in op.commands]
+        self.round_trips += 1
+        # One command alone needs no MULTI block around it.
+        pipe = self._r.pipeline(transaction=len(commands) > 1)
+        for command in commands:
+            pipe.execute_command(*command)
+        try:
+            flat: list[Any] = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        out: list[list[Any]] = []
+        for op in batch:
+            out.append(flat[: len(op.commands)])
+            flat = flat[len(op.commands) :]
+        return out
+
     async def enqueue(
         self,
         queue: str,
@@ -147,7 +244,7 @@ class RedisStore:
         customer_messages: Mapping[str, int] | None = None,
     ) -> EnqueueResult:
         args = self._add_args(queue, jobs, customer_messages)
-        accepted, duplicates = await self._call(self._enqueue(keys=[], args=args, client=self._r))
+        ((accepted, duplicates),) = await self._shared(self._eval(self._enqueue, [], args))
         return EnqueueResult(int(accepted), int(duplicates))
 
     def _add_args(
@@ -178,15 +275,13 @@ class RedisStore:
         for job in taken:
             args += [str(job.id), job.key, job.lease]
         args += self._add_args(queue, jobs, customer_messages)
-        accepted, duplicates = await self._call(self._transfer(keys=[], args=args, client=self._r))
+        ((accepted, duplicates),) = await self._shared(self._eval(self._transfer, [], args))
         return EnqueueResult(int(accepted), int(duplicates))
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
         now = self._clock()
-        rows = await self._call(
-            self._claim(
-                keys=[], args=[self._base(queue), now, limit, now + lease_seconds], client=self._r
-            )
+        (rows,) = await self._shared(
+            self._eval(self._claim, [], [self._base(queue), now, limit, now + lease_seconds])
         )
         return [
             Job(
@@ -210,12 +305,12 @@ class RedisStore:
         args: list[str | float] = [self._base(queue), now, now + lease_seconds]
         for job in jobs:
             args += [job.key, str(job.id), job.lease]
-        lost = await self._call(self._renew(keys=[], args=args, client=self._r))
+        (lost,) = await self._shared(self._eval(self._renew, [], args))
         return [int(i) for i in lost]
 
     async def _settle_job(self, job: Job, mode: str, *extra: str | float) -> None:
         args = [self._base(job.queue), str(job.id), job.key, job.lease, mode, *extra]
-        await self._call(self._settle(keys=[], args=args, client=self._r))
+        await self._shared(self._eval(self._settle, [], args))
 
     async def complete(self, job: Job) -> None:
         await self._settle_job(job, "done")
@@ -277,8 +372,8 @@ class RedisStore:
         return int(removed)
 
     async def last_customer_message(self, key: str) -> int | None:
-        score = await self._call(self._r.zscore(self._windows, key))
-        return None if score is None else int(score)
+        (score,) = await self._shared(("ZSCORE", self._windows, key))
+        return None if score is None else int(float(score))
 
     async def prune_windows(self, older_than_seconds: float) -> int:
         cutoff_ms = int((self._clock() - older_than_seconds) * 1000)
@@ -299,21 +394,25 @@ class RedisStore:
         ttl_seconds: float | None = None,
         due_at: float | None = None,
     ) -> None:
-        pipe = self._r.pipeline(transaction=True)
+        due: Command
         if due_at is None:
-            pipe.zrem(self._due_index(namespace), key)
+            due = ("ZREM", self._due_index(namespace), key)
         else:
-            pipe.zadd(self._due_index(namespace), {key: due_at})
+            due = ("ZADD", self._due_index(namespace), repr(due_at), key)
+        put: Command
         if ttl_seconds is None:
-            pipe.set(self._record(namespace, key), value)
-            score = math.inf
+            put = ("SET", self._record(namespace, key), value)
+            score = "inf"
         else:
             ms = max(1, int(ttl_seconds * 1000))
-            pipe.set(self._record(namespace, key), value, px=ms)
-            score = self._clock() + ttl_seconds
-        pipe.zadd(self._record_index(namespace), {key: score})
-        pipe.sadd(self._record_namespaces, namespace)
-        await self._call(pipe.execute())
+            put = ("SET", self._record(namespace, key), value, "PX", ms)
+            score = repr(self._clock() + ttl_seconds)
+        await self._shared(
+            due,
+            put,
+            ("ZADD", self._record_index(namespace), score, key),
+            ("SADD", self._record_namespaces, namespace),
+        )
 
     async def compare_and_put_record(
         self,
@@ -324,34 +423,31 @@ class RedisStore:
         ttl_seconds: float | None = None,
         due_at: float | None = None,
     ) -> bool:
-        await self._call(self._r.sadd(self._record_namespaces, namespace))
         if ttl_seconds is None:
             ttl_ms, score = "0", "inf"
         else:
             ttl_ms, score = str(max(1, int(ttl_seconds * 1000))), str(self._clock() + ttl_seconds)
-        done = await self._call(
-            self._cas(
-                keys=[
-                    self._record(namespace, key),
-                    self._record_index(namespace),
-                    self._due_index(namespace),
-                ],
-                args=[
-                    "0" if expected is None else "1",
-                    expected or b"",
-                    value,
-                    key,
-                    ttl_ms,
-                    score,
-                    "" if due_at is None else repr(due_at),
-                ],
-                client=self._r,
-            )
-        )
+        keys = [
+            self._record(namespace, key),
+            self._record_index(namespace),
+            self._due_index(namespace),
+            self._record_namespaces,
+        ]
+        args = [
+            "0" if expected is None else "1",
+            expected or b"",
+            value,
+            key,
+            ttl_ms,
+            score,
+            "" if due_at is None else repr(due_at),
+            namespace,
+        ]
+        (done,) = await self._shared(self._eval(self._cas, keys, args))
         return bool(done)
 
     async def get_record(self, namespace: str, key: str) -> bytes | None:
-        value = await self._call(self._r.get(self._record(namespace, key)))
+        (value,) = await self._shared(("GET", self._record(namespace, key)))
         return None if value is None else bytes(value)
 
     async def list_records(self, namespace: str) -> list[tuple[str, bytes]]:
