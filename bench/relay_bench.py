@@ -495,6 +495,13 @@ def main() -> None:
     parser.add_argument("--scale-messages", type=int, default=1000)
     parser.add_argument("--no-scale", action="store_true", help="skip the scale-out runs")
     parser.add_argument("--profile", action="store_true", help="py-spy the inbound phase")
+    parser.add_argument(
+        "--delivery",
+        choices=("process", "inline"),
+        default=None,
+        help="the relay's delivery in its own process (serve's default) or in the web one "
+        "(not given: serve's default, so older trees without the flag can be measured)",
+    )
     parser.add_argument("--wrk", action="store_true", help="the webhook ack with wrk")
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--wrk-connections", type=int, default=32)
@@ -512,6 +519,7 @@ def main() -> None:
         relay = RelayProcess(
             sb.relay_env(Path(tmp) / "bench.db", IGBRIDGE_LOG_LEVEL="WARNING", **code_env()),
             Path(tmp) / "relay.log",
+            serve_args=("--delivery", args.delivery) if args.delivery else (),
         )
         relay.start()
         bare_port = free_port()

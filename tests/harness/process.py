@@ -15,8 +15,16 @@ from igbridge.sandbox.server import free_port
 
 
 class RelayProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        *,
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
+        self.serve_args = serve_args  # e.g. ("--delivery", "inline")
         self.port = port or free_port()
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -39,6 +47,7 @@ class RelayProcess:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    *self.serve_args,
                 ],
                 env=env,
                 stdout=log,
