@@ -64,7 +64,10 @@ def test_three_replicas_one_killed_while_delivering_every_message_in_order(
     """Genesys healthy: the killed replica may have had messages accepted by Genesys
     but not yet marked done; those (and only those) are delivered again, right behind
     themselves, with the same messageId."""
-    with relay_replicas(sandbox, redis_server.url, tmp_path, 3) as relays:
+    # DEBUG: each delivery is logged, to show what the killed replica was doing.
+    with relay_replicas(
+        sandbox, redis_server.url, tmp_path, 3, IGBRIDGE_LOG_LEVEL="DEBUG"
+    ) as relays:
         load = Load(sandbox, [r.url for r in relays], customers=30, per_customer=10)
         sender = load.start(threads=12)
         assert wait_until(lambda: len(sandbox.genesys.messages) >= load.total // 3, timeout=60)

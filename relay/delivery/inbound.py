@@ -115,7 +115,7 @@ class InboundDelivery:
             self._metrics.answers.labels("structured" if structured else "no_origin").inc()
             if not structured:
                 # Sent as the customer's text: the flow still sees the payload as it came.
-                log.info(
+                log.debug(
                     "answer without a known originating message: sent as text",
                     extra={"message_id": event.dedupe_key, "customer": event.customer_id},
                 )
@@ -149,7 +149,7 @@ class InboundDelivery:
                 accepted.conversation_id,
                 event.timestamp_ms,
             )
-        log.info(
+        log.debug(  # per message: DEBUG (the counters say how many)
             "delivered to genesys",
             extra={
                 "message_id": event.dedupe_key,

@@ -9,8 +9,11 @@ facts they need and carries out their answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -54,6 +57,15 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+async def _all(writes: list[Coroutine[Any, Any, None]]) -> None:
+    """Run store writes side by side; the first failure is raised once all have ended (so
+    none is left running behind the retry it causes)."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 class OutboundDelivery:
     def __init__(
         self,
@@ -87,9 +99,15 @@ class OutboundDelivery:
             return DeadLetter("undecodable", f"stored agent message cannot be decoded: {exc}"[:300])
         if msg.type == "Event":
             return await self._typing(msg, job)
-        progress = await self._load(msg.id)
+        # What the decisions need, read in one round trip (the window and the comment are
+        # only used on a first attempt, but cost nothing beside the progress read).
+        progress, comment, last_customer_ms = await asyncio.gather(
+            self._load(msg.id),
+            self._comment_origin(msg.customer_id),
+            self._store.last_customer_message(msg.customer_id),
+        )
         if progress.status is None:
-            retry = await self._deliver(msg, job, progress)
+            retry = await self._deliver(msg, job, progress, comment, last_customer_ms)
             if retry is not None:
                 return retry
         return await self._report(msg, progress)
@@ -98,7 +116,14 @@ class OutboundDelivery:
     async def _comment_origin(self, customer: str) -> CommentOrigin | None:
         return await records.get(self._store, COMMENT_ORIGIN, customer)
 
-    async def _deliver(self, msg: OutboundMessage, job: Job, progress: Progress) -> Outcome | None:
+    async def _deliver(
+        self,
+        msg: OutboundMessage,
+        job: Job,
+        progress: Progress,
+        comment: CommentOrigin | None,
+        last_customer_ms: int | None,
+    ) -> Outcome | None:
         """Sends what is left of the message; a Retry, or None once progress has a status."""
         parts = message_parts(msg)
         if isinstance(parts, Refusal):
@@ -113,11 +138,10 @@ class OutboundDelivery:
             self._metrics.loop_held.inc()
             await self._fail(msg, progress, refused(LOOP_HELD))
             return None
-        comment = await self._comment_origin(msg.customer_id)
         if progress.route is None:
             decision = decide(
                 _now_ms(),
-                await self._store.last_customer_message(msg.customer_id),
+                last_customer_ms,
                 human=msg.from_human,
                 tag_allowed=self._tag,
                 comment=comment,
@@ -128,10 +152,11 @@ class OutboundDelivery:
                 return None
             progress.route = decision.route.value
         planned = await self._plan(msg, progress, comment, parts)
+        last_writes: list[Coroutine[Any, Any, None]] = []
         while planned is not None and progress.sent < len(planned):
             route = Route(progress.route)
             try:
-                await self._send_request(planned[progress.sent])
+                sent_id = await self._send_request(planned[progress.sent])
             except SendError as exc:
                 answer = await self._send_failed(msg, job, progress, route, exc)
                 if isinstance(answer, SwitchRoute):
@@ -147,23 +172,39 @@ class OutboundDelivery:
                 return None
             progress.sent += 1
             self._metrics.outbound_sent.inc()
-            await self._save(msg.id, progress)
+            writes = [self._save(msg.id, progress), self._own_message(sent_id)]
+            if progress.sent < len(planned):
+                await _all(writes)  # saved before the next part goes
+            else:
+                last_writes = writes  # with the bookkeeping below: one shared round trip
         if planned is None:
             return None
-        progress.status = "Delivered"
-        await customer_answered(self._store, msg.customer_id)
+        # Run again by a retry (even with every part sent), until the status is saved.
+        bookkeeping = [*last_writes, customer_answered(self._store, msg.customer_id)]
         if self._loops is not None and not msg.from_human:
-            await self._loops.bot_replied(msg.customer_id)
+            bookkeeping.append(self._loops.bot_replied(msg.customer_id))
+        if progress.route == Route.PRIVATE_REPLY:
+            bookkeeping.append(self._private_reply_used(msg.customer_id))
+        await _all(bookkeeping)
+        progress.status = "Delivered"
         if progress.route == Route.TAGGED:
             self._metrics.outbound_tagged.inc()
-        if progress.route == Route.PRIVATE_REPLY:
-            origin = await self._comment_origin(msg.customer_id)
-            if origin is not None:
-                used = CommentOrigin(origin.comment_id, origin.ts_ms, private_replied=True)
-                await records.put(self._store, COMMENT_ORIGIN, msg.customer_id, used)
         self._health.meta_token_error = None
+        # Last, so that a failure of the bookkeeping above is retried, not skipped.
         await self._save(msg.id, progress)
         return None
+
+    async def _own_message(self, message_id: str | None) -> None:
+        if message_id:
+            # Its echo will come back through the webhook: known as ours, not a person's.
+            await records.put(self._store, OWN_MESSAGES, message_id, True)
+
+    async def _private_reply_used(self, customer: str) -> None:
+        """Meta takes one private reply per comment: the next reply goes another way."""
+        origin = await self._comment_origin(customer)
+        if origin is not None:
+            used = CommentOrigin(origin.comment_id, origin.ts_ms, private_replied=True)
+            await records.put(self._store, COMMENT_ORIGIN, customer, used)
 
     async def _plan(
         self,
@@ -186,14 +227,13 @@ class OutboundDelivery:
             return None
         return planned
 
-    async def _send_request(self, request: SendRequest) -> None:
+    async def _send_request(self, request: SendRequest) -> str | None:
+        """Sends one request; the Send API's message id of a direct message."""
         if isinstance(request, DirectMessage):
             sent = await self._send.send(request.body)
-            if sent.message_id:
-                # Its echo will come back through the webhook: known as ours, not a person's.
-                await records.put(self._store, OWN_MESSAGES, sent.message_id, True)
-        else:
-            await self._send.reply_publicly(request.comment_id, request.text)
+            return sent.message_id or None
+        await self._send.reply_publicly(request.comment_id, request.text)
+        return None
 
     async def _send_failed(
         self, msg: OutboundMessage, job: Job, progress: Progress, route: Route, exc: SendError
