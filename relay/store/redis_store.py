@@ -189,10 +189,16 @@ class RedisStore:
             batch, self._ops = self._ops[:BATCH_LIMIT], self._ops[BATCH_LIMIT:]
             try:
                 replies = await self._round_trip(batch)
-            except StoreUnavailable as exc:
+            except asyncio.CancelledError:
+                for op in (*batch, *self._ops):  # shutting down: nobody is left to send them
+                    op.done.cancel()
+                self._ops = []
+                raise
+            except Exception as exc:  # every waiter hears of it; none is left hanging
+                failure = exc if isinstance(exc, StoreUnavailable) else self._unavailable(exc)
                 for op in batch:
                     if not op.done.done():
-                        op.done.set_exception(exc)
+                        op.done.set_exception(failure)
                 continue
             for op, reply in zip(batch, replies, strict=True):
                 if op.done.done():  # its caller went away meanwhile
