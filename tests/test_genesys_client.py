@@ -12,10 +12,11 @@ from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.client import GenesysClient
 from igbridge.relay.genesys.errors import AuthError, PermanentError, TransientError
 from igbridge.relay.genesys.payloads import From, InboundChannel, InboundMessage
+from igbridge.relay.genesys.rest import GenesysRest
 from igbridge.relay.http import new_session
 from igbridge.sandbox.faults import Fault
 from igbridge.sandbox.genesys_sim import GenesysSimulator
-from igbridge.sandbox.server import ThreadedServer, serve_in_thread
+from igbridge.sandbox.server import ThreadedServer, free_port, serve_in_thread
 
 T = TypeVar("T")
 
@@ -122,3 +123,45 @@ def test_errors_are_classified(sim: tuple[GenesysSimulator, ThreadedServer]) -> 
         assert "channel.from.id" in str(rejected.value)
 
     with_client(server, body)
+
+
+def test_a_stalled_genesys_is_a_transient_timeout(
+    sim: tuple[GenesysSimulator, ThreadedServer],
+) -> None:
+    simulator, server = sim
+    simulator.faults.add(Fault(delay=3.0, path_prefix="/api/"))
+
+    async def main() -> TransientError:
+        async with new_session(timeout=0.5) as http:
+            tokens = TokenProvider(http, server.url, "sandbox-client", "sandbox-client-secret")
+            client = GenesysClient(http, server.url, "sandbox-integration", tokens)
+            with pytest.raises(TransientError) as stalled:
+                await client.send_inbound(message("m1"))
+            return stalled.value
+
+    stalled = asyncio.run(main())
+    assert str(stalled) == "Genesys timed out"
+    assert (stalled.status, stalled.retry_after) == (None, None)
+
+
+def test_an_unreachable_genesys_is_transient_and_names_no_secret(
+    sim: tuple[GenesysSimulator, ThreadedServer],
+) -> None:
+    _, server = sim
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens
+
+    async def main() -> tuple[TransientError, TransientError]:
+        async with new_session(timeout=2.0, connect=1.0) as http:
+            lost = TokenProvider(http, nowhere, "sandbox-client", "never-logged-secret")
+            with pytest.raises(TransientError) as token:
+                await lost.token()
+            # The login host answers, the API host does not (they are separate hosts).
+            tokens = TokenProvider(http, server.url, "sandbox-client", "sandbox-client-secret")
+            with pytest.raises(TransientError) as call:
+                await GenesysRest(http, nowhere, tokens).request("GET", "/api/v2/anything")
+            return token.value, call.value
+
+    token, call = asyncio.run(main())
+    assert str(token).startswith("token endpoint unreachable: ")
+    assert str(call).startswith("Genesys unreachable: ")
+    assert "never-logged-secret" not in str(token) + str(call)

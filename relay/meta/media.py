@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ..http import Answer, fetch, new_session
+from ..http import Answer, env_proxy, fetch, new_session
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class MediaProber:
             timeout=timeout,
             tls=tls,
             headers={"User-Agent": "igbridge-relay (media type check)"},
+            abort_on_close=True,
         )
         # The session's timeout bounds one request; this bounds the whole check,
         # redirects and the ranged-GET fallback included, so a message is never held up.
@@ -129,14 +130,11 @@ class MediaProber:
         return None, "too_many_redirects"
 
     async def _first_byte(self, url: str) -> Answer:
-        """Some CDNs refuse HEAD: ask for one byte and never read the body. The connection
-        is aborted, not closed: a TLS close waits for the server's close_notify and reads
-        whatever comes first, all 64 MB of a video from a CDN that ignores Range."""
+        """Some CDNs refuse HEAD: ask for one byte and never read the body (leaving the
+        block drops the connection unless the answer was complete)."""
         headers = {"Range": "bytes=0-0"}
-        async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
-            conn = resp.connection
-            if conn is not None and conn.protocol is not None:
-                conn.protocol.abort()
+        proxy = env_proxy(url)
+        async with self._http.get(url, headers=headers, allow_redirects=False, proxy=proxy) as resp:
             return Answer(resp.status, resp.headers, b"")
 
 
