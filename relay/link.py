@@ -49,6 +49,7 @@ class DeliveryProcess:
         self._reader: asyncio.Task[None] = asyncio.create_task(self._read(), name="delivery-link")
         self._watch: asyncio.Task[None] = asyncio.create_task(self._wait(), name="delivery-exit")
         self._stopping = False
+        self._pending: set[bytes] = set()
         self.on_exit: Callable[[int], None] | None = None
 
     @classmethod
@@ -80,14 +81,22 @@ class DeliveryProcess:
         return self._proc.returncode is None
 
     def wake_intake(self) -> None:
-        self._send(WAKE_INTAKE)
+        self._wake(WAKE_INTAKE)
 
     def wake_outbound(self) -> None:
-        self._send(WAKE_OUTBOUND)
+        self._wake(WAKE_OUTBOUND)
 
-    def _send(self, byte: bytes) -> None:
+    def _wake(self, byte: bytes) -> None:
+        # One send per turn of the event loop: a group commit answers many webhooks at
+        # once, and one wake-up covers them all.
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.add(byte)
+
+    def _flush(self) -> None:
+        message, self._pending = b"".join(sorted(self._pending)), set()
         with contextlib.suppress(BlockingIOError, OSError):
-            self._sock.send(byte)
+            self._sock.send(message)
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from ..records import INTAKE
 from ..store.base import NewJob, StoreUnavailable
@@ -17,6 +18,9 @@ from .signature import SignatureCheck, verify_meta_signature, verify_token_match
 log = logging.getLogger(__name__)
 
 ROUTE = "/webhooks/instagram"
+# The ack's two answers, encoded once.
+STORED = json.dumps({"stored": True, "duplicate": False}).encode()
+DUPLICATE = json.dumps({"stored": True, "duplicate": True}).encode()
 
 
 class InstagramWebhook(SignedWebhook):
@@ -62,4 +66,5 @@ class InstagramWebhook(SignedWebhook):
             self._metrics.duplicates.labels(INTAKE).inc(stored.duplicates)
         if stored.accepted:
             self._on_stored()
-        return JSONResponse({"stored": True, "duplicate": bool(stored.duplicates)})
+        body = DUPLICATE if stored.duplicates else STORED
+        return Response(body, media_type="application/json")
