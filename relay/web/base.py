@@ -64,6 +64,20 @@ class SignedWebhook:
 
     async def read_signed_json(self, request: Request) -> tuple[bytes, Any] | Response:
         """The raw bytes and decoded body, or the 4xx that refuses them (and a log line)."""
+        raw = await self.read_signed(request)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            return raw, json.loads(raw)
+        except RecursionError:
+            log.warning("%s webhook refused: JSON nested too deeply", self.name)
+            return reject(400, "body is nested too deeply")
+        except (UnicodeDecodeError, ValueError) as exc:
+            log.warning("%s webhook refused: malformed JSON (%s)", self.name, type(exc).__name__)
+            return reject(400, "body is not valid UTF-8 JSON")
+
+    async def read_signed(self, request: Request) -> bytes | Response:
+        """The raw bytes, signature checked, or the 4xx that refuses them (and a log line)."""
         limit = self._settings.max_body_bytes
         try:
             raw = await read_body(request, limit)
@@ -75,11 +89,4 @@ class SignedWebhook:
             log.warning("%s webhook refused: signature %s", self.name, check.value)
             status = 401 if check is SignatureCheck.MISSING else 403
             return reject(status, f"X-Hub-Signature-256 {check.value}")
-        try:
-            return raw, json.loads(raw)
-        except RecursionError:
-            log.warning("%s webhook refused: JSON nested too deeply", self.name)
-            return reject(400, "body is nested too deeply")
-        except (UnicodeDecodeError, ValueError) as exc:
-            log.warning("%s webhook refused: malformed JSON (%s)", self.name, type(exc).__name__)
-            return reject(400, "body is not valid UTF-8 JSON")
+        return raw

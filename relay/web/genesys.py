@@ -42,11 +42,10 @@ class GenesysWebhook(SignedWebhook):
         return verify_genesys_signature(raw, header, secret)
 
     async def handle(self, request: Request) -> Response:
-        read = await self.read_signed_json(request)
-        if isinstance(read, Response):
-            return read
-        raw, _body = read
-        msg = parse_outbound(raw)
+        raw = await self.read_signed(request)
+        if isinstance(raw, Response):
+            return raw
+        msg = parse_outbound(raw)  # decodes the JSON too: malformed JSON is a 400 here
         if isinstance(msg, str):
             log.warning("genesys webhook refused: %s", msg)
             return reject(400, f"not an Open Messaging outbound message: {msg}")
