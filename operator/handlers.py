@@ -81,7 +81,8 @@ async def startup(
         memo["metrics_server"] = server
     api = ApiClient()
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0))
-    # The relay's Genesys client (shared below) speaks through the relay's aiohttp session.
+    # The Genesys client below is the relay's, which speaks aiohttp; the operator's own
+    # calls (Meta subscriptions and tokens) stay on httpx.
     genesys_http = new_session(timeout=15.0, connect=5.0)
     memo["api"], memo["http"], memo["config"] = api, http, config
     memo["genesys_http"] = genesys_http
