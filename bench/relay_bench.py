@@ -309,6 +309,8 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
                 relay.start()
             try:
                 before = len(sb.genesys.messages)
+                pids = [relay.proc.pid for relay in relays if relay.proc is not None]
+                cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)
                 measured = phase(
                     "in",
                     [relay.url + "/webhooks/instagram" for relay in relays],
@@ -316,6 +318,7 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
                     args.concurrency,
                     delivered_since(sb, before),
                 )
+                cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu_before
             finally:
                 for relay in relays:
                     relay.stop()
@@ -323,6 +326,8 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
             results[f"{label}_accept_requests_per_s"] = measured["in_accept_requests_per_s"]
             results[f"{label}_accept_p50_ms"] = measured["in_accept_p50_ms"]
             results[f"{label}_end_to_end_messages_per_s"] = measured["in_end_to_end_messages_per_s"]
+            # Every replica's CPU (web and delivery processes) over the messages delivered.
+            results[f"{label}_relay_cpu_ms_per_message"] = cpu / args.scale_messages * 1000
     finally:
         redis.stop()
     return results
