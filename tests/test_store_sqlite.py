@@ -18,6 +18,7 @@ import pytest
 from igbridge.relay import records
 from igbridge.relay.records import CONVERSATIONS, Conversation
 from igbridge.relay.store import NewJob, SQLiteStore, StoreUnavailable
+from igbridge.relay.store import sqlite as sqlite_store
 from igbridge.relay.store.sqlite import SCHEMA
 from igbridge.relay.tasks.sla import index_earlier_records
 
@@ -172,6 +173,61 @@ def test_a_failed_group_commit_fails_every_waiter_and_the_next_one_works(tmp_pat
         assert (await store.enqueue(Q, [bad])).accepted == 1
 
     run(body, tmp_path / "s.db")
+
+
+def test_concurrent_writes_share_transactions_and_a_failing_one_fails_alone(
+    tmp_path: Path,
+) -> None:
+    async def body(store: SQLiteStore, _: Clock) -> None:
+        await store.enqueue(Q, [job(f"c{i}", f"m{i}", i) for i in range(100)])
+        jobs = await store.claim(Q, 100, 30)
+        before = store.write_commits
+        writes = [store.complete(j) for j in jobs]
+        writes += [store.put_record("ns", f"k{i}", b"v") for i in range(100)]
+        unbindable = store.put_record("ns", "bad", object())  # type: ignore[arg-type]
+        results = await asyncio.gather(*writes, unbindable, return_exceptions=True)
+        assert all(r is None for r in results[:-1])
+        assert isinstance(results[-1], StoreUnavailable)
+        assert store.write_commits - before < 200 // 2  # shared, not one per write
+        assert await store.depth(Q) == 0
+        assert len(await store.list_records("ns")) == 100
+        assert await store.get_record("ns", "bad") is None
+
+    run(body, tmp_path / "s.db")
+
+
+def test_a_write_waits_out_another_process_lock_and_gives_up_after_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+
+    def hold_lock(seconds: float, locked: threading.Event) -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        threading.Event().wait(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    async def body(store: SQLiteStore, _: Clock) -> None:
+        locked = threading.Event()
+        holder = threading.Thread(target=hold_lock, args=(0.3, locked))
+        holder.start()
+        locked.wait(5)
+        # The other process (the web or delivery side) commits within 0.3 s: no error.
+        assert (await store.enqueue(Q, [job("c", "m1", 1)])).accepted == 1
+        holder.join()
+        monkeypatch.setattr(sqlite_store, "LOCK_WAIT_SECONDS", 0.2)
+        locked = threading.Event()
+        holder = threading.Thread(target=hold_lock, args=(1.0, locked))
+        holder.start()
+        locked.wait(5)
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.enqueue(Q, [job("c", "m2", 2)])
+        holder.join()
+        assert (await store.enqueue(Q, [job("c", "m2", 2)])).accepted == 1
+
+    run(body, path)
 
 
 def test_a_second_process_can_open_the_file_without_taking_the_first_ones_leases(

@@ -24,9 +24,10 @@ def open_store(url: str, *, prefix: str = "igbridge", claims: bool = True) -> St
 
     ``prefix`` keeps several channels apart when they share one Redis. ``claims=False``:
     this process only enqueues (the web side of ``serve``), so it must not release the
-    leases of the delivery process that shares the SQLite file."""
+    leases of the delivery process that shares the SQLite file, and leaves checkpointing
+    the SQLite WAL to that process too."""
     if url.startswith("sqlite:///"):
-        return SQLiteStore(sqlite_path(url), release_leases_at_open=claims)
+        return SQLiteStore(sqlite_path(url), release_leases_at_open=claims, checkpoint=claims)
     if url.startswith(("redis://", "rediss://")):
         return RedisStore(url, prefix=prefix)
     raise ValueError("IGBRIDGE_STORE_URL: must be sqlite:///PATH or redis://HOST:PORT/DB")

@@ -134,6 +134,12 @@ class _PendingEnqueue:
     done: asyncio.Future[EnqueueResult]
 
 
+@dataclass(frozen=True, slots=True)
+class _PendingWrite:
+    fn: Callable[[sqlite3.Connection], Any]
+    done: asyncio.Future[Any]
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
     if not url.startswith("sqlite:///"):
@@ -185,7 +191,10 @@ class _DatabaseThread:
                 loop.call_soon_threadsafe(_settle, future, result, error)
 
 
-def _connect(path: str, release_leases: bool) -> sqlite3.Connection:
+LOCK_WAIT_SECONDS = 5.0
+
+
+def _connect(path: str, release_leases: bool, checkpoint: bool = True) -> sqlite3.Connection:
     """Open (and create or upgrade) the database; runs on the database thread."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +202,7 @@ def _connect(path: str, release_leases: bool) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA busy_timeout=5000")  # while the schema is checked
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         db.executescript(SCHEMA)
         if version < SCHEMA_VERSION:
@@ -203,12 +212,34 @@ def _connect(path: str, release_leases: bool) -> sqlite3.Connection:
                     db.execute(f"ALTER TABLE records ADD COLUMN {column} REAL")
         db.executescript(INDEXES)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if not checkpoint:
+            # Another process sharing the file checkpoints the WAL; this one only appends
+            # (a checkpoint inside a webhook's commit would add its copy to the ack).
+            db.execute("PRAGMA wal_autocheckpoint=0")
         if release_leases:
             db.execute("UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL")
+        # From here no busy handler: SQLite's sleeps 1, 2, 5, 10… ms between tries, which a
+        # webhook waiting behind the other process's short write pays in full; ``_begin``
+        # retries finely instead. WAL readers never wait.
+        db.execute("PRAGMA busy_timeout=0")
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _begin(db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, retried every 0.2 ms for up to LOCK_WAIT_SECONDS while another
+    process (the web and delivery processes share the file) holds the write lock."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.0002)
 
 
 def _in_tx(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
@@ -216,7 +247,7 @@ def _in_tx(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], durabl
     if durable:
         db.execute("PRAGMA synchronous=FULL")
     try:
-        db.execute("BEGIN IMMEDIATE")
+        _begin(db)
         result = fn(db)
         db.execute("COMMIT")
         return result
@@ -229,6 +260,31 @@ def _in_tx(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], durabl
         if durable:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("PRAGMA synchronous=NORMAL")
+
+
+def _in_group(
+    db: sqlite3.Connection, fns: Sequence[Callable[[sqlite3.Connection], Any]]
+) -> list[tuple[bool, Any]]:
+    """Each of ``fns`` atomic on its own (a savepoint: one that raises is undone alone),
+    all in one transaction: one hop and one commit for what many tasks asked at once."""
+    outcomes: list[tuple[bool, Any]] = []
+    _begin(db)
+    try:
+        for fn in fns:
+            db.execute("SAVEPOINT op")
+            try:
+                outcomes.append((True, fn(db)))
+            except Exception as exc:  # handed to its caller; the others go on
+                db.execute("ROLLBACK TO op")
+                outcomes.append((False, exc))
+            db.execute("RELEASE op")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 def _insert(
@@ -275,6 +331,7 @@ class SQLiteStore:
         *,
         clock: Callable[[], float] = time.time,
         release_leases_at_open: bool = True,
+        checkpoint: bool = True,
     ) -> None:
         """``release_leases_at_open``: the file belongs to this process alone, so leases
         found at open are a crashed predecessor's. A process sharing the file with a
@@ -282,11 +339,15 @@ class SQLiteStore:
         self._path = path
         self._clock = clock
         self._release_leases = release_leases_at_open
+        self._checkpoint = checkpoint
         self._db: sqlite3.Connection | None = None
         self._thread: _DatabaseThread | None = None
         self._pending: list[_PendingEnqueue] = []
         self._committer: asyncio.Task[None] | None = None
+        self._writes: list[_PendingWrite] = []
+        self._writer: asyncio.Task[None] | None = None
         self.durable_commits = 0  # fsynced enqueue transactions: fewer than enqueues under load
+        self.write_commits = 0  # other write transactions: fewer than writes under load
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"sqlite store {self._path}: {type(exc).__name__}: {exc}")
@@ -294,7 +355,9 @@ class SQLiteStore:
     async def open(self) -> None:
         thread = _DatabaseThread(f"sqlite:{Path(self._path).name}")
         try:
-            self._db = await thread.call(lambda: _connect(self._path, self._release_leases))
+            self._db = await thread.call(
+                lambda: _connect(self._path, self._release_leases, self._checkpoint)
+            )
         except (sqlite3.Error, OSError) as exc:
             thread.stop()
             raise self._unavailable(exc) from None
@@ -304,8 +367,9 @@ class SQLiteStore:
         self._thread = thread
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await asyncio.gather(self._committer, return_exceptions=True)
+        for task in (self._committer, self._writer):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         thread, db = self._thread, self._db
         self._thread = self._db = None
         if thread is not None and db is not None:
@@ -325,8 +389,37 @@ class SQLiteStore:
             raise self._unavailable(exc) from None
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
-        """One hop: ``fn`` in one write transaction (see ``_in_tx``)."""
-        return await self._run(lambda db: _in_tx(db, fn, durable))
+        """``fn`` in a write transaction (see ``_in_tx``). Writes asked for while one is
+        under way share the next transaction (each in its own savepoint): under load one
+        hop and one commit serve a whole round of completions, leases and records."""
+        if durable:
+            return await self._run(lambda db: _in_tx(db, fn, durable))
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._writes.append(_PendingWrite(fn, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="sqlite-write")
+        return await done
+
+    async def _write_pending(self) -> None:
+        while self._writes:
+            batch, self._writes = self._writes, []
+            try:
+                outcomes = await self._run(partial(_in_group, fns=[w.fn for w in batch]))
+                self.write_commits += 1
+            except Exception as exc:  # the transaction itself failed: every write did
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_exception(exc)
+                continue
+            for write, (ok, value) in zip(batch, outcomes, strict=True):
+                if write.done.done():  # its caller went away
+                    continue
+                if ok:
+                    write.done.set_result(value)
+                elif isinstance(value, (sqlite3.Error, OSError)):
+                    write.done.set_exception(self._unavailable(value))
+                else:
+                    write.done.set_exception(value)
 
     async def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return await self._run(lambda db: db.execute(sql, params).fetchall())
