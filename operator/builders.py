@@ -199,8 +199,9 @@ def build_deployment(
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
+        # Two processes (the web one and the delivery one it starts): ~70 MB each.
         "resources": spec.relay.resources
-        or {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+        or {"requests": {"cpu": "100m", "memory": "160Mi"}, "limits": {"memory": "320Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
