@@ -36,9 +36,9 @@ QUEUES = (INTAKE, INBOUND, OUTBOUND)
 # Meta retries a webhook for up to 36 hours; a week of remembered ids covers that (and
 # Genesys's redeliveries of an agent's message).
 DEDUPE_RETENTION_SECONDS = 7 * 86400.0
-# A raw webhook's digest only spares a retry the split (its events are deduped anyway):
-# Meta's 36 hours of retries, with margin.
-INTAKE_DEDUPE_RETENTION_SECONDS = 2 * 86400.0
+# A raw webhook's id is a stamp no other webhook has (retries are dropped by their
+# events' ids): its dedupe row serves nothing once the webhook is split.
+INTAKE_DEDUPE_RETENTION_SECONDS = 3600.0
 DEAD_LETTER_RETENTION_SECONDS = 30 * 86400.0
 
 # Progress and the relay's own message ids matter while Genesys may redeliver a reply and
