@@ -89,6 +89,9 @@ def test_readyz_names_the_credential_problems_the_delivery_process_found(
         resp = httpx.get(ready)
         assert resp.status_code == 200  # still taking webhooks in
         assert "wrong-secret-y" not in resp.text
+        # The gauge the delivery process set, through the web process's /metrics.
+        assert metric(relay.url, "igbridge_credentials_ok", 'platform="genesys"') == 0
+        assert metric(relay.url, "igbridge_credentials_ok", 'platform="instagram"') == 1
     finally:
         relay.stop()
 
