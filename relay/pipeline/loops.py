@@ -45,7 +45,14 @@ class Verdict:
 
 def _similar(a: str, b: str, threshold: float) -> bool:
     a, b = " ".join(a.casefold().split()), " ".join(b.casefold().split())
-    return a == b or difflib.SequenceMatcher(None, a, b).ratio() >= threshold
+    if a == b:
+        return True
+    # Cheap upper bounds first (ratio() <= quick_ratio() <= real_quick_ratio(), the last
+    # from the lengths alone), so texts far apart never build a matcher.
+    if 2.0 * min(len(a), len(b)) / (len(a) + len(b)) < threshold:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold
 
 
 class LoopBreaker:
@@ -93,10 +100,10 @@ class LoopBreaker:
                 state.last_bot_reply is not None
                 and now - state.last_bot_reply <= rules.reply_seconds
             )
-            echoing = any(_similar(text, seen, rules.similarity) for seen in state.last_texts)
-            state.last_texts.append(text)
-            if quick and echoing:
+            # Only a quick answer can bounce: the (costly) similarity is compared only then.
+            if quick and any(_similar(text, seen, rules.similarity) for seen in state.last_texts):
                 state.bounces.append(now)
+            state.last_texts.append(text)
             while state.bounces and now - state.bounces[0] > rules.window_seconds:
                 state.bounces.popleft()
             if state.broken_until is None and len(state.bounces) >= rules.bounces:
