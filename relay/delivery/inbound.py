@@ -61,6 +61,8 @@ class InboundDelivery:
         self._spam = spam
         self._loops = loops
         self._metrics = metrics or RelayMetrics()
+        # Bound once (a label lookup per message is a lock and a dict walk); only with a guard.
+        self._spam_passed = self._metrics.guard.labels("none", "passed") if spam else None
         self._ctx = ctx
         self._genesys = genesys
         self._health = health
@@ -90,8 +92,8 @@ class InboundDelivery:
             )
             if outcome == "dropped":
                 return Ignored("spam")
-        elif verdict is not None:
-            self._metrics.guard.labels("none", "passed").inc()
+        elif verdict is not None and self._spam_passed is not None:
+            self._spam_passed.inc()
         result = await translate(event, self._ctx)
         if isinstance(result, NotForwarded):
             return Ignored(result.reason)

@@ -341,11 +341,21 @@ class InstagramEvent:
     standby: bool = False
     # Read from ``data`` once, here; derived, so equal data means an equal body.
     body: EventBody = dataclasses.field(init=False, repr=False, compare=False)
+    # The stored form, encoded once: parsing checks it encodes, the splitter stores it.
+    _json: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "body", read_body(self.kind, self.data, self.field))
 
     def to_json(self) -> bytes:
+        """The stored form (``data`` must not be changed after the first call)."""
+        encoded = self._json
+        if encoded is None:
+            encoded = self._encode()
+            object.__setattr__(self, "_json", encoded)
+        return encoded
+
+    def _encode(self) -> bytes:
         stored: dict[str, Any] = {
             "kind": self.kind.value,
             "account_id": self.account_id,
@@ -474,10 +484,11 @@ def _iso_millis(value: str) -> int | None:
     return int(parsed.timestamp() * 1000)
 
 
-def _encodable(data: Any) -> bool:
-    """False when a string holds a lone surrogate (an unpaired ``\\ud83d`` escape)."""
+def _encodable(event: InstagramEvent) -> bool:
+    """False when a string holds a lone surrogate (an unpaired ``\\ud83d`` escape). The
+    stored form it encodes is kept for the splitter."""
     try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        event.to_json()
     except UnicodeEncodeError:
         return False
     return True
@@ -657,7 +668,7 @@ def parse_webhook(
                 continue
             if isinstance(parsed, Skipped):
                 result.skipped.append(parsed)
-            elif not _encodable(parsed.data):
+            elif not _encodable(parsed):
                 result.skipped.append(Skipped("invalid_unicode", f"{parsed.dedupe_key[:80]}"))
             else:
                 result.events.append(parsed)

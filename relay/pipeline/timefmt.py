@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1)  # naive UTC: isoformat() then has no offset to strip
 
 
 def format_time(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # Per message: isoformat() is about twice as fast as strftime for the same text.
+    seconds, millis = divmod(ms, 1000)
+    return f"{(_EPOCH + timedelta(seconds=seconds)).isoformat()}.{millis:03d}Z"

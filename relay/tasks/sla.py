@@ -54,9 +54,15 @@ async def customer_waiting(
 ) -> None:
     """A customer's message reached Genesys: they wait from their first unanswered one."""
 
-    def wait(state: Conversation | None) -> Conversation:
+    def wait(state: Conversation | None) -> Conversation | None:
         state = state or Conversation()
         waiting = state.waiting_since_ms
+        if (
+            waiting is not None
+            and waiting <= message_ms
+            and conversation_id in (None, state.conversation_id)
+        ):
+            return None  # already waiting since then, in this conversation: nothing to write
         return state.model_copy(
             update={
                 "conversation_id": conversation_id or state.conversation_id,
@@ -65,7 +71,7 @@ async def customer_waiting(
             }
         )
 
-    # A customer's later messages usually change nothing, and then nothing is written.
+    # A customer's later messages usually change nothing: then nothing is encoded or written.
     await records.change(store, CONVERSATIONS, customer, wait)
 
 
