@@ -12,22 +12,7 @@ from pathlib import Path
 import httpx
 
 from igbridge.sandbox.stack import Sandbox
-from tests.harness.process import RelayProcess
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
+from tests.harness.process import RelayProcess, children
 
 
 def gone(pid: int) -> bool:
