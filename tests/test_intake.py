@@ -7,7 +7,13 @@ import json
 import pytest
 
 from igbridge.relay.delivery.intake import Routing, split
-from igbridge.relay.meta.events import FORWARDED_KINDS, EventKind, parse_webhook
+from igbridge.relay.meta.events import (
+    FORWARDED_KINDS,
+    EventKind,
+    InstagramEvent,
+    JustStored,
+    parse_webhook,
+)
 from igbridge.relay.store.base import Job
 
 from .fixtures_loader import ACCOUNT_ID, fixture_names, load_fixture
@@ -88,3 +94,31 @@ def test_another_accounts_entries_are_skipped_at_the_split() -> None:
     out = split([raw_job(load_fixture("other_account"))], ROUTING)
     assert [j.dedupe_key for j in out.jobs] == ["mid.ours.1"]  # this account's own entry
     assert {s.reason for s in out.skipped} == {"other_account"}
+
+
+@pytest.mark.parametrize("name", fixture_names())
+def test_a_split_event_taken_by_the_worker_is_the_event_its_job_decodes_to(name: str) -> None:
+    # The worker of the splitting process takes the parsed event instead of decoding the
+    # job: it must be exactly what the decode gives (another replica decodes).
+    out = split([raw_job(load_fixture(name))], ROUTING)
+    memo = JustStored()
+    for event in out.events:
+        if event.kind in FORWARDED_KINDS:
+            memo.add(event)
+    for job in out.jobs:
+        taken = memo.take(job.payload)
+        decoded = InstagramEvent.from_json(job.payload)
+        assert taken is not None
+        assert (taken, taken.body) == (decoded, decoded.body)
+        assert memo.take(job.payload) is None  # once: a retry decodes the job again
+
+
+def test_the_just_stored_events_are_bounded_oldest_forgotten_first() -> None:
+    out = split([raw_job(load_fixture("text"), 1), raw_job(load_fixture("text_emoji"), 2)], ROUTING)
+    memo = JustStored(limit=1)
+    for event in out.events:
+        memo.add(event)
+    assert len(memo) == 1
+    first, second = out.jobs
+    assert memo.take(first.payload) is None
+    assert memo.take(second.payload) == out.events[1]

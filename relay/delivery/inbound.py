@@ -10,7 +10,7 @@ from ..genesys.client import GenesysClient, InboundAccepted
 from ..genesys.errors import AuthError, PermanentError, TransientError
 from ..genesys.payloads import ChannelMetadata, CustomerMessage, StructuredResponse
 from ..health import RelayHealth
-from ..meta.events import EventKind, InstagramEvent, Message, Postback
+from ..meta.events import JUST_STORED, EventKind, InstagramEvent, Message, Postback
 from ..metrics import RelayMetrics
 from ..pipeline.guard import SpamFilter, customer_text
 from ..pipeline.inbound import InboundContext, NotForwarded, translate
@@ -70,10 +70,12 @@ class InboundDelivery:
         self._cap = backoff_cap
 
     async def __call__(self, job: Job) -> Outcome:
-        try:
-            event = InstagramEvent.from_json(job.payload)
-        except (ValueError, KeyError, TypeError) as exc:
-            return DeadLetter("undecodable", f"stored event cannot be decoded: {exc}"[:300])
+        event = JUST_STORED.take(job.payload)  # split by this process: no second decode
+        if event is None:
+            try:
+                event = InstagramEvent.from_json(job.payload)
+            except (ValueError, KeyError, TypeError) as exc:
+                return DeadLetter("undecodable", f"stored event cannot be decoded: {exc}"[:300])
         # A retried delivery is the same message: counted once toward rates and loops.
         first = job.attempts == 0
         verdict = await self._spam.check(event, count=first) if self._spam else None

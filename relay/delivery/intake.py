@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from .. import records
 from ..meta.events import (
     FORWARDED_KINDS,
+    JUST_STORED,
     EventKind,
     InstagramEvent,
     Skipped,
@@ -160,6 +161,9 @@ class IntakeSplitter:
             await self._store.dead_letter(job, f"unreadable webhook: {reason}")
         if out.readable:
             stored = await self._store.transfer(INTAKE, out.readable, INBOUND, out.jobs, out.latest)
+            for event in out.events:
+                if event.kind in FORWARDED_KINDS:
+                    JUST_STORED.add(event)  # parsed once: the worker here takes it as is
             if stored.duplicates:
                 m.duplicates.labels(INBOUND).inc(stored.duplicates)
             if stored.accepted:

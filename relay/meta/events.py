@@ -391,6 +391,37 @@ class InstagramEvent:
         )
 
 
+class JustStored:
+    """Events this process has just stored, by their stored form.
+
+    The splitter parses a webhook; the inbound worker of the same process then takes the
+    event as it is instead of decoding the job again. Lookup is by the job's bytes, so
+    only an event stored exactly so is taken. Bounded (oldest forgotten first): a job
+    another replica claims, or one dedupe dropped, is forgotten, and a job not found
+    here is decoded as before."""
+
+    def __init__(self, limit: int = 2048) -> None:
+        self._limit = limit
+        self._events: dict[bytes, InstagramEvent] = {}
+
+    def add(self, event: InstagramEvent) -> None:
+        events = self._events
+        events[event.to_json()] = event
+        if len(events) > self._limit:
+            del events[next(iter(events))]
+
+    def take(self, raw: bytes) -> InstagramEvent | None:
+        """The event stored as ``raw``, once (a retry decodes again)."""
+        return self._events.pop(raw, None)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
+# One per process: the splitter adds, the inbound worker takes.
+JUST_STORED = JustStored()
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """An item of the batch that produced no event, and why (a metric label)."""
