@@ -225,3 +225,28 @@ def test_sla_state_and_comment_origins_are_forgotten_after_their_time_to_live(
         assert await store.prune_records() == 2
 
     backend.run(body)
+
+
+def test_a_waiting_customers_later_messages_keep_the_start_of_their_wait(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        now_ms = int(time.time() * 1000)
+        await customer_waiting(store, "w", "conv-1", now_ms - HOUR_MS)
+        first = await records.get(store, CONVERSATIONS, "w")
+        # Later messages, with or without a conversation id: the wait began with the first.
+        await customer_waiting(store, "w", "conv-1", now_ms)
+        await customer_waiting(store, "w", None, now_ms)
+        assert await records.get(store, CONVERSATIONS, "w") == first
+        # One delivered out of order (older than the first) moves the start back ...
+        await customer_waiting(store, "w", None, now_ms - 2 * HOUR_MS)
+        state = await records.get(store, CONVERSATIONS, "w")
+        assert state is not None
+        assert (state.conversation_id, state.waiting_since_ms) == ("conv-1", now_ms - 2 * HOUR_MS)
+        # ... and a new conversation is recorded, the wait still counted from its start.
+        await customer_waiting(store, "w", "conv-2", now_ms)
+        state = await records.get(store, CONVERSATIONS, "w")
+        assert state is not None
+        assert (state.conversation_id, state.waiting_since_ms) == ("conv-2", now_ms - 2 * HOUR_MS)
+
+    backend.run(body)
