@@ -155,3 +155,24 @@ def test_loop_with_a_scripted_auto_responder_is_broken(sandbox: Sandbox, tmp_pat
                 for r in sandbox.genesys.receipts
             )
         )
+
+
+def test_near_identical_quick_replies_loop_but_slow_repeats_do_not() -> None:
+    async def main() -> None:
+        clock = Clock()
+        breaker = LoopBreaker(LoopRules(reply_seconds=5, bounces=3), clock=clock)
+        # An auto-responder that numbers its tickets still repeats itself.
+        found = []
+        for ticket in range(1230, 1234):
+            await breaker.bot_replied("t")
+            clock.now += 1
+            text = f"Thanks! Your ticket #{ticket} is open. We answer within a day."
+            found.append((await breaker.customer_wrote("t", text)).found)
+        assert found == [False, False, False, True]
+        # The same text sent long after each bot reply is a person, not a loop.
+        for _ in range(6):
+            await breaker.bot_replied("s")
+            clock.now += 6
+            assert not (await breaker.customer_wrote("s", AUTO_REPLY)).in_loop
+
+    asyncio.run(main())
