@@ -73,6 +73,9 @@ class QueueWorker:
         # The lease is renewed while the job runs, so the timeout may exceed it.
         self._job_timeout = job_timeout
         self._idle_poll = idle_poll
+        # Bound once: labels() is a lookup (and, across processes, a file write check) per call.
+        self._delivered = metrics.delivered.labels(queue)
+        self._latency = metrics.delivery_latency.labels(queue)
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._jobs: dict[int, Job] = {}
@@ -207,10 +210,8 @@ class QueueWorker:
         match outcome:
             case Delivered(then):
                 await self._store.complete(job)
-                self._metrics.delivered.labels(q).inc()
-                self._metrics.delivery_latency.labels(q).observe(
-                    max(0.0, time.time() - job.enqueued_at)
-                )
+                self._delivered.inc()
+                self._latency.observe(max(0.0, time.time() - job.enqueued_at))
                 if then is not None:
                     await self._after_delivery(job, then)
             case Ignored(reason):

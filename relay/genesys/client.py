@@ -24,15 +24,13 @@ class GenesysClient:
         self.rest = GenesysRest(http, api_url, tokens)
         self.tokens = tokens
         self._inbound = f"/api/v2/conversations/messages/{integration_id}/inbound/open"
+        self._inbound_message = f"{self._inbound}/message?prefetchConversationId=true"
 
     async def send_inbound(self, message: InboundMessage) -> InboundAccepted:
         """Deliver a customer's message; the response carries the conversation id."""
-        body = await self.rest.request(
-            "POST",
-            f"{self._inbound}/message",
-            message.body(),
-            params={"prefetchConversationId": "true"},
-        )
+        # The query written into the path: a params dict is merged into the URL anew on
+        # every request.
+        body = await self.rest.request("POST", self._inbound_message, message.body())
         conv = body.get("conversationId")
         msg_id = body.get("id")
         return InboundAccepted(
