@@ -147,6 +147,9 @@ class Relay:
             metrics,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.lease_seconds,
+            # With replicas one of them splits webhooks and wakes only its own worker; the
+            # others look often enough to share the deliveries.
+            idle_poll=0.1 if shared else 0.5,
         )
         send = SendClient(
             graph.http, settings.graph_base, settings.meta_access_token.get_secret_value()
@@ -213,7 +216,12 @@ class Delivery:
             settings.standby,
         )
         splitter = IntakeSplitter(
-            r.store, routing, metrics, r.inbound.wake, lease_seconds=settings.lease_seconds
+            r.store,
+            routing,
+            metrics,
+            r.inbound.wake,
+            lease_seconds=settings.lease_seconds,
+            shared=settings.store_url.startswith(("redis://", "rediss://")),
         )
         sweeper = SlaSweeper(
             r.store,

@@ -32,6 +32,7 @@ OUTBOUND = "outbound"  # agents' messages on their way to Instagram
 # Signed Instagram webhooks as they arrived, before they are parsed into their events:
 # the ack stores the raw bytes only, the delivery side splits them into INBOUND jobs.
 INTAKE = "intake"
+SPLITTER = "splitter"  # which replica splits the intake queue (one at a time)
 QUEUES = (INTAKE, INBOUND, OUTBOUND)
 # Meta retries a webhook for up to 36 hours; a week of remembered ids covers that (and
 # Genesys's redeliveries of an agent's message).

@@ -18,6 +18,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,7 +38,7 @@ from ..meta.events import (
 )
 from ..metrics import RelayMetrics
 from ..pipeline.window import CommentOrigin
-from ..records import COMMENT_ORIGIN, INBOUND, INTAKE, OWN_MESSAGES
+from ..records import COMMENT_ORIGIN, INBOUND, INTAKE, OWN_MESSAGES, SPLITTER
 from ..store.base import Job, NewJob, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,9 @@ log = logging.getLogger(__name__)
 WINDOW_KINDS = frozenset(
     {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.REACTION, EventKind.REFERRAL}
 )
+LEAD_KEY = "lead"
+# The lead record outlives any outage it must survive; who leads is read from its value.
+LEAD_RECORD_TTL_SECONDS = 86400.0
 # Standby copies are routine while another app owns threads: no warning each.
 QUIET_SKIPS = frozenset({"standby"})
 
@@ -100,6 +107,50 @@ def split(raw_jobs: Iterable[Job], routing: Routing) -> Split:
     return out
 
 
+class _Lead:
+    """Which replica splits: a record naming the holder until a time, renewed while it
+    runs. A replica that takes the lead from another first waits out the other's leases,
+    so webhooks that one held are split before anything newer."""
+
+    def __init__(self, store: Store, lease_seconds: float) -> None:
+        self._store = store
+        self._lease = lease_seconds
+        self._me = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._until = 0.0  # ours up to this time (monotonic), without asking again
+        self._ready_at = 0.0  # splitting may start at this time (monotonic)
+
+    async def hold(self) -> bool:
+        now = time.monotonic()
+        if now < self._until - self._lease / 2:
+            return now >= self._ready_at
+        wall = time.time()
+        current = await self._store.get_record(SPLITTER, LEAD_KEY)
+        holder, until = _read_lead(current)
+        if holder not in (None, self._me) and until > wall:
+            self._until = 0.0
+            return False
+        claim = json.dumps({"holder": self._me, "until": wall + self._lease}).encode()
+        if not await self._store.compare_and_put_record(
+            SPLITTER, LEAD_KEY, current, claim, ttl_seconds=LEAD_RECORD_TTL_SECONDS
+        ):
+            return False
+        if holder not in (None, self._me):
+            self._ready_at = now + self._lease  # the previous holder's leases run out
+            log.info("splitting webhooks taken over", extra={"previous": holder})
+        self._until = now + self._lease
+        return now >= self._ready_at
+
+
+def _read_lead(raw: bytes | None) -> tuple[str | None, float]:
+    if raw is None:
+        return None, 0.0
+    try:
+        value = json.loads(raw)
+        return str(value["holder"]), float(value["until"])
+    except (ValueError, KeyError, TypeError):
+        return None, 0.0
+
+
 class IntakeSplitter:
     """Drains the intake queue batch by batch; wakes the inbound worker when it stored work."""
 
@@ -113,6 +164,7 @@ class IntakeSplitter:
         batch: int = 128,
         lease_seconds: float = 30.0,
         idle_poll: float = 0.5,
+        shared: bool = False,
     ) -> None:
         self._store = store
         self._routing = routing
@@ -121,6 +173,9 @@ class IntakeSplitter:
         self._batch = batch
         self._lease = lease_seconds
         self._idle_poll = idle_poll
+        # Replicas share the store: one of them splits at a time, so webhooks enter the
+        # customers' queues in the order they were acked.
+        self._shared = shared
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -133,32 +188,37 @@ class IntakeSplitter:
         self._wake.set()
 
     async def run(self) -> None:
+        held: list[Job] = []  # claimed, not yet split: tried again before anything newer
+        lead = _Lead(self._store, self._lease) if self._shared else None
         while not self._stopping:
             self._wake.clear()  # before claiming: work stored meanwhile still wakes us
             try:
-                raw = await self._store.claim(INTAKE, self._batch, self._lease)
-                if raw:
-                    await self.split_batch(raw)
+                if lead is not None and not await lead.hold():
+                    held = []  # the new holder splits them, once their leases run out
+                    await self._idle()
+                    continue
+                if not held:
+                    held = await self._store.claim(INTAKE, self._batch, self._lease)
+                if held:
+                    await self.split_batch(held)
+                    full, held = len(held) == self._batch, []
+                    if full:
+                        continue  # a full batch: there is probably more
             except StoreUnavailable as exc:
-                # The leases run out and the webhooks are split later: nothing is lost.
+                # The batch stays in hand and is split first once the store answers: a
+                # customer's later webhooks must not overtake it.
                 log.warning("store unavailable while splitting webhooks: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            if len(raw) == self._batch:
-                continue  # a full batch: there is probably more
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+            await self._idle()
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._idle_poll)
 
     async def split_batch(self, raw: list[Job]) -> None:
         out = split(raw, self._routing)
         m = self._metrics
-        for job, reason in out.unreadable:
-            m.handler_errors.labels(INTAKE).inc()
-            m.dead_lettered.labels(INTAKE, "unreadable").inc()
-            log.error(
-                "raw webhook unreadable: dead-lettered", extra={"job": job.id, "detail": reason}
-            )
-            await self._store.dead_letter(job, f"unreadable webhook: {reason}")
         if out.readable:
             stored = await self._store.transfer(INTAKE, out.readable, INBOUND, out.jobs, out.latest)
             for event in out.events:
@@ -168,6 +228,13 @@ class IntakeSplitter:
                 m.duplicates.labels(INBOUND).inc(stored.duplicates)
             if stored.accepted:
                 self._on_split()
+        for job, reason in out.unreadable:  # after the transfer: a retry finds them again
+            m.handler_errors.labels(INTAKE).inc()
+            m.dead_lettered.labels(INTAKE, "unreadable").inc()
+            log.error(
+                "raw webhook unreadable: dead-lettered", extra={"job": job.id, "detail": reason}
+            )
+            await self._store.dead_letter(job, f"unreadable webhook: {reason}")
         # Counted once stored: a batch the store refused is split (and counted) again.
         for skipped in out.skipped:
             m.skipped.labels(skipped.reason).inc()
