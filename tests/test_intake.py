@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
-from igbridge.relay.delivery.intake import Routing, split
+from igbridge.relay.delivery.intake import IntakeSplitter, Routing, split
 from igbridge.relay.meta.events import (
     FORWARDED_KINDS,
     EventKind,
@@ -14,7 +17,9 @@ from igbridge.relay.meta.events import (
     JustStored,
     parse_webhook,
 )
-from igbridge.relay.store.base import Job
+from igbridge.relay.metrics import RelayMetrics
+from igbridge.relay.store.base import EnqueueResult, Job, NewJob, StoreUnavailable
+from igbridge.relay.store.sqlite import SQLiteStore
 
 from .fixtures_loader import ACCOUNT_ID, fixture_names, load_fixture
 
@@ -122,3 +127,90 @@ def test_the_just_stored_events_are_bounded_oldest_forgotten_first() -> None:
     first, second = out.jobs
     assert memo.take(first.payload) is None
     assert memo.take(second.payload) == out.events[1]
+
+
+# -- the splitter against a real store ---------------------------------------------------------
+
+
+class RefusesOneTransfer:
+    """A real SQLite store whose first transfer fails as an outage would (the relay's
+    own store, not a stand-in for Meta or Genesys)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.refused = False
+        self.transferred: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def transfer(
+        self,
+        source: str,
+        taken: Sequence[Job],
+        queue: str,
+        jobs: Sequence[NewJob],
+        customer_messages: Mapping[str, int] | None = None,
+    ) -> EnqueueResult:
+        if not self.refused:
+            self.refused = True
+            raise StoreUnavailable("store away for a moment")
+        self.transferred.append([j.dedupe_key for j in jobs])
+        return await self.store.transfer(source, taken, queue, jobs, customer_messages)
+
+
+def dm(mid: str, text: str, ts: int) -> bytes:
+    body = {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": ACCOUNT_ID,
+                "time": ts,
+                "messaging": [
+                    {
+                        "sender": {"id": "6915500000000009"},
+                        "recipient": {"id": ACCOUNT_ID},
+                        "timestamp": ts,
+                        "message": {"mid": mid, "text": text},
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(body).encode()
+
+
+def test_a_batch_the_store_refused_is_split_before_anything_newer(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "s.db"))
+        await store.open()
+        flaky = RefusesOneTransfer(store)
+        splitter = IntakeSplitter(
+            flaky,  # type: ignore[arg-type]
+            ROUTING,
+            RelayMetrics(),
+            lambda: None,
+            lease_seconds=60,  # longer than the test: a re-claim would not get it back
+            idle_poll=0.05,
+        )
+        await store.enqueue("intake", [NewJob("r1", "r1", 1, dm("mid.1", "first", 1_000))])
+        task = asyncio.create_task(splitter.run())
+        try:
+            for _ in range(100):  # bounded: 5 s
+                if flaky.refused:
+                    break
+                await asyncio.sleep(0.05)
+            # The customer's next webhook arrives while the first waits to be split.
+            await store.enqueue("intake", [NewJob("r2", "r2", 2, dm("mid.2", "second", 2_000))])
+            splitter.wake()
+            for _ in range(100):
+                if sum(len(t) for t in flaky.transferred) == 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            splitter.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        assert [k for batch in flaky.transferred for k in batch] == ["mid.1", "mid.2"]
+        await store.close()
+
+    asyncio.run(scenario())
