@@ -13,9 +13,8 @@ import uvicorn
 import uvloop
 
 from .config import ConfigError, Settings, load_settings
+from .link import DELIVER_COMMAND, MULTIPROCESS_DIR
 from .logs import configure_logging
-
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when imported
 
 
 def _settings() -> Settings | None:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "or in this one",
     )
     serve.set_defaults(func=_serve)
-    deliver = sub.add_parser("deliver", help=argparse.SUPPRESS)
+    deliver = sub.add_parser(DELIVER_COMMAND, help=argparse.SUPPRESS)
     deliver.add_argument("--link-fd", type=int, required=True)
     deliver.set_defaults(func=_deliver)
     sandbox = sub.add_parser(

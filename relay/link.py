@@ -37,6 +37,10 @@ WAKE_INTAKE = b"i"
 WAKE_OUTBOUND = b"o"
 # The child's command line: ``python -m igbridge.relay deliver --link-fd N``.
 DELIVER_COMMAND = "deliver"
+# The folder both processes write their metric values to; prometheus_client reads this
+# variable when it is imported, so ``serve`` sets it first (this module imports no
+# prometheus_client for that reason).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class DeliveryProcess:

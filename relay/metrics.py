@@ -12,26 +12,13 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+from .link import MULTIPROCESS_DIR
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-def exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
-    """What ``/metrics`` shows: this process's registry, or every process's values."""
-    folder = os.environ.get(MULTIPROCESS_DIR)
-    if not folder:
-        return own
-    merged = CollectorRegistry()
-    MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
-    return merged
-
-
 class RelayMetrics:
-    def exposed(self) -> CollectorRegistry:
-        return exposed_registry(self.registry)
-
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -192,3 +179,12 @@ class RelayMetrics:
             ["outcome"],
             registry=r,
         )
+
+    def exposed(self) -> CollectorRegistry:
+        """What ``/metrics`` shows: this process's registry, or every process's values."""
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        if not folder:
+            return self.registry
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+        return merged
