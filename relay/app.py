@@ -31,6 +31,7 @@ from .health import RelayHealth, sqlite_disk_problem
 from .http import new_session
 from .link import DeliveryProcess
 from .meta.crm import CrmLookup
+from .meta.events import JustStored
 from .meta.graph import GraphClient
 from .meta.media import MediaInfo, MediaProber
 from .meta.send import SendClient
@@ -83,6 +84,8 @@ class Relay:
     outbound: QueueWorker
     crm: CrmLookup | None
     send: SendClient
+    # Events the splitter just stored, for this process's inbound worker (no second decode).
+    parsed: JustStored
 
     @classmethod
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
@@ -130,6 +133,7 @@ class Relay:
             account_id=settings.instagram_account_id,
             crm=crm,
         )
+        parsed = JustStored()
         handler = InboundDelivery(
             ctx,
             genesys,
@@ -139,6 +143,7 @@ class Relay:
             metrics=metrics,
             loops=loops,
             store=store,
+            parsed=parsed,
         )
         worker = QueueWorker(
             store,
@@ -188,6 +193,7 @@ class Relay:
             outbound,
             crm,
             send,
+            parsed,
         )
 
     async def close(self) -> None:
@@ -222,6 +228,7 @@ class Delivery:
             r.inbound.wake,
             lease_seconds=settings.lease_seconds,
             shared=settings.store_url.startswith(("redis://", "rediss://")),
+            parsed=r.parsed,
         )
         sweeper = SlaSweeper(
             r.store,

@@ -10,7 +10,7 @@ from ..genesys.client import GenesysClient, InboundAccepted
 from ..genesys.errors import AuthError, PermanentError, TransientError
 from ..genesys.payloads import ChannelMetadata, CustomerMessage, StructuredResponse
 from ..health import RelayHealth
-from ..meta.events import JUST_STORED, EventKind, InstagramEvent, Message, Postback
+from ..meta.events import EventKind, InstagramEvent, JustStored, Message, Postback
 from ..metrics import RelayMetrics
 from ..pipeline.guard import SpamFilter, customer_text
 from ..pipeline.inbound import InboundContext, NotForwarded, translate
@@ -56,8 +56,10 @@ class InboundDelivery:
         metrics: RelayMetrics | None = None,
         loops: LoopBreaker | None = None,
         store: Store | None = None,
+        parsed: JustStored | None = None,
     ) -> None:
         self._store = store
+        self._parsed = parsed
         self._spam = spam
         self._loops = loops
         self._metrics = metrics or RelayMetrics()
@@ -70,7 +72,8 @@ class InboundDelivery:
         self._cap = backoff_cap
 
     async def __call__(self, job: Job) -> Outcome:
-        event = JUST_STORED.take(job.payload)  # split by this process: no second decode
+        # Split by this process's splitter: taken as parsed, no second decode.
+        event = self._parsed.take(job.payload) if self._parsed is not None else None
         if event is None:
             try:
                 event = InstagramEvent.from_json(job.payload)

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from .. import records
 from ..meta.events import (
     FORWARDED_KINDS,
-    JUST_STORED,
     EventKind,
     InstagramEvent,
+    JustStored,
     Skipped,
     StandbyMode,
     parse_webhook,
@@ -165,6 +165,7 @@ class IntakeSplitter:
         lease_seconds: float = 30.0,
         idle_poll: float = 0.5,
         shared: bool = False,
+        parsed: JustStored | None = None,
     ) -> None:
         self._store = store
         self._routing = routing
@@ -176,6 +177,7 @@ class IntakeSplitter:
         # Replicas share the store: one of them splits at a time, so webhooks enter the
         # customers' queues in the order they were acked.
         self._shared = shared
+        self._parsed = parsed  # what this process's inbound worker takes without decoding
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -221,9 +223,10 @@ class IntakeSplitter:
         m = self._metrics
         if out.readable:
             stored = await self._store.transfer(INTAKE, out.readable, INBOUND, out.jobs, out.latest)
-            for event in out.events:
-                if event.kind in FORWARDED_KINDS:
-                    JUST_STORED.add(event)  # parsed once: the worker here takes it as is
+            if self._parsed is not None:
+                for event in out.events:
+                    if event.kind in FORWARDED_KINDS:
+                        self._parsed.add(event)  # parsed once: the worker here takes it
             if stored.duplicates:
                 m.duplicates.labels(INBOUND).inc(stored.duplicates)
             if stored.accepted:

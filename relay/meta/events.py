@@ -418,10 +418,6 @@ class JustStored:
         return len(self._events)
 
 
-# One per process: the splitter adds, the inbound worker takes.
-JUST_STORED = JustStored()
-
-
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """An item of the batch that produced no event, and why (a metric label)."""
