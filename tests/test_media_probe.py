@@ -37,6 +37,9 @@ def _app(cdn_ref: list[Cdn]) -> Starlette:
         for _ in range(HUGE_BYTES // CHUNK):
             cdn_ref[0].body_bytes += len(chunk)
             yield chunk
+            # uvicorn drops writes to a closed connection without suspending; yielding lets
+            # Starlette's disconnect listener stop the stream, as a real CDN stops sending.
+            await asyncio.sleep(0)
 
     async def handle(request: Request) -> Response:
         cdn = cdn_ref[0]
