@@ -10,6 +10,7 @@ import sys
 import kopf
 
 from igbridge.relay.config import ConfigError
+from igbridge.relay.version import VERSION
 
 from .settings import load_operator_settings
 
@@ -22,6 +23,7 @@ def _quiet_report_handler(record: logging.LogRecord) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="igbridge-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)"

@@ -149,20 +149,20 @@ def _retry_as_kopf(config: OperatorSettings) -> Iterator[None]:
         raise kopf.TemporaryError(str(exc), delay=config.operator_recheck_seconds) from None
 
 
-async def _reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
+async def _reconcile(body: kopf.Body, memo: kopf.Memo, handler: str) -> None:
     reconciler: Reconciler = memo["reconciler"]
-    with _retry_as_kopf(memo["config"]):
+    with _retry_as_kopf(memo["config"]), metrics.reconciling(handler):
         await reconciler.reconcile(_channel(body), _events(body))
 
 
 async def reconcile_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _reconcile(body, memo)
+    await _reconcile(body, memo, "reconcile")
 
 
 async def resync_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Repair drift (the integration, the workload, Meta's subscription), roll the relay
     when a referenced Secret changed, and notice a relay that stopped reporting."""
-    await _reconcile(body, memo)
+    await _reconcile(body, memo, "resync")
 
 
 async def relay_reported(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
@@ -173,10 +173,11 @@ async def relay_reported(body: kopf.Body, memo: kopf.Memo, type: str | None, **_
     if not (body.get("status") or {}).get("relay"):
         return
     reconciler: Reconciler = memo["reconciler"]
-    await reconciler.refresh_relay(_channel(body), _events(body))
+    with metrics.reconciling("relay_report"):
+        await reconciler.refresh_relay(_channel(body), _events(body))
 
 
 async def delete_channel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo["reconciler"]
-    with _retry_as_kopf(memo["config"]):
+    with _retry_as_kopf(memo["config"]), metrics.reconciling("delete"):
         await reconciler.finalize(_channel(body), _events(body))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -15,6 +16,9 @@ import uvloop
 from .config import ConfigError, Settings, load_settings
 from .link import DELIVER_COMMAND, MULTIPROCESS_DIR
 from .logs import configure_logging
+
+log = logging.getLogger(__name__)
+from .version import VERSION
 
 
 def _settings() -> Settings | None:
@@ -37,13 +41,28 @@ def _serve(args: argparse.Namespace) -> int:
         folder = tempfile.mkdtemp(prefix="igbridge-metrics-")
         os.environ[MULTIPROCESS_DIR] = folder
     from .app import create_app
+    from .web.server import ConnectionGuard, fd_limit, plan_limits
 
     app = create_app(settings, delivery=args.delivery)
+    limits = plan_limits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+        fd_limit=fd_limit(),
+    )
+    if limits.max_connections < settings.max_connections:
+        log.warning(
+            "IGBRIDGE_MAX_CONNECTIONS lowered to fit the open-files limit",
+            extra={"max_connections": limits.max_connections, "fd_limit": fd_limit()},
+        )
+    guard = ConnectionGuard(limits, app.state.registry)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
+            http=guard.protocol(),
+            timeout_keep_alive=settings.keep_alive_timeout,
             log_config=None,
             access_log=False,  # a line per webhook; the relay's own lines carry what matters
             timeout_graceful_shutdown=10,
@@ -81,6 +100,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="igbridge-relay", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the relay (configured by IGBRIDGE_* variables)")
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")  # noqa: S104
