@@ -16,7 +16,7 @@ from typing import Literal
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -402,4 +402,15 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+
+    async def client_gone(request: Request, _: Exception) -> Response:
+        # The client left (or was cut off by the server's body deadline) before its body
+        # arrived: nothing was stored and nobody is left to answer.
+        log.warning("request body not received: client gone", extra={"path": request.url.path})
+        return Response(status_code=400)
+
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={ClientDisconnect: client_gone}
+    )
+    app.state.registry = metrics.registry  # the server's own counters join /metrics
+    return app

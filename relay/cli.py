@@ -16,9 +16,9 @@ import uvloop
 from .config import ConfigError, Settings, load_settings
 from .link import DELIVER_COMMAND, MULTIPROCESS_DIR
 from .logs import configure_logging
+from .version import VERSION
 
 log = logging.getLogger(__name__)
-from .version import VERSION
 
 
 def _settings() -> Settings | None:

@@ -114,6 +114,12 @@ class Settings(HandedOverSettings):
 
     # Operational knobs with safe defaults.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # The HTTP server's bounds (relay/web/server.py): a client that never finishes its
+    # request, or holds connections open, must not take the relay offline.
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
+    body_timeout: float = Field(default=30.0, gt=0, le=600)
+    keep_alive_timeout: int = Field(default=5, gt=0, le=300)
+    max_connections: int = Field(default=1000, gt=0, le=1_000_000)
     media_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MEDIA_HOSTS
     media_ca_file: Path | None = None
     media_timeout: float = Field(default=2.0, gt=0, le=30)
