@@ -101,8 +101,12 @@ def test_monitoring_is_off_by_default_and_renders_when_asked() -> None:
     assert alerts == {
         "IgbridgeDeadLetters",
         "IgbridgeRelayStale",
+        "IgbridgeBacklogOld",
+        "IgbridgeCredentialsRefused",
         "IgbridgeConversationsNearWindowEnd",
         "IgbridgeInstagramTokenExpiring",
+        "IgbridgeOperatorErrors",
+        "IgbridgeOperatorDown",
     }
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
