@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import shutil
@@ -31,6 +32,28 @@ def _settings() -> Settings | None:
     return settings
 
 
+def _sqlite_problem(settings: Settings) -> str | None:
+    """Why the SQLite file cannot be opened (corrupt, unreadable, read-only), or None.
+
+    Asked before the server starts, so such a file ends start-up with one line and exit 1
+    instead of a traceback from inside the server's start-up. Only SQLite: a file that
+    will not open stays so, while a Redis that does not answer yet may come back."""
+    if not settings.store_url.startswith("sqlite:///"):
+        return None
+    from .store import StoreUnavailable, open_store
+
+    async def probe() -> None:
+        store = open_store(settings.store_url, claims=False)  # hands out no leases
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(probe())
+    except StoreUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
@@ -40,6 +63,10 @@ def _serve(args: argparse.Namespace) -> int:
         # Before prometheus_client is imported: both processes count into this folder.
         folder = tempfile.mkdtemp(prefix="igbridge-metrics-")
         os.environ[MULTIPROCESS_DIR] = folder
+    problem = _sqlite_problem(settings)
+    if problem is not None:
+        print(f"igbridge-relay: store error: {problem}", file=sys.stderr)
+        return 1
     from .app import create_app
     from .web.server import ConnectionGuard, fd_limit, plan_limits
 
@@ -86,8 +113,13 @@ def _deliver(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     from .deliver import deliver
+    from .store import StoreUnavailable
 
-    uvloop.run(deliver(settings, args.link_fd))
+    try:
+        uvloop.run(deliver(settings, args.link_fd))
+    except StoreUnavailable as exc:  # at start-up: running, a store error is retried
+        print(f"igbridge-relay: store error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
