@@ -126,7 +126,8 @@ def test_a_store_file_that_will_not_open_ends_start_up_with_one_line(
     assert str(db) in line
     assert problem in line
     assert "Traceback" not in output
-    assert SECRET not in output and CLIENT_SECRET not in output
+    assert SECRET not in output
+    assert CLIENT_SECRET not in output
 
 
 def wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
