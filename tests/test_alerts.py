@@ -109,3 +109,11 @@ def test_store_gauges_are_never_summed_across_replicas() -> None:
     for rule in rules():
         if any(name in rule["expr"] for name in store_gauges):
             assert not re.search(r"\bsum\b", rule["expr"]), rule["expr"]
+
+
+def test_alerts_name_only_exported_metrics() -> None:
+    from tests.test_dashboard import SCRAPE_SERIES, exported, metric_names
+
+    used = {name for rule in rules() for name in metric_names(rule["expr"])}
+    assert "igbridge_oldest_job_age_seconds" in used
+    assert used - (exported() | SCRAPE_SERIES) == set()
