@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from .pipeline.window import CommentOrigin
+from .store.base import INTAKE as INTAKE
 from .store.base import Store, StoreUnavailable
 
 T = TypeVar("T")
@@ -29,17 +30,16 @@ M = TypeVar("M", bound=BaseModel)
 # -- queues ----------------------------------------------------------------------------
 INBOUND = "inbound"  # Instagram events on their way to Genesys
 OUTBOUND = "outbound"  # agents' messages on their way to Instagram
-# Signed Instagram webhooks as they arrived, before they are parsed into their events:
-# the ack stores the raw bytes only, the delivery side splits them into INBOUND jobs.
-INTAKE = "intake"
-SPLITTER = "splitter"  # which replica splits the intake queue (one at a time)
-QUEUES = (INTAKE, INBOUND, OUTBOUND)
+QUEUES = (INBOUND, OUTBOUND)
+# Signed Instagram webhooks as they arrived, before they are parsed into their events,
+# are the intake log (Store.append_intake), not a queue: the ack appends the raw bytes,
+# the delivery side splits them into INBOUND jobs. INTAKE names it in metrics and files
+# the entries that could not be split among the dead letters.
+DEAD_LETTER_SOURCES = (INTAKE, INBOUND, OUTBOUND)
+SPLITTER = "splitter"  # which replica splits the intake log (one at a time)
 # Meta retries a webhook for up to 36 hours; a week of remembered ids covers that (and
 # Genesys's redeliveries of an agent's message).
 DEDUPE_RETENTION_SECONDS = 7 * 86400.0
-# A raw webhook's id is a stamp no other webhook has (retries are dropped by their
-# events' ids): its dedupe row serves nothing once the webhook is split.
-INTAKE_DEDUPE_RETENTION_SECONDS = 3600.0
 DEAD_LETTER_RETENTION_SECONDS = 30 * 86400.0
 
 # Progress and the relay's own message ids matter while Genesys may redeliver a reply and

@@ -18,7 +18,13 @@ from igbridge.relay.meta.events import (
     parse_webhook,
 )
 from igbridge.relay.metrics import RelayMetrics
-from igbridge.relay.store.base import EnqueueResult, Job, NewJob, StoreUnavailable
+from igbridge.relay.records import INBOUND, INTAKE
+from igbridge.relay.store.base import (
+    EnqueueResult,
+    IntakeEntry,
+    NewJob,
+    StoreUnavailable,
+)
 from igbridge.relay.store.sqlite import SQLiteStore
 
 from .fixtures_loader import ACCOUNT_ID, fixture_names, load_fixture
@@ -26,17 +32,8 @@ from .fixtures_loader import ACCOUNT_ID, fixture_names, load_fixture
 ROUTING = Routing(ACCOUNT_ID)
 
 
-def raw_job(payload: bytes, job_id: int = 1) -> Job:
-    return Job(
-        id=job_id,
-        queue="intake",
-        key=f"raw-{job_id}",
-        dedupe_key=f"raw-{job_id}",
-        order_ts=0,
-        payload=payload,
-        attempts=0,
-        enqueued_at=0.0,
-    )
+def raw_job(payload: bytes, job_id: int = 1) -> IntakeEntry:
+    return IntakeEntry(id=job_id, body=payload, received_at=0.0)
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -132,8 +129,8 @@ def test_the_just_stored_events_are_bounded_oldest_forgotten_first() -> None:
 # -- the splitter against a real store ---------------------------------------------------------
 
 
-class RefusesOneTransfer:
-    """A real SQLite store whose first transfer fails as an outage would (the relay's
+class RefusesOneConsume:
+    """A real SQLite store whose first consume fails as an outage would (the relay's
     own store, not a stand-in for Meta or Genesys)."""
 
     def __init__(self, store: SQLiteStore) -> None:
@@ -144,19 +141,22 @@ class RefusesOneTransfer:
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
 
-    async def transfer(
+    async def consume_intake(
         self,
-        source: str,
-        taken: Sequence[Job],
+        position: int,
+        through: int,
         queue: str,
         jobs: Sequence[NewJob],
         customer_messages: Mapping[str, int] | None = None,
+        unreadable: Sequence[tuple[IntakeEntry, str]] = (),
     ) -> EnqueueResult:
         if not self.refused:
             self.refused = True
             raise StoreUnavailable("store away for a moment")
         self.transferred.append([j.dedupe_key for j in jobs])
-        return await self.store.transfer(source, taken, queue, jobs, customer_messages)
+        return await self.store.consume_intake(
+            position, through, queue, jobs, customer_messages, unreadable
+        )
 
 
 def dm(mid: str, text: str, ts: int) -> bytes:
@@ -184,16 +184,15 @@ def test_a_batch_the_store_refused_is_split_before_anything_newer(tmp_path: Path
     async def scenario() -> None:
         store = SQLiteStore(str(tmp_path / "s.db"))
         await store.open()
-        flaky = RefusesOneTransfer(store)
+        flaky = RefusesOneConsume(store)
         splitter = IntakeSplitter(
             flaky,  # type: ignore[arg-type]
             ROUTING,
             RelayMetrics(),
             lambda: None,
-            lease_seconds=60,  # longer than the test: a re-claim would not get it back
             idle_poll=0.05,
         )
-        await store.enqueue("intake", [NewJob("r1", "r1", 1, dm("mid.1", "first", 1_000))])
+        await store.append_intake([dm("mid.1", "first", 1_000)])
         task = asyncio.create_task(splitter.run())
         try:
             for _ in range(100):  # bounded: 5 s
@@ -201,7 +200,7 @@ def test_a_batch_the_store_refused_is_split_before_anything_newer(tmp_path: Path
                     break
                 await asyncio.sleep(0.05)
             # The customer's next webhook arrives while the first waits to be split.
-            await store.enqueue("intake", [NewJob("r2", "r2", 2, dm("mid.2", "second", 2_000))])
+            await store.append_intake([dm("mid.2", "second", 2_000)])
             splitter.wake()
             for _ in range(100):
                 if sum(len(t) for t in flaky.transferred) == 2:
@@ -211,6 +210,66 @@ def test_a_batch_the_store_refused_is_split_before_anything_newer(tmp_path: Path
             splitter.stop()
             await asyncio.gather(task, return_exceptions=True)
         assert [k for batch in flaky.transferred for k in batch] == ["mid.1", "mid.2"]
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_two_splitters_on_one_log_store_each_webhook_once(tmp_path: Path) -> None:
+    # As two replicas would, or a stalled splitter and the one that took over: both read
+    # the same entries, and the position's compare-and-set lets one of them consume each.
+    async def scenario() -> None:
+        stores = [SQLiteStore(str(tmp_path / "s.db")) for _ in range(2)]
+        for store in stores:
+            await store.open()
+        metrics = RelayMetrics()
+        splitters = [
+            IntakeSplitter(store, ROUTING, metrics, lambda: None, batch=4, idle_poll=0.01)
+            for store in stores
+        ]
+        await stores[0].append_intake([dm(f"mid.{i}", f"m{i}", 1_000 + i) for i in range(40)])
+        tasks = [asyncio.create_task(s.run()) for s in splitters]
+        try:
+            for _ in range(200):  # bounded: 10 s
+                if (await stores[0].intake_backlog()).entries == 0:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            for splitter in splitters:
+                splitter.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert await stores[0].depth(INBOUND) == 40
+        duplicates = metrics.registry.get_sample_value(
+            "igbridge_duplicates_total", {"queue": INBOUND}
+        )
+        assert not duplicates  # no entry was split into the queue twice
+        for store in stores:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_webhook_is_dead_lettered_and_the_next_ones_are_split(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "s.db"))
+        await store.open()
+        splitter = IntakeSplitter(store, ROUTING, RelayMetrics(), lambda: None, idle_poll=0.05)
+        await store.append_intake([b"{broken", dm("mid.1", "after", 1_000)])
+        task = asyncio.create_task(splitter.run())
+        try:
+            for _ in range(100):  # bounded: 5 s
+                if (await store.intake_backlog()).entries == 0:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            splitter.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        (letter,) = await store.dead_letters(INTAKE)
+        assert letter.payload == b"{broken"
+        assert letter.reason.startswith("unreadable webhook: JSONDecodeError")
+        assert [j.dedupe_key for j in await store.claim(INBOUND, 10, 30)] == ["mid.1"]
         await store.close()
 
     asyncio.run(scenario())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from igbridge.relay.store import NewJob, RedisStore, SQLiteStore, Store
+from igbridge.relay.store.base import INTAKE, IntakeBacklog, IntakeBatch, IntakeMoved
 from tests.harness.redis_server import RedisServer
 
 Q = "inbound"
@@ -335,24 +336,55 @@ def test_windows_are_read_by_time_and_forgotten_after_their_retention(
     backend.run(body)
 
 
-def test_transfer_completes_the_taken_jobs_and_enqueues_their_successors(
+# -- the intake log ------------------------------------------------------------------------
+
+
+def test_an_empty_intake_log_reads_nothing_and_has_no_backlog(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        assert await store.read_intake(10) == IntakeBatch(0, [])
+        assert await store.intake_backlog() == IntakeBacklog(0, None)
+
+    backend.run(body)
+
+
+def test_appended_webhooks_are_read_oldest_first_with_their_waiting_time(
     backend: Backend,
 ) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        first = await store.append_intake([b"w1", b"w2"])
+        clock.now += 5
+        # Appends made at once share a commit; each still gets its own place, in order.
+        later = await asyncio.gather(*(store.append_intake([f"w{i}".encode()]) for i in (3, 4)))
+        ids = first + [i for ids in later for i in ids]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 4
+        batch = await store.read_intake(3)
+        assert [e.body for e in batch.entries] == [b"w1", b"w2", b"w3"]
+        assert [e.id for e in batch.entries] == ids[:3]
+        clock.now += 10
+        assert await store.intake_backlog() == IntakeBacklog(4, 15.0)
+
+    backend.run(body)
+
+
+def test_consuming_moves_the_position_and_enqueues_the_events(backend: Backend) -> None:
     async def body(store: Store, _: Clock) -> None:
-        await store.enqueue("intake", [job("w", "raw1", 1), job("w", "raw2", 2)])
+        await store.append_intake([b"raw1", b"raw2", b"raw3"])
         await store.enqueue(Q, [job("a", "a-seen", 5)], {"a": 9_000})
-        (raw1,) = await store.claim("intake", 10, 30)  # one per key: raw2 waits
-        result = await store.transfer(
-            "intake",
-            [raw1],
+        batch = await store.read_intake(2)
+        result = await store.consume_intake(
+            batch.position,
+            batch.entries[-1].id,
             Q,
             [job("a", "a3", 30), job("a", "a-seen", 5), job("b", "b1", 1), job("a", "a2", 20)],
             {"a": 7_000, "b": 4_000},
         )
         assert (result.accepted, result.duplicates) == (3, 1)
-        # The taken job is gone and its key moved on to the next raw webhook.
-        assert [j.dedupe_key for j in await store.claim("intake", 10, 30)] == ["raw2"]
-        assert await store.depth("intake") == 1
+        # Only the third webhook is left, after the new position.
+        after = await store.read_intake(10)
+        assert after.position == batch.entries[-1].id
+        assert [e.body for e in after.entries] == [b"raw3"]
+        assert (await store.intake_backlog()).entries == 1
         # Customer message times: the later one wins, an older one never rewinds.
         assert await store.last_customer_message("a") == 9_000
         assert await store.last_customer_message("b") == 4_000
@@ -367,31 +399,93 @@ def test_transfer_completes_the_taken_jobs_and_enqueues_their_successors(
     backend.run(body)
 
 
-def test_transfer_of_a_job_whose_lease_was_lost_still_completes_it(backend: Backend) -> None:
-    async def body(store: Store, clock: Clock) -> None:
-        await store.enqueue("intake", [job("w", "raw1", 1), job("w", "raw2", 2)])
-        (slow,) = await store.claim("intake", 10, 30)
-        clock.now += 31  # the first holder stalled: another claim takes the job over
-        (again,) = await store.claim("intake", 10, 30)
-        assert again.dedupe_key == slow.dedupe_key == "raw1"
-        first = await store.transfer("intake", [slow], Q, [job("a", "a1", 1)])
-        assert (first.accepted, first.duplicates) == (1, 0)
-        # The second holder splits the same webhook: its events are duplicates now.
-        second = await store.transfer("intake", [again], Q, [job("a", "a1", 1)])
-        assert (second.accepted, second.duplicates) == (0, 1)
-        assert [j.dedupe_key for j in await store.claim("intake", 10, 30)] == ["raw2"]
-        assert [j.dedupe_key for j in await store.claim(Q, 10, 30)] == ["a1"]
+def test_a_second_splitter_consuming_the_same_entries_is_refused_and_changes_nothing(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        other = backend.store(Clock())  # another replica (or a stalled splitter)
+        await other.open()
+        try:
+            await store.append_intake([b"raw1", b"raw2"])
+            mine = await store.read_intake(1)
+            theirs = await other.read_intake(1)
+            assert mine == theirs
+            through = mine.entries[-1].id
+            await store.consume_intake(mine.position, through, Q, [job("a", "a1", 1)])
+            with pytest.raises(IntakeMoved):
+                await other.consume_intake(
+                    theirs.position, through, Q, [job("a", "a1", 1), job("z", "z1", 1)]
+                )
+            # Nothing of the refused step was stored: z1 is new to the queue's dedupe.
+            assert await store.depth(Q) == 1
+            assert (await store.enqueue(Q, [job("z", "z1", 1)])).accepted == 1
+            # The refused one reads again and goes on after the first one's entries.
+            again = await other.read_intake(10)
+            assert (again.position, [e.body for e in again.entries]) == (through, [b"raw2"])
+            # A position from before an older consume is refused as well.
+            with pytest.raises(IntakeMoved):
+                await other.consume_intake(0, again.entries[-1].id, Q, [])
+            assert (await store.intake_backlog()).entries == 1
+        finally:
+            await other.close()
 
     backend.run(body)
 
 
-def test_transfer_with_nothing_to_enqueue_just_completes(backend: Backend) -> None:
+def test_an_unreadable_entry_is_dead_lettered_with_its_reason_and_leaves_the_log(
+    backend: Backend,
+) -> None:
     async def body(store: Store, _: Clock) -> None:
-        await store.enqueue("intake", [job("w", "raw1", 1), job("v", "raw2", 1)])
-        taken = await store.claim("intake", 10, 30)
-        result = await store.transfer("intake", taken, Q, [])
+        await store.append_intake([b"\xff{not json", b"{}"])
+        batch = await store.read_intake(10)
+        bad = batch.entries[0]
+        result = await store.consume_intake(
+            batch.position, batch.entries[-1].id, Q, [], unreadable=[(bad, "JSONDecodeError")]
+        )
         assert (result.accepted, result.duplicates) == (0, 0)
-        assert await store.depth("intake") == 0
+        assert (await store.read_intake(10)).entries == []
+        assert await store.intake_backlog() == IntakeBacklog(0, None)
+        (letter,) = await store.dead_letters(INTAKE)
+        assert (letter.payload, letter.dedupe_key) == (bad.body, str(bad.id))
+        assert letter.reason == "unreadable webhook: JSONDecodeError"
+        assert await store.dead_letter_count(INTAKE) == 1
         assert await store.depth(Q) == 0
 
     backend.run(body)
+
+
+def test_intake_entries_outlive_the_store_that_appended_them(backend: Backend) -> None:
+    async def append(store: Store, _: Clock) -> None:
+        await store.append_intake([b"raw1", b"raw2"])
+        batch = await store.read_intake(1)
+        await store.consume_intake(batch.position, batch.entries[0].id, Q, [])
+
+    async def reopened(store: Store, _: Clock) -> None:
+        batch = await store.read_intake(10)
+        assert [e.body for e in batch.entries] == [b"raw2"]
+        # New webhooks land after the position, whatever was trimmed meanwhile.
+        (new,) = await store.append_intake([b"raw3"])
+        assert new > batch.entries[0].id > batch.position
+
+    backend.run(append)
+    backend.run(reopened)
+
+
+def test_intake_jobs_an_older_version_left_move_into_the_log_at_open(
+    backend: Backend,
+) -> None:
+    async def older_version(store: Store, _: Clock) -> None:
+        # What an older relay stored per webhook: a job of an "intake" queue.
+        await store.enqueue(INTAKE, [job("s1", "s1", 1), job("s2", "s2", 2)])
+        taken = await store.claim(INTAKE, 1, 30)  # one was in a splitter's hands
+        assert len(taken) == 1
+
+    async def upgraded(store: Store, _: Clock) -> None:
+        batch = await store.read_intake(10)
+        assert [e.body for e in batch.entries] == [b'{"d":"s1"}', b'{"d":"s2"}']
+        assert await store.depth(INTAKE) == 0
+        assert await store.prune_dedupe(INTAKE, -1) == 0  # their dedupe rows went too
+
+    backend.run(older_version)
+    backend.run(upgraded)
+    backend.run(upgraded)  # moved once

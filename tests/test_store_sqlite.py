@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -17,8 +18,9 @@ import pytest
 
 from igbridge.relay import records
 from igbridge.relay.records import CONVERSATIONS, Conversation
-from igbridge.relay.store import NewJob, SQLiteStore, StoreUnavailable
+from igbridge.relay.store import NewJob, SQLiteStore, StoreUnavailable, sqlite_intake
 from igbridge.relay.store import sqlite as sqlite_store
+from igbridge.relay.store.base import INTAKE
 from igbridge.relay.store.sqlite import SCHEMA
 from igbridge.relay.tasks.sla import index_earlier_records
 
@@ -73,10 +75,10 @@ def test_unwritable_path_is_store_unavailable(tmp_path: Path) -> None:
         asyncio.run(store.open())
 
 
-def test_sigkill_after_enqueue_loses_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "crash.db"
+def _stored_until_killed(path: Path, kind: str) -> list[str]:
+    """What the crash child reported stored before it was SIGKILLed."""
     child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("store_crash_child.py")), str(path)],
+        [sys.executable, str(Path(__file__).with_name("store_crash_child.py")), str(path), kind],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -89,6 +91,12 @@ def test_sigkill_after_enqueue_loses_nothing(tmp_path: Path) -> None:
             break
     child.wait(timeout=30)
     child.stdout.close()
+    return reported
+
+
+def test_sigkill_after_enqueue_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    reported = _stored_until_killed(path, "inbound")
 
     async def check() -> None:
         store = SQLiteStore(str(path))  # the child's real clock
@@ -269,7 +277,7 @@ def test_a_failed_open_and_a_close_leave_no_thread_behind(tmp_path: Path) -> Non
         assert _database_threads() == []
         store = SQLiteStore(str(tmp_path / "s.db"))
         await store.open()
-        assert _database_threads() == ["sqlite:s.db"]
+        assert sorted(_database_threads()) == ["sqlite:s-intake.db", "sqlite:s.db"]
         await store.close()
         assert _database_threads() == []
         with pytest.raises(StoreUnavailable, match="not open"):
@@ -296,3 +304,88 @@ def test_a_process_that_never_closes_its_store_still_exits(tmp_path: Path) -> No
         timeout=60,  # a hang guard: a non-daemon database thread would keep it alive
     )
     assert (done.returncode, done.stdout) == (0, "enqueued\n"), done.stderr
+
+
+def test_sigkill_after_an_intake_append_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    reported = _stored_until_killed(path, "intake")
+
+    async def check() -> None:
+        store = SQLiteStore(str(path))
+        await store.open()
+        batch = await store.read_intake(100_000)
+        await store.close()
+        assert set(reported) <= {e.body.decode() for e in batch.entries}
+
+    asyncio.run(check())
+
+
+def _log_ids(path: Path) -> list[int]:
+    with contextlib.closing(sqlite3.connect(sqlite_intake.log_path(str(path)))) as db:
+        return [int(r[0]) for r in db.execute("SELECT id FROM intake ORDER BY id")]
+
+
+def test_the_intake_log_is_a_file_of_its_own_trimmed_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    monkeypatch.setattr(sqlite_intake, "TRIM_SECONDS", 3600.0)
+    monkeypatch.setattr(sqlite_intake, "TRIM_EVERY", 3)
+
+    async def body(store: SQLiteStore, _: Clock) -> None:
+        ids = await store.append_intake([b"1", b"2", b"3", b"4", b"5"])
+        assert _log_ids(path) == ids  # beside the main file, not in it
+        batch = await store.read_intake(2)
+        await store.consume_intake(batch.position, ids[1], Q, [])
+        assert _log_ids(path) == ids  # two consumed: not worth a write on the log yet
+        batch = await store.read_intake(1)
+        await store.consume_intake(batch.position, ids[2], Q, [])
+        # Trimmed up to the position, which stays (new ids must land above it).
+        assert _log_ids(path) == ids[2:]
+        assert [e.body for e in (await store.read_intake(10)).entries] == [b"4", b"5"]
+
+    run(body, path)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "intake" not in tables
+
+
+def test_the_web_process_store_leaves_old_intake_jobs_to_the_owner_of_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+
+    async def body() -> None:
+        older = SQLiteStore(str(path))
+        await older.open()
+        await older.enqueue(INTAKE, [job("s1", "s1", 1)])
+        await older.close()
+        web = SQLiteStore(str(path), release_leases_at_open=False, checkpoint=False)
+        await web.open()
+        assert (await web.read_intake(10)).entries == []
+        assert await web.depth(INTAKE) == 1  # not moved by the process that shares the file
+        await web.close()
+        owner = SQLiteStore(str(path))
+        await owner.open()
+        assert [e.body for e in (await owner.read_intake(10)).entries] == [b'{"d":"s1"}']
+        await owner.close()
+
+    asyncio.run(body())
+
+
+def test_a_new_intake_file_beside_an_old_position_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+
+    async def consumed(store: SQLiteStore, _: Clock) -> None:
+        ids = await store.append_intake([b"1", b"2", b"3"])
+        batch = await store.read_intake(10)
+        await store.consume_intake(batch.position, ids[-1], Q, [])
+
+    async def after_the_log_was_lost(store: SQLiteStore, _: Clock) -> None:
+        await store.append_intake([b"new"])
+        assert [e.body for e in (await store.read_intake(10)).entries] == [b"new"]
+
+    run(consumed, path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(sqlite_intake.log_path(str(path)) + suffix).unlink(missing_ok=True)
+    run(after_the_log_was_lost, path)

@@ -1,15 +1,17 @@
 """Raw signed webhooks → inbound jobs.
 
-The ack stores a verified webhook's bytes as they came (one ``intake`` job) and answers;
+The ack appends a verified webhook's bytes as they came to the intake log and answers;
 everything else happens here, off the ack path: decode, ``parse_webhook``, skip what is
 not forwarded, and turn the events into per-customer ``inbound`` jobs with
-``Store.transfer`` — the raw webhooks of one batch leave the intake queue in the same
-transaction that stores their events, so a crash between the two loses nothing and
-duplicates nothing that dedupe would not drop.
+``Store.consume_intake`` — the log's position moves past a batch in the same atomic step
+that stores its events, so a crash between the two loses nothing and duplicates nothing
+that dedupe would not drop.
 
 A batch is split in the order the webhooks arrived, one batch at a time, so a
 customer's events enter their queue in arrival order, as they did when the ack split
-them itself.
+them itself. The position's compare-and-set keeps that order even when two splitters
+meet (a replica taking over from a stalled one): the second to consume a batch is
+refused and reads again from where the first left off.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..meta.events import (
 from ..metrics import RelayMetrics
 from ..pipeline.window import CommentOrigin
 from ..records import COMMENT_ORIGIN, INBOUND, INTAKE, OWN_MESSAGES, SPLITTER
-from ..store.base import Job, NewJob, Store, StoreUnavailable
+from ..store.base import IntakeBatch, IntakeEntry, IntakeMoved, NewJob, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +73,26 @@ class Split:
     latest: dict[str, int] = field(default_factory=dict)  # customer → latest window ms
     events: list[InstagramEvent] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    unreadable: list[tuple[Job, str]] = field(default_factory=list)  # raw job, reason
-    readable: list[Job] = field(default_factory=list)
+    unreadable: list[tuple[IntakeEntry, str]] = field(default_factory=list)  # entry, reason
+    readable: list[IntakeEntry] = field(default_factory=list)
 
 
-def split(raw_jobs: Iterable[Job], routing: Routing) -> Split:
+def split(entries: Iterable[IntakeEntry], routing: Routing) -> Split:
     """Parse each raw webhook and collect its forwarded events as inbound jobs, in order.
 
     A webhook that cannot be decoded any more (the ack checked it, so only a changed
     parser or a damaged store gets here) is set aside with its reason, never retried."""
     out = Split()
-    for raw in raw_jobs:
+    for raw in entries:
         try:
-            body = json.loads(raw.payload)
+            body = json.loads(raw.body)
             result = parse_webhook(
                 body,
                 routing.account_id,
                 entry_ids=routing.entry_ids,
                 standby=routing.standby,
             )
-        except Exception as exc:  # a parser bug must not wedge the intake queue
+        except Exception as exc:  # a parser bug must not wedge the intake log
             out.unreadable.append((raw, f"{type(exc).__name__}: {exc}"[:300]))
             continue
         out.readable.append(raw)
@@ -109,20 +111,19 @@ def split(raw_jobs: Iterable[Job], routing: Routing) -> Split:
 
 class _Lead:
     """Which replica splits: a record naming the holder until a time, renewed while it
-    runs. A replica that takes the lead from another first waits out the other's leases,
-    so webhooks that one held are split before anything newer."""
+    runs. Only an optimisation (replicas would otherwise read the same entries and all
+    but one be refused): the position's compare-and-set is what keeps the order."""
 
     def __init__(self, store: Store, lease_seconds: float) -> None:
         self._store = store
         self._lease = lease_seconds
         self._me = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._until = 0.0  # ours up to this time (monotonic), without asking again
-        self._ready_at = 0.0  # splitting may start at this time (monotonic)
 
     async def hold(self) -> bool:
         now = time.monotonic()
         if now < self._until - self._lease / 2:
-            return now >= self._ready_at
+            return True
         wall = time.time()
         current = await self._store.get_record(SPLITTER, LEAD_KEY)
         holder, until = _read_lead(current)
@@ -135,10 +136,9 @@ class _Lead:
         ):
             return False
         if holder not in (None, self._me):
-            self._ready_at = now + self._lease  # the previous holder's leases run out
             log.info("splitting webhooks taken over", extra={"previous": holder})
         self._until = now + self._lease
-        return now >= self._ready_at
+        return True
 
 
 def _read_lead(raw: bytes | None) -> tuple[str | None, float]:
@@ -152,7 +152,7 @@ def _read_lead(raw: bytes | None) -> tuple[str | None, float]:
 
 
 class IntakeSplitter:
-    """Drains the intake queue batch by batch; wakes the inbound worker when it stored work."""
+    """Drains the intake log batch by batch; wakes the inbound worker when it stored work."""
 
     def __init__(
         self,
@@ -190,25 +190,25 @@ class IntakeSplitter:
         self._wake.set()
 
     async def run(self) -> None:
-        held: list[Job] = []  # claimed, not yet split: tried again before anything newer
         lead = _Lead(self._store, self._lease) if self._shared else None
         while not self._stopping:
-            self._wake.clear()  # before claiming: work stored meanwhile still wakes us
+            self._wake.clear()  # before reading: work stored meanwhile still wakes us
             try:
                 if lead is not None and not await lead.hold():
-                    held = []  # the new holder splits them, once their leases run out
                     await self._idle()
                     continue
-                if not held:
-                    held = await self._store.claim(INTAKE, self._batch, self._lease)
-                if held:
-                    await self.split_batch(held)
-                    full, held = len(held) == self._batch, []
-                    if full:
+                batch = await self._store.read_intake(self._batch)
+                if batch.entries:
+                    await self.split_batch(batch)
+                    if len(batch.entries) == self._batch:
                         continue  # a full batch: there is probably more
+            except IntakeMoved as exc:
+                # Another splitter consumed these entries first; go on after them.
+                log.info("webhooks split elsewhere meanwhile: %s", exc)
+                continue
             except StoreUnavailable as exc:
-                # The batch stays in hand and is split first once the store answers: a
-                # customer's later webhooks must not overtake it.
+                # Nothing moved: the batch is read again, first, once the store answers (a
+                # customer's later webhooks cannot overtake it).
                 log.warning("store unavailable while splitting webhooks: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -218,26 +218,33 @@ class IntakeSplitter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._idle_poll)
 
-    async def split_batch(self, raw: list[Job]) -> None:
-        out = split(raw, self._routing)
+    async def split_batch(self, batch: IntakeBatch) -> None:
+        """Split the batch and consume it (raises IntakeMoved when another splitter did)."""
+        out = split(batch.entries, self._routing)
         m = self._metrics
-        if out.readable:
-            stored = await self._store.transfer(INTAKE, out.readable, INBOUND, out.jobs, out.latest)
-            if self._parsed is not None:
-                for event in out.events:
-                    if event.kind in FORWARDED_KINDS:
-                        self._parsed.add(event)  # parsed once: the worker here takes it
-            if stored.duplicates:
-                m.duplicates.labels(INBOUND).inc(stored.duplicates)
-            if stored.accepted:
-                self._on_split()
-        for job, reason in out.unreadable:  # after the transfer: a retry finds them again
+        stored = await self._store.consume_intake(
+            batch.position,
+            batch.entries[-1].id,
+            INBOUND,
+            out.jobs,
+            out.latest,
+            out.unreadable,
+        )
+        if self._parsed is not None:
+            for event in out.events:
+                if event.kind in FORWARDED_KINDS:
+                    self._parsed.add(event)  # parsed once: the worker here takes it
+        if stored.duplicates:
+            m.duplicates.labels(INBOUND).inc(stored.duplicates)
+        if stored.accepted:
+            self._on_split()
+        for entry, reason in out.unreadable:  # dead-lettered by the consume
             m.handler_errors.labels(INTAKE).inc()
             m.dead_lettered.labels(INTAKE, "unreadable").inc()
             log.error(
-                "raw webhook unreadable: dead-lettered", extra={"job": job.id, "detail": reason}
+                "raw webhook unreadable: dead-lettered",
+                extra={"entry": entry.id, "detail": reason},
             )
-            await self._store.dead_letter(job, f"unreadable webhook: {reason}")
         # Counted once stored: a batch the store refused is split (and counted) again.
         for skipped in out.skipped:
             m.skipped.labels(skipped.reason).inc()

@@ -6,6 +6,14 @@ jobs. Each job belongs to an ordering *key* (the customer's IGSID): jobs of one 
 handed out one at a time, oldest ``order_ts`` first, so a customer's messages stay in
 order while different customers proceed in parallel. A job whose ``dedupe_key`` was
 seen before in the same queue is dropped at enqueue time (and counted as a duplicate).
+
+The *intake* is not a queue: it is an append-only log of raw signed webhooks with one
+consumer position. The ack appends (durably, group-committed: that is its promise); the
+splitter reads what lies after the position and, in one atomic step, enqueues the events
+it made of those entries and moves the position past them — a compare-and-set, so two
+splitters never both consume an entry and the log's order is the order events enter their
+queues. Consumed entries are trimmed by the store; one that cannot be split leaves the log
+as a dead letter (filed under ``INTAKE``).
 """
 
 from __future__ import annotations
@@ -58,6 +66,40 @@ class DeadLetter:
     failed_at: float
 
 
+# The name intake entries that could not be split are dead-lettered under.
+INTAKE = "intake"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeEntry:
+    """A raw webhook in the intake log, as it was signed. ``id`` is its place in the log:
+    later entries have larger ids."""
+
+    id: int
+    body: bytes
+    received_at: float  # unix seconds, when the store accepted it
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeBatch:
+    """Entries after the consumer's position (oldest first), with that position: the
+    compare-and-set of ``consume_intake`` checks it has not moved meanwhile."""
+
+    position: int
+    entries: list[IntakeEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeBacklog:
+    entries: int  # appended, not yet consumed
+    oldest_age: float | None  # seconds the oldest of them has waited; None when none
+
+
+class IntakeMoved(Exception):
+    """The intake position is no longer the one read: another splitter consumed those
+    entries (read again and go on from there)."""
+
+
 class StoreUnavailable(Exception):
     """The backend cannot be reached; callers answer 503 rather than accept work."""
 
@@ -96,21 +138,35 @@ class Store(Protocol):
     async def complete(self, job: Job) -> None:
         """The job is done: remove it (its dedupe key stays remembered)."""
 
-    async def transfer(
+    async def append_intake(self, bodies: Sequence[bytes]) -> list[int]:
+        """Append raw webhooks to the intake log; their ids, in order. Appends asked for
+        while one is under way share the next commit.
+
+        When this returns, a crash or power cut loses none of it (the ack's promise)."""
+
+    async def read_intake(self, limit: int) -> IntakeBatch:
+        """Up to ``limit`` entries after the consumer's position, oldest first."""
+
+    async def consume_intake(
         self,
-        source: str,
-        taken: Sequence[Job],
+        position: int,
+        through: int,
         queue: str,
         jobs: Sequence[NewJob],
         customer_messages: Mapping[str, int] | None = None,
+        unreadable: Sequence[tuple[IntakeEntry, str]] = (),
     ) -> EnqueueResult:
-        """In one transaction: complete ``taken`` (jobs leased from queue ``source``) and
-        enqueue ``jobs`` into ``queue`` as ``enqueue`` does (dedupe, customers' latest
-        message times). A raw webhook becomes its events this way: a crash leaves either
-        the raw webhook (split again; dedupe drops what got through) or its events.
+        """In one atomic step: move the intake position from ``position`` (as read) to
+        ``through`` (the last entry consumed), enqueue ``jobs`` into ``queue`` as
+        ``enqueue`` does (dedupe, customers' latest message times) and dead-letter the
+        ``unreadable`` entries with their reasons. Raises IntakeMoved, changing nothing,
+        when the position is no longer ``position``.
 
-        As durable as the ``taken`` jobs were: when this returns, a process crash loses
-        none of it."""
+        A crash leaves either the entries (split again; dedupe drops what got through) or
+        their events; when this returns, a process crash loses none of it."""
+
+    async def intake_backlog(self) -> IntakeBacklog:
+        """How many entries wait after the position, and for how long the oldest has."""
 
     async def retry(self, job: Job, delay_seconds: float, error: str) -> None:
         """Release the lease; the job (still head of its key) becomes due after the delay."""

@@ -11,6 +11,12 @@ Layout per queue (``B`` = ``{prefix}:q:<queue>:``):
 - ``B dedupe``     zset of dedupe keys by first-seen time
 - ``B dead:<n>``   hash per dead letter, ``B deadidx`` their numbers by time of failure
 Times come from the caller's clock (ARGV), as with SQLite.
+
+The intake log (``I`` = ``{prefix}:intake:``): ``I log`` a stream of raw webhooks (fields
+``b`` body, ``t`` time received) whose entry ids are ``<n>-0`` with ``n`` from ``I seq``,
+so a position is one integer; ``I pos`` the consumer's position. Consumed entries leave the
+stream in the script that moves the position. Dead letters of entries go to the ``intake``
+queue's dead-letter keys.
 """
 
 from __future__ import annotations
@@ -64,20 +70,6 @@ local function add_jobs(base, windows, now, i, last)
 end
 """
 
-# Shared Lua: remove a finished job; only its lease holder's report releases the key.
-_DONE = """
-local function remove_job(base, id, key)
-  redis.call('DEL', base .. 'job:' .. id)
-  redis.call('ZREM', base .. 'keyq:' .. key, string.format('%020d', tonumber(id)))
-  redis.call('ZREM', base .. 'all', id)
-end
-local function release_if_holder(base, key, token)
-  if redis.call('HGET', base .. 'lease', key) == token then
-    release(base, key)
-  end
-end
-"""
-
 # ARGV: base, windows key, now, window count, (key, ms)*, then (key, dedupe, ots, payload)*
 ENQUEUE = (
     _SCHEDULE
@@ -87,25 +79,65 @@ return add_jobs(ARGV[1], ARGV[2], ARGV[3], 4, #ARGV)
 """
 )
 
-# ARGV: source base, taken count, (id, key, token)*, then as ENQUEUE: base, windows key,
-# now, window count, (key, ms)*, (key, dedupe, ots, payload)*. Completes the taken jobs
-# (done whoever reports it, as SETTLE's 'done') and adds the new ones, atomically.
-TRANSFER = (
+# ARGV: intake base, now, body*. Returns the new entries' ids.
+APPEND_INTAKE = """
+local base, now = ARGV[1], ARGV[2]
+local ids = {}
+for i = 3, #ARGV do
+  local n = redis.call('INCR', base .. 'seq')
+  redis.call('XADD', base .. 'log', n .. '-0', 'b', ARGV[i], 't', now)
+  ids[#ids + 1] = n
+end
+return ids
+"""
+
+# ARGV: intake base, expected position, new position, dead-letter base, now, unreadable
+# count, (entry id, reason, body)*, then as ENQUEUE: base, windows key, now, window count,
+# (key, ms)*, (key, dedupe, ots, payload)*. Returns {-1, 0} when the position moved (nothing
+# changed), else {accepted, duplicates}: the position, the consumed entries' removal, their
+# dead letters and the new jobs in one step.
+CONSUME_INTAKE = (
     _SCHEDULE
     + _ADD
-    + _DONE
     + """
-local source = ARGV[1]
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
-  local id, key, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local intake = ARGV[1]
+if tonumber(redis.call('GET', intake .. 'pos') or '0') ~= tonumber(ARGV[2]) then
+  return {-1, 0}
+end
+redis.call('SET', intake .. 'pos', ARGV[3])
+redis.call('XTRIM', intake .. 'log', 'MINID', (tonumber(ARGV[3]) + 1) .. '-0')
+local dead, now = ARGV[4], ARGV[5]
+local i = 7
+for _ = 1, tonumber(ARGV[6]) do
+  local n = redis.call('INCR', dead .. 'deadseq')
+  redis.call('HSET', dead .. 'dead:' .. n, 'key', '', 'dk', ARGV[i], 'payload', ARGV[i + 2],
+    'reason', ARGV[i + 1], 'attempts', 1, 'at', now)
+  redis.call('ZADD', dead .. 'deadidx', now, n)
   i = i + 3
-  remove_job(source, id, key)
-  release_if_holder(source, key, token)
 end
 return add_jobs(ARGV[i], ARGV[i + 1], ARGV[i + 2], i + 3, #ARGV)
 """
 )
+
+# ARGV: old intake queue base, intake base. Moves the raw webhooks an older version kept
+# as jobs of an ``intake`` queue into the log, in the order they were enqueued, and drops
+# that queue's keys (its dead letters stay). Returns how many moved.
+UPGRADE_INTAKE = """
+local old, intake = ARGV[1], ARGV[2]
+local ids = redis.call('ZRANGE', old .. 'all', 0, -1)
+for _, id in ipairs(ids) do
+  local j = redis.call('HMGET', old .. 'job:' .. id, 'key', 'payload', 'enq')
+  if j[2] then
+    local n = redis.call('INCR', intake .. 'seq')
+    redis.call('XADD', intake .. 'log', n .. '-0', 'b', j[2], 't', j[3])
+    redis.call('DEL', old .. 'keyq:' .. j[1])
+  end
+  redis.call('DEL', old .. 'job:' .. id)
+end
+redis.call('DEL', old .. 'all', old .. 'ready', old .. 'leased', old .. 'lease',
+  old .. 'dedupe', old .. 'seq', old .. 'leaseseq')
+return #ids
+"""
 
 # ARGV: base, now, limit, lease expiry.
 # Returns [id, key, dk, ots, payload, attempts, enq, lease token]*.

@@ -33,7 +33,18 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from . import redis_scripts as lua
-from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
+from .base import (
+    INTAKE,
+    DeadLetter,
+    EnqueueResult,
+    IntakeBacklog,
+    IntakeBatch,
+    IntakeEntry,
+    IntakeMoved,
+    Job,
+    NewJob,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +90,10 @@ class RedisStore:
         return f"{self._tag}:q:{queue}:"
 
     @property
+    def _intake(self) -> str:
+        return f"{self._tag}:intake:"
+
+    @property
     def _windows(self) -> str:
         return f"{self._tag}:windows"
 
@@ -116,14 +131,16 @@ class RedisStore:
             health_check_interval=15,
         )
         self._enqueue = self._redis.register_script(lua.ENQUEUE)
-        self._transfer = self._redis.register_script(lua.TRANSFER)
+        self._append_intake = self._redis.register_script(lua.APPEND_INTAKE)
+        self._consume_intake = self._redis.register_script(lua.CONSUME_INTAKE)
         self._claim = self._redis.register_script(lua.CLAIM)
         self._renew = self._redis.register_script(lua.RENEW)
         self._settle = self._redis.register_script(lua.SETTLE)
         self._cas = self._redis.register_script(lua.COMPARE_AND_PUT)
         self._scripts = [
             self._enqueue,
-            self._transfer,
+            self._append_intake,
+            self._consume_intake,
             self._claim,
             self._renew,
             self._settle,
@@ -131,6 +148,7 @@ class RedisStore:
         ]
         self._prune_dead = self._redis.register_script(lua.PRUNE_DEAD)
         self._prune_index = self._redis.register_script(lua.PRUNE_RECORD_INDEXES)
+        self._upgrade_intake = self._redis.register_script(lua.UPGRADE_INTAKE)
         # Redis being down at start is like Redis going down later: the relay runs, is
         # not ready and answers webhooks 503 until Redis is back; no crash loop.
         try:
@@ -139,6 +157,17 @@ class RedisStore:
             log.warning("redis store unreachable at start; not ready until it is back: %s", exc)
             return
         await self._check_persistence()
+        try:
+            moved = await self._call(
+                self._upgrade_intake(
+                    keys=[], args=[self._base(INTAKE), self._intake], client=self._r
+                )
+            )
+        except StoreUnavailable as exc:
+            log.warning("intake jobs of an older version not moved into the log: %s", exc)
+            return
+        if moved:
+            log.info("intake jobs moved into the intake log", extra={"count": int(moved)})
 
     async def _check_persistence(self) -> None:
         try:
@@ -269,20 +298,58 @@ class RedisStore:
             args += [job.key, job.dedupe_key, job.order_ts, job.payload]
         return args
 
-    async def transfer(
+    async def append_intake(self, bodies: Sequence[bytes]) -> list[int]:
+        args = [self._intake, self._clock(), *bodies]
+        (ids,) = await self._shared(self._eval(self._append_intake, [], args))
+        return [int(n) for n in ids]
+
+    async def read_intake(self, limit: int) -> IntakeBatch:
+        # Consumed entries leave the stream with the position's move: what it holds comes
+        # after the position read in the same block.
+        position, rows = await self._shared(
+            ("GET", self._intake + "pos"),
+            ("XRANGE", self._intake + "log", "-", "+", "COUNT", limit),
+        )
+        entries = [_entry(raw_id, fields) for raw_id, fields in rows]
+        return IntakeBatch(0 if position is None else int(position), entries)
+
+    async def consume_intake(
         self,
-        source: str,
-        taken: Sequence[Job],
+        position: int,
+        through: int,
         queue: str,
         jobs: Sequence[NewJob],
         customer_messages: Mapping[str, int] | None = None,
+        unreadable: Sequence[tuple[IntakeEntry, str]] = (),
     ) -> EnqueueResult:
-        args: list[str | bytes | int | float] = [self._base(source), len(taken)]
-        for job in taken:
-            args += [str(job.id), job.key, job.lease]
+        if through < position:
+            raise ValueError("the intake position only moves forward")
+        now = self._clock()
+        args: list[str | bytes | int | float] = [
+            self._intake,
+            position,
+            through,
+            self._base(INTAKE),
+            now,
+            len(unreadable),
+        ]
+        for entry, reason in unreadable:
+            args += [str(entry.id), f"unreadable webhook: {reason}"[:1000], entry.body]
         args += self._add_args(queue, jobs, customer_messages)
-        ((accepted, duplicates),) = await self._shared(self._eval(self._transfer, [], args))
+        ((accepted, duplicates),) = await self._shared(self._eval(self._consume_intake, [], args))
+        if int(accepted) < 0:
+            raise IntakeMoved(f"intake position moved on from {position}")
         return EnqueueResult(int(accepted), int(duplicates))
+
+    async def intake_backlog(self) -> IntakeBacklog:
+        count, first = await self._shared(
+            ("XLEN", self._intake + "log"),
+            ("XRANGE", self._intake + "log", "-", "+", "COUNT", 1),
+        )
+        if not first:
+            return IntakeBacklog(int(count), None)
+        oldest = _entry(*first[0]).received_at
+        return IntakeBacklog(int(count), max(0.0, self._clock() - oldest))
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
         now = self._clock()
@@ -490,6 +557,19 @@ class RedisStore:
             pruned = self._prune_index(keys=keys, args=[now], client=self._r)
             removed += int(await self._call(pruned))
         return removed
+
+
+def _entry(raw_id: object, fields: Any) -> IntakeEntry:
+    """A stream entry ``<n>-0`` with its fields (b: body, t: time received), as redis-py
+    parses XRANGE (a dict) or as a flat list."""
+    values = (
+        fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
+    )
+    return IntakeEntry(
+        id=int(_text(raw_id).split("-", 1)[0]),
+        body=bytes(values[b"b"]),
+        received_at=float(values[b"t"]),
+    )
 
 
 def _text(value: object) -> str:

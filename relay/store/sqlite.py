@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import queue as queues
 import sqlite3
 import threading
@@ -32,9 +34,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import DeadLetter, EnqueueResult, Job, NewJob, StoreUnavailable
+from . import sqlite_intake as intake_log
+from .base import (
+    INTAKE,
+    DeadLetter,
+    EnqueueResult,
+    IntakeBacklog,
+    IntakeBatch,
+    IntakeEntry,
+    IntakeMoved,
+    Job,
+    NewJob,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 SCHEMA = """
@@ -192,6 +207,20 @@ class _DatabaseThread:
 
 
 LOCK_WAIT_SECONDS = 5.0
+IDENTITY_CHECK_SECONDS = 1.0
+
+
+def _open_problem(path: str, exc: BaseException) -> str:
+    """Why the file would not open, in words an operator acts on (runs after the failure,
+    so the checks cost nothing on a normal start)."""
+    file = Path(path)
+    if file.exists() and not os.access(file, os.R_OK):
+        return "the file cannot be read (permission denied)"
+    if file.exists() and not os.access(file, os.W_OK):
+        return "the file is read-only"
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return "the file is not a SQLite database (corrupt, or another kind of file)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _connect(path: str, release_leases: bool, checkpoint: bool = True) -> sqlite3.Connection:
@@ -347,7 +376,21 @@ class SQLiteStore:
         self._writes: list[_PendingWrite] = []
         self._writer: asyncio.Task[None] | None = None
         self.durable_commits = 0  # fsynced enqueue transactions: fewer than enqueues under load
+        # The intake log (sqlite_intake): its file, the thread owning its writing
+        # connection, appends waiting for the next group commit; the main thread's reader.
+        self._log_path = intake_log.log_path(path)
+        self._log_thread: _DatabaseThread | None = None
+        self._log: sqlite3.Connection | None = None
+        self._log_reader: sqlite3.Connection | None = None
+        self._appends: list[tuple[Sequence[bytes], asyncio.Future[list[int]]]] = []
+        self._appender: asyncio.Task[None] | None = None
+        self._trimmed_at = time.monotonic()  # the first trim a while after start
+        self._untrimmed = 0  # entries consumed since the last trim
+        self.intake_commits = 0  # fsynced append transactions: fewer than appends under load
         self.write_commits = 0  # other write transactions: fewer than writes under load
+        self._identity: tuple[int, int] | None = None  # (device, inode) opened
+        self._identity_checked = 0.0
+        self._identity_problem: str | None = None
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"sqlite store {self._path}: {type(exc).__name__}: {exc}")
@@ -360,16 +403,93 @@ class SQLiteStore:
             )
         except (sqlite3.Error, OSError) as exc:
             thread.stop()
-            raise self._unavailable(exc) from None
+            raise StoreUnavailable(
+                f"sqlite store {self._path}: {_open_problem(self._path, exc)}"
+            ) from None
         except BaseException:
             thread.stop()
             raise
         self._thread = thread
+        if self._path != ":memory:":
+            with contextlib.suppress(OSError):
+                stat = os.stat(self._path)
+                self._identity = (stat.st_dev, stat.st_ino)
+        await self._open_intake()
+
+    async def _open_intake(self) -> None:
+        """The intake log's file, its writing thread and the main thread's reader; a
+        process that owns the file (``release_leases_at_open``) also moves the intake jobs
+        an older version left in the jobs table into the log."""
+        thread = _DatabaseThread(f"sqlite:{Path(self._log_path).name}")
+        try:
+            self._log = await thread.call(
+                lambda: intake_log.connect_log(self._log_path, self._checkpoint)
+            )
+        except (sqlite3.Error, OSError) as exc:
+            thread.stop()
+            raise StoreUnavailable(
+                f"sqlite store {self._log_path}: {_open_problem(self._log_path, exc)}"
+            ) from None
+        self._log_thread = thread
+        try:
+            self._log_reader = await self._run(lambda db: intake_log.connect_reader(self._log_path))
+            await self._run(lambda db: db.executescript(intake_log.POSITION_SCHEMA))
+            if self._release_leases:
+                await self._upgrade_intake()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _upgrade_intake(self) -> None:
+        """Intake jobs of an older version (raw webhooks in the jobs table) go to the log
+        first, fsynced, then leave the table: a crash between the two splits them twice,
+        and the inbound dedupe drops the second copies. A log that lost what the position
+        points into (a new file beside an old main file) restarts the position, so new
+        entries are not taken for consumed ones."""
+        old = await self._read("SELECT payload FROM jobs WHERE queue = ? ORDER BY id", (INTAKE,))
+        if old:
+            await self.append_intake([bytes(r[0]) for r in old])
+            log.info("intake jobs moved into the intake log", extra={"count": len(old)})
+
+        def forget_old(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM jobs WHERE queue = ?", (INTAKE,))
+            db.execute("DELETE FROM dedupe WHERE queue = ?", (INTAKE,))
+
+        await self._tx(forget_old)
+        reader = self._log_reader
+        assert reader is not None
+
+        def check_position(db: sqlite3.Connection) -> int | None:
+            last = reader.execute("SELECT MAX(id) FROM intake").fetchone()[0]
+            last = 0 if last is None else int(last)
+            if last >= intake_log.position(db):
+                return None
+            db.execute(
+                "UPDATE intake_position SET position = ?, trimmed = ? WHERE id = 0", (last, last)
+            )
+            return last
+
+        restarted = await self._tx(check_position)
+        if restarted is not None:
+            log.warning(
+                "intake log behind its position (a new file?): position restarted",
+                extra={"position": restarted},
+            )
 
     async def close(self) -> None:
-        for task in (self._committer, self._writer):
+        for task in (self._committer, self._writer, self._appender):
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+        log_thread, log_db, reader = self._log_thread, self._log, self._log_reader
+        self._log_thread = self._log = self._log_reader = None
+        if log_thread is not None:
+            try:
+                if log_db is not None:
+                    await log_thread.call(log_db.close)
+            finally:
+                log_thread.stop()
+        if reader is not None and self._thread is not None:
+            await self._thread.call(reader.close)
         thread, db = self._thread, self._db
         self._thread = self._db = None
         if thread is not None and db is not None:
@@ -428,7 +548,30 @@ class SQLiteStore:
         """One statement in its own transaction; how many rows it changed."""
         return await self._tx(lambda db: db.execute(sql, params).rowcount)
 
+    def file_problem(self) -> str | None:
+        """Why the file at the path is no longer the one this store opened (deleted or
+        replaced: whatever is stored now is lost at the next start), or None. A stat at
+        most once a second, since this runs before every ack."""
+        if self._identity is None:
+            return None
+        now = time.monotonic()
+        if now - self._identity_checked < IDENTITY_CHECK_SECONDS:
+            return self._identity_problem
+        self._identity_checked = now
+        try:
+            stat = os.stat(self._path)
+            same = (stat.st_dev, stat.st_ino) == self._identity
+            problem = None if same else "the file was replaced while open; restart the relay"
+        except FileNotFoundError:
+            problem = "the file was deleted while open; restart the relay"
+        except OSError as exc:
+            problem = f"the file cannot be checked: {exc.strerror}"
+        self._identity_problem = problem and f"sqlite store {self._path}: {problem}"
+        return self._identity_problem
+
     async def ping(self) -> None:
+        if (problem := self.file_problem()) is not None:
+            raise StoreUnavailable(problem)
         await self._read("SELECT 1")
 
     async def enqueue(
@@ -437,6 +580,8 @@ class SQLiteStore:
         jobs: Sequence[NewJob],
         customer_messages: Mapping[str, int] | None = None,
     ) -> EnqueueResult:
+        if (problem := self.file_problem()) is not None:  # an ack would promise a lost job
+            raise StoreUnavailable(problem)
         done: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
         self._pending.append(_PendingEnqueue(queue, jobs, customer_messages or {}, done))
         if self._committer is None or self._committer.done():
@@ -459,26 +604,121 @@ class SQLiteStore:
                 if not item.done.done():  # the webhook may have gone away meanwhile
                     item.done.set_result(result)
 
-    async def transfer(
+    async def append_intake(self, bodies: Sequence[bytes]) -> list[int]:
+        if (problem := self.file_problem()) is not None:  # an ack would promise a lost job
+            raise StoreUnavailable(problem)
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._appends.append((bodies, done))
+        if self._appender is None or self._appender.done():
+            self._appender = asyncio.create_task(self._append_pending(), name="sqlite-intake")
+        return await done
+
+    async def _append_pending(self) -> None:
+        """Append whatever waits, in one fsynced transaction of the log per round."""
+        while self._appends:
+            batch, self._appends = self._appends, []
+            now = self._clock()
+            try:
+                ids = await self._on_log(
+                    partial(intake_log.append, batches=[b for b, _ in batch], now=now)
+                )
+                self.intake_commits += 1
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), appended in zip(batch, ids, strict=True):
+                if not done.done():  # the webhook may have gone away meanwhile
+                    done.set_result(appended)
+
+    async def _on_log(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in one write transaction of the log (its connection fsyncs each commit)."""
+        thread, db = self._log_thread, self._log
+        if thread is None or db is None:
+            raise StoreUnavailable(f"sqlite store {self._log_path}: not open")
+        try:
+            return await thread.call(lambda: _in_tx(db, fn, durable=False))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(
+                f"sqlite store {self._log_path}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._log_reader is None:
+            raise StoreUnavailable(f"sqlite store {self._log_path}: not open")
+        return self._log_reader
+
+    async def read_intake(self, limit: int) -> IntakeBatch:
+        reader = self._reader()
+
+        def read(db: sqlite3.Connection) -> IntakeBatch:
+            at = intake_log.position(db)
+            rows = intake_log.read_after(reader, at, limit)
+            return IntakeBatch(at, [IntakeEntry(*row) for row in rows])
+
+        return await self._run(read)
+
+    async def consume_intake(
         self,
-        source: str,
-        taken: Sequence[Job],
+        position: int,
+        through: int,
         queue: str,
         jobs: Sequence[NewJob],
         customer_messages: Mapping[str, int] | None = None,
+        unreadable: Sequence[tuple[IntakeEntry, str]] = (),
     ) -> EnqueueResult:
-        # synchronous=NORMAL: the taken jobs were fsynced; a power cut losing this commit
-        # leaves them in place, to be split again.
+        # synchronous=NORMAL: the entries were fsynced in the log, which a trim touches
+        # only below a position fsynced here (``_trim``): a power cut losing this commit
+        # leaves them to be split again.
+        if through < position:
+            raise ValueError("the intake position only moves forward")
         now = self._clock()
         windows = customer_messages or {}
+        dead = [
+            (INTAKE, "", str(entry.id), entry.body, f"unreadable webhook: {reason}"[:1000], 1, now)
+            for entry, reason in unreadable
+        ]
 
-        def move(db: sqlite3.Connection) -> EnqueueResult:
-            db.executemany(
-                "DELETE FROM jobs WHERE id = ? AND queue = ?", [(j.id, source) for j in taken]
-            )
+        def consume(db: sqlite3.Connection) -> EnqueueResult:
+            if not intake_log.move_position(db, position, through):
+                raise IntakeMoved(f"intake position moved on from {position}")
+            if dead:
+                db.executemany(
+                    "INSERT INTO dead_letters (queue, key, dedupe_key, payload, reason,"
+                    " attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    dead,
+                )
             return _insert(db, queue, jobs, windows, now)
 
-        return await self._tx(move)
+        result = await self._tx(consume)
+        self._untrimmed += through - position
+        now_mono = time.monotonic()
+        if self._untrimmed >= intake_log.TRIM_EVERY or (
+            self._untrimmed and now_mono - self._trimmed_at >= intake_log.TRIM_SECONDS
+        ):
+            self._trimmed_at, self._untrimmed = now_mono, 0
+            try:
+                await self._trim()
+            except StoreUnavailable as exc:  # the next consume tries again
+                log.warning("intake log not trimmed: %s", exc)
+        return result
+
+    async def _trim(self) -> None:
+        """Fsync the position here, then delete the log's entries below it (a short write
+        on the web process's file, seldom)."""
+        below = await self._tx(intake_log.mark_trimmed, durable=True)
+        await self._on_log(partial(intake_log.trim, below=below))
+
+    async def intake_backlog(self) -> IntakeBacklog:
+        reader = self._reader()
+
+        def count(db: sqlite3.Connection) -> tuple[int, float | None]:
+            return intake_log.backlog(reader, intake_log.position(db))
+
+        entries, oldest = await self._run(count)
+        age = None if oldest is None else max(0.0, self._clock() - oldest)
+        return IntakeBacklog(entries, age)
 
     async def claim(self, queue: str, limit: int, lease_seconds: float) -> list[Job]:
         now = self._clock()

@@ -13,9 +13,9 @@ from ..pipeline.window import WINDOW_MS, near_window_end
 from ..records import (
     CONVERSATIONS,
     DEAD_LETTER_RETENTION_SECONDS,
+    DEAD_LETTER_SOURCES,
     DEDUPE_RETENTION_SECONDS,
     INTAKE,
-    INTAKE_DEDUPE_RETENTION_SECONDS,
     QUEUES,
     WINDOW_RETENTION_SECONDS,
 )
@@ -28,19 +28,17 @@ MAINTENANCE_INTERVAL_SECONDS = 3600.0
 
 async def maintain(store: Store) -> None:
     """Every hour: prune old dedupe keys, dead letters, customers' message times past
-    their retention and expired records."""
+    their retention and expired records. (The intake log trims itself as it is split.)"""
     while True:
-        for queue in QUEUES:
-            try:
-                await store.prune_dead_letters(queue, DEAD_LETTER_RETENTION_SECONDS)
-                keep = (
-                    INTAKE_DEDUPE_RETENTION_SECONDS if queue == INTAKE else DEDUPE_RETENTION_SECONDS
-                )
-                pruned = await store.prune_dedupe(queue, keep)
+        try:
+            for source in DEAD_LETTER_SOURCES:
+                await store.prune_dead_letters(source, DEAD_LETTER_RETENTION_SECONDS)
+            for queue in QUEUES:
+                pruned = await store.prune_dedupe(queue, DEDUPE_RETENTION_SECONDS)
                 if pruned:
                     log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})
-            except StoreUnavailable as exc:
-                log.warning("dedupe pruning skipped: %s", exc)
+        except StoreUnavailable as exc:
+            log.warning("dedupe pruning skipped: %s", exc)
         try:
             await store.prune_windows(WINDOW_RETENTION_SECONDS)
             await store.prune_records()
@@ -52,8 +50,13 @@ async def maintain(store: Store) -> None:
 async def refresh_gauges(store: Store, m: RelayMetrics, escalate_after: float) -> None:
     for queue in QUEUES:
         m.queue_depth.labels(queue).set(await store.depth(queue))
-        m.dead_letters.labels(queue).set(await store.dead_letter_count(queue))
         m.oldest_job_age.labels(queue).set(await store.oldest_age(queue) or 0.0)
+    # The intake log's backlog under the same names: webhooks acked, not yet split.
+    backlog = await store.intake_backlog()
+    m.queue_depth.labels(INTAKE).set(backlog.entries)
+    m.oldest_job_age.labels(INTAKE).set(backlog.oldest_age or 0.0)
+    for source in DEAD_LETTER_SOURCES:
+        m.dead_letters.labels(source).set(await store.dead_letter_count(source))
     m.near_window_end.set(await customers_near_window_end(store, escalate_after))
 
 

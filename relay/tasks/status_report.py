@@ -24,7 +24,7 @@ from ..channel_status import PodReport, format_heartbeat, merge_pod_report, stat
 from ..config import Settings
 from ..health import RelayHealth
 from ..metrics import RelayMetrics
-from ..records import QUEUES, TOTALS
+from ..records import DEAD_LETTER_SOURCES, QUEUES, TOTALS
 from ..store.base import Store, StoreUnavailable
 from .maintenance import customers_near_window_end
 
@@ -89,7 +89,9 @@ class StatusReporter:
         try:
             for queue in QUEUES:
                 depth += await self._store.depth(queue)
-                dead += await self._store.dead_letter_count(queue)
+            depth += (await self._store.intake_backlog()).entries
+            for source in DEAD_LETTER_SOURCES:
+                dead += await self._store.dead_letter_count(source)
             near = await customers_near_window_end(
                 self._store, self._settings.window_escalate_after
             )

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
-import socket
-import time
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from ..records import INTAKE
-from ..store.base import NewJob, StoreUnavailable
+from ..store.base import StoreUnavailable
 from .base import SignedWebhook, reject
 from .signature import SignatureCheck, verify_meta_signature, verify_token_matches
 
@@ -27,10 +22,6 @@ STORED = json.dumps({"stored": True}).encode()
 class InstagramWebhook(SignedWebhook):
     route = ROUTE
     name = "instagram"
-
-    # Unique across processes and replicas sharing a store, increasing within one.
-    _origin = f"{socket.gethostname()}-{os.getpid()}"
-    _sequence = itertools.count()
 
     def check_signature(self, raw: bytes, header: str | None) -> SignatureCheck:
         return verify_meta_signature(raw, header, self._settings.app_secrets)
@@ -58,15 +49,10 @@ class InstagramWebhook(SignedWebhook):
         if not isinstance(body, dict) or body.get("object") != "instagram":
             log.warning("instagram webhook refused: not an instagram object")
             return reject(400, 'expected a JSON object with "object": "instagram"')
-        # An increasing id, not the body's digest: the index entries of a batch land side
-        # by side (a random key dirties a page of each index per webhook, and every dirty
-        # page is written to the WAL and fsynced). A retry of the same body is dropped a
+        # Appended to the intake log as it came; a retry of the same body is dropped a
         # step later, by its events' ids.
-        now_ns = time.time_ns()
-        stamp = f"{now_ns:016x}.{self._origin}.{next(self._sequence)}"
-        job = NewJob(stamp, stamp, now_ns // 1_000_000, raw)
         try:
-            await self._store.enqueue(INTAKE, [job])
+            await self._store.append_intake([raw])
         except StoreUnavailable as exc:
             # 503 makes Meta retry later: better than a 200 for events we could not keep.
             log.error("instagram webhook not stored: %s", exc)
