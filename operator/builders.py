@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, PLURAL
 
 from .spec import ChannelSpec
@@ -173,6 +175,48 @@ def _volumes(channel: str, spec: ChannelSpec) -> tuple[list[dict[str, Any]], lis
     return volumes, mounts
 
 
+class PodOptions(BaseModel):
+    """Where and how every relay pod runs: the cluster admin's choice (the chart's
+    ``relayPods`` and ``imagePullSecrets``), the same for all channels. Not channel spec
+    fields: nodes, taints, priority classes and pull secrets belong to whoever runs the
+    cluster, and a channel author must not be able to pick a higher priority class."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    image_pull_secrets: tuple[str, ...] = Field(default=(), alias="imagePullSecrets")
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    topology_spread_constraints: tuple[dict[str, Any], ...] = Field(
+        default=(), alias="topologySpreadConstraints"
+    )
+    priority_class_name: str = Field(default="", alias="priorityClassName")
+    annotations: dict[str, str] = Field(default_factory=dict, alias="podAnnotations")
+    labels: dict[str, str] = Field(default_factory=dict, alias="podLabels")
+
+    def pod_spec(self, selector: dict[str, str]) -> dict[str, Any]:
+        """The pod spec fields these set; unset ones stay out of the manifest (server-side
+        apply then removes one taken out of the chart's values). A spread constraint
+        without a labelSelector spreads this channel's pods (``selector``): the chart
+        cannot name each channel's labels."""
+        fields: dict[str, Any] = {
+            "imagePullSecrets": [{"name": n} for n in self.image_pull_secrets],
+            "nodeSelector": dict(self.node_selector),
+            "tolerations": [dict(t) for t in self.tolerations],
+            "affinity": dict(self.affinity),
+            "topologySpreadConstraints": [
+                {**c, "labelSelector": c.get("labelSelector") or {"matchLabels": selector}}
+                for c in self.topology_spread_constraints
+            ],
+            "priorityClassName": self.priority_class_name,
+        }
+        return {k: v for k, v in fields.items() if v}
+
+
+def _pod_selector(channel: str) -> dict[str, str]:
+    return {CHANNEL_LABEL: channel, "app.kubernetes.io/name": "igbridge-relay"}
+
+
 def build_deployment(
     channel: str,
     namespace: str,
@@ -182,6 +226,7 @@ def build_deployment(
     integration_id: str,
     image: str,
     checksum: str,
+    pods: PodOptions | None = None,
 ) -> Manifest:
     volumes, mounts = _volumes(channel, spec)
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
@@ -210,7 +255,15 @@ def build_deployment(
         },
     }
     # One SQLite file on a ReadWriteOnce volume: the old pod must stop before the new starts.
-    strategy = {"type": "RollingUpdate"} if spec.relay.store.redis else {"type": "Recreate"}
+    # With Redis, rollingUpdate is set rather than left to the apiserver's default, so the
+    # operator owns it and server-side apply removes it on a switch to Recreate.
+    strategy: dict[str, Any] = (
+        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+        if spec.relay.store.redis
+        else {"type": "Recreate"}
+    )
+    pods = pods or PodOptions()
+    pod_spec = pods.pod_spec(_pod_selector(channel))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -218,18 +271,15 @@ def build_deployment(
         "spec": {
             "replicas": spec.relay.replicas,
             "strategy": strategy,
-            "selector": {
-                "matchLabels": {
-                    CHANNEL_LABEL: channel,
-                    "app.kubernetes.io/name": "igbridge-relay",
-                }
-            },
+            "selector": {"matchLabels": _pod_selector(channel)},
             "template": {
                 "metadata": {
-                    "labels": labels(channel),
-                    "annotations": {CHECKSUM_ANNOTATION: checksum},
+                    # The operator's own labels and checksum win over the chart's.
+                    "labels": {**pods.labels, **labels(channel)},
+                    "annotations": {**pods.annotations, CHECKSUM_ANNOTATION: checksum},
                 },
                 "spec": {
+                    **pod_spec,
                     "serviceAccountName": relay_name(channel),
                     "automountServiceAccountToken": True,
                     "securityContext": {
@@ -244,6 +294,18 @@ def build_deployment(
                 },
             },
         },
+    }
+
+
+def build_disruption_budget(channel: str, namespace: str, uid: str) -> Manifest:
+    """For more than one replica: a node drain evicts relay pods one at a time, so one
+    always answers Meta's webhooks. (A single replica gets none: minAvailable 1 would
+    block every drain.)"""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(relay_name(channel), namespace, channel, uid),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": _pod_selector(channel)}},
     }
 
 
@@ -262,10 +324,7 @@ def build_service(channel: str, namespace: str, uid: str) -> Manifest:
         "kind": "Service",
         "metadata": _meta(relay_name(channel), namespace, channel, uid),
         "spec": {
-            "selector": {
-                CHANNEL_LABEL: channel,
-                "app.kubernetes.io/name": "igbridge-relay",
-            },
+            "selector": _pod_selector(channel),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }

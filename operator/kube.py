@@ -1,14 +1,22 @@
-"""A small generic Kubernetes client on kubernetes-asyncio: get, create, merge-patch,
-delete and status patches for any kind the operator owns, by apiVersion and kind."""
+"""A small generic Kubernetes client on kubernetes-asyncio: get, server-side apply,
+merge-patch, delete and status patches for any kind the operator owns, by apiVersion and
+kind.
+
+Owned objects go through server-side apply: the apiserver then knows which fields the
+operator set, and drops one the operator stops setting (a merge patch cannot: switching a
+relay from RollingUpdate to Recreate left the defaulted ``rollingUpdate`` block behind,
+which the apiserver refuses)."""
 
 from __future__ import annotations
 
+import json
+from hashlib import sha256
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from igbridge.relay.channel_status import KIND, PLURAL
+from igbridge.relay.channel_status import GROUP, KIND, PLURAL
 
 PLURALS = {
     "Secret": "secrets",
@@ -20,8 +28,16 @@ PLURALS = {
     "RoleBinding": "rolebindings",
     KIND: PLURAL,
     "Ingress": "ingresses",
+    "PodDisruptionBudget": "poddisruptionbudgets",
 }
 MERGE_PATCH = "application/merge-patch+json"
+# JSON is YAML: the body is sent as JSON under the apply content type.
+APPLY_PATCH = "application/apply-patch+yaml"
+FIELD_MANAGER = "igbridge-operator"
+APPLIED_ANNOTATION = f"{GROUP}/applied-sha256"
+# force: the operator is the authority on what it owns; a field someone else took over
+# (kubectl edit, an HPA on replicas) is taken back rather than failing the reconcile.
+APPLY_PARAMS = [("fieldManager", FIELD_MANAGER), ("force", "true")]
 
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
@@ -35,11 +51,17 @@ class Kube:
         self._api = api
 
     async def _call(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         data = await self._api.call_api(
             path,
             method,
+            query_params=query or [],
             body=body,
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             response_types_map={200: "object", 201: "object", 202: "object"},
@@ -65,26 +87,32 @@ class Kube:
         return [i for i in items if isinstance(i, dict)]
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Create the object, or merge-patch an existing one to match the manifest."""
+        """Server-side apply: the object as the manifest says, created if missing; fields
+        the operator applied before and left out now are removed."""
         meta = manifest["metadata"]
-        args = (manifest["apiVersion"], manifest["kind"], meta["namespace"])
-        current = await self.get(*args, meta["name"])
-        if current is None:
-            try:
-                return await self._call("POST", resource_path(*args), manifest)
-            except ApiException as exc:
-                # Created meanwhile (a resync racing the create handler): update it instead.
-                if exc.status != 409:
-                    raise
-        patch = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "status")}
-        return await self._call(
-            "PATCH", resource_path(*args, meta["name"]), patch, content_type=MERGE_PATCH
+        path = resource_path(
+            manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]
         )
+        body = {k: v for k, v in manifest.items() if k != "status"}
+        return await self._call("PATCH", path, body, content_type=APPLY_PATCH, query=APPLY_PARAMS)
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete the object; False when it was not there."""
+        try:
+            await self._call("DELETE", resource_path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def apply_reporting(self, manifest: dict[str, Any]) -> str:
         """Like ``apply``, saying what happened: "created", "updated", or "unchanged"
         (then nothing is sent). Unchanged means every field the manifest sets already
-        holds its value; fields the apiserver adds (defaults, status) do not count."""
+        holds its value (fields the apiserver adds, defaults and status, do not count) and
+        the manifest is the one last applied: a field the operator stopped setting (a
+        toleration taken out of the chart's values) is then removed."""
+        manifest = stamped(manifest)
         meta = manifest["metadata"]
         args = (manifest["apiVersion"], manifest["kind"], meta["namespace"])
         current = await self.get(*args, meta["name"])
@@ -108,6 +136,15 @@ class Kube:
     ) -> dict[str, Any]:
         path = resource_path(api_version, kind, namespace, name) + "/status"
         return await self._call("PATCH", path, {"status": status}, content_type=MERGE_PATCH)
+
+
+def stamped(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with a digest of itself in an annotation, so a later manifest that
+    only leaves a field out still differs from what the object holds."""
+    blob = json.dumps(manifest, sort_keys=True).encode()
+    meta = manifest["metadata"]
+    annotations = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: sha256(blob).hexdigest()}
+    return {**manifest, "metadata": {**meta, "annotations": annotations}}
 
 
 def _holds(current: Any, desired: Any) -> bool:

@@ -114,6 +114,7 @@ def owned_objects(
     checksum: str,
     image: str,
     ingress: builders.IngressOptions | None,
+    pods: builders.PodOptions | None = None,
 ) -> list[builders.Manifest]:
     """The relay's workload, in the order it is applied (the Deployment after what its
     pods need)."""
@@ -128,9 +129,26 @@ def owned_objects(
         manifests.append(builders.build_data_claim(n, ns, uid))
     manifests.append(
         builders.build_deployment(
-            n, ns, uid, spec, integration_id=integration_id, image=image, checksum=checksum
+            n,
+            ns,
+            uid,
+            spec,
+            integration_id=integration_id,
+            image=image,
+            checksum=checksum,
+            pods=pods,
         )
     )
+    if spec.relay.replicas > 1:
+        manifests.append(builders.build_disruption_budget(n, ns, uid))
     if ingress is not None:
         manifests.append(builders.build_ingress(n, ns, uid, spec, ingress))
     return manifests
+
+
+def retired_objects(channel: Channel, spec: ChannelSpec) -> list[tuple[str, str, str]]:
+    """``(apiVersion, kind, name)`` of owned objects the spec no longer wants: the
+    disruption budget once the relay is down to one replica (it would block drains)."""
+    if spec.relay.replicas > 1:
+        return []
+    return [("policy/v1", "PodDisruptionBudget", builders.relay_name(channel.name))]

@@ -239,11 +239,15 @@ class Reconciler:
             checksum=checksum,
             image=self._settings.relay_image,
             ingress=self._settings.ingress,
+            pods=self._settings.relay_pod,
         ):
             outcome = await self._kube.apply_reporting(manifest)
             event = _applied_event(manifest, outcome)
             if event is not None:
                 emit(event)
+        for api_version, kind, name in plan.retired_objects(channel, spec):
+            if await self._kube.delete(api_version, kind, channel.namespace, name):
+                emit(normal("Deleted", f"{kind} {name} deleted: no longer needed"))
 
         if spec.instagram.subscribe_webhooks:
             access_token = found["meta"][spec.instagram.credentials.access_token_key]

@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from igbridge.relay.config import ENV_PREFIX, ConfigError, HandedOverSettings
 
-from .builders import IngressOptions
+from .builders import IngressOptions, PodOptions
 
 
 class OperatorSettings(HandedOverSettings):
@@ -39,6 +39,19 @@ class OperatorSettings(HandedOverSettings):
     channel_ingress_annotations: dict[str, str] = Field(default_factory=dict)
     # e.g. "{name}-tls"; empty: no TLS section.
     channel_ingress_tls_secret: str = ""
+    # Every relay pod's pull secrets and scheduling (the chart's imagePullSecrets and
+    # relayPods), one JSON object: see builders.PodOptions.
+    relay_pod: PodOptions = Field(default_factory=PodOptions)
+
+    @field_validator("relay_pod", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object") from None
+        return value
 
     @field_validator("channel_ingress_annotations", mode="before")
     @classmethod
@@ -70,4 +83,7 @@ def load_operator_settings(environ: Mapping[str, str] | None = None) -> Operator
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {err['msg']}") from None
+        # Inside a JSON variable, which key: IGBRIDGE_RELAY_POD: nodeselector: ...
+        inner = ".".join(str(p) for p in err["loc"][1:])
+        where = f"{inner}: " if inner else ""
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {where}{err['msg']}") from None

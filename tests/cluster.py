@@ -4,7 +4,10 @@ kmock (by kopf's author) stores objects and serves list/watch/create/patch/delet
 real HTTP. This subclass adds uid, resourceVersion, generation and creationTimestamp,
 422 for a failed JSON-patch ``test`` (kopf ≥1.44 guards finalizer patches with one), the
 status subresource, ``generateName`` (kopf's Events), ``kind`` on lists, core-group
-discovery, Secret ``stringData``, label selectors and owner-reference garbage collection.
+discovery, Secret ``stringData``, label selectors, owner-reference garbage collection,
+server-side apply (``managedFields``; a field the manager applied before and leaves out
+now is removed) and the apiserver's Deployment strategy defaulting and validation. It
+records which verbs on which resources each client used (by User-Agent), for RBAC checks.
 It runs on its own thread and loop so kopf and kubectl, both talking HTTP to it, never
 block it.
 """
@@ -50,6 +53,7 @@ KINDS = {
     ("rbac.authorization.k8s.io", "v1", "roles"): ("Role", False),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"): ("RoleBinding", False),
     ("networking.k8s.io", "v1", "ingresses"): ("Ingress", False),
+    ("policy", "v1", "poddisruptionbudgets"): ("PodDisruptionBudget", True),
 }
 # Cluster-scoped: kopf waits for namespaces (and CRDs) to appear in discovery.
 CLUSTER_KINDS = {
@@ -73,9 +77,41 @@ class PatchTestFailed(kmock.KubernetesError):
     pass
 
 
+@attrs.frozen
+class Invalid(kmock.KubernetesError):
+    """What the apiserver answers 422 to: the message says which field and why."""
+
+    message: str = ""
+    status: int = 422
+    reason: str = "Invalid"
+
+
+APPLY_PATCH = "application/apply-patch+yaml"
+# Request verbs as RBAC names them.
+VERBS = {
+    enums.action.LIST: "list",
+    enums.action.WATCH: "watch",
+    enums.action.FETCH: "get",
+    enums.action.CREATE: "create",
+    enums.action.DELETE: "delete",
+}
+
+
+@dataclass(frozen=True)
+class Use:
+    """One verb a client used on one resource (``plural`` or ``plural/subresource``)."""
+
+    agent: str
+    group: str
+    resource: str
+    verb: str
+
+
 @attrs.define(kw_only=True)
 class ClusterEmulator(kmock.KubernetesEmulator):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    # Every (client, group, resource, verb) seen; the client is its User-Agent's product.
+    uses: set[Use] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -127,9 +163,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     def _prepare(self, request: rendering.Request) -> None:
         """Turn a request into what a real apiserver would store, before kmock stores it."""
-        _, has_status = KINDS.get(_key(request.resource), ("", False))
+        kind, has_status = KINDS.get(_key(request.resource), ("", False))
         version = str(next(self._versions))
+        if request.action == enums.action.UPDATE and _is_apply(request):
+            self._server_side_apply(request, kind)
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
+            _default_and_validate(kind, request.data)
             meta = request.data.setdefault("metadata", {})
             meta.update(
                 uid=str(uuid.uuid4()),
@@ -179,10 +218,78 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         _string_data(data)
         merged = jsonpatch.apply_patch(current, [])  # copy
         _merge(merged, data)
+        _default_and_validate(kind, merged)
+        # What is stored: the patch with the apiserver's defaults.
+        patch = _merge_patch(current, merged)
+        data.clear()
+        data.update(patch if isinstance(patch, dict) else {})
         meta = data.setdefault("metadata", {})
         meta["resourceVersion"] = version
         if merged.get("spec") != current.get("spec"):
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+
+    def _server_side_apply(self, request: rendering.Request, kind: str) -> None:
+        """An apply patch becomes the create or merge patch that gives what a real
+        apiserver stores: the applied fields merged in (lists whole), the ones this
+        manager applied last time and leaves out now removed, and its managedFields entry
+        recording what it applies."""
+        manager = request.params.get("fieldManager")
+        if not manager:
+            raise Invalid(message="fieldManager is required for apply requests")
+        applied = cast(dict[str, Any], request.data)
+        current = self._current(request)
+        before = current or {}
+        entries = [
+            e
+            for e in before.get("metadata", {}).get("managedFields") or []
+            if not (e.get("manager") == manager and e.get("operation") == "Apply")
+        ]
+        owned = _fields_of(applied)
+        previous = next(
+            (
+                e.get("fieldsV1") or {}
+                for e in before.get("metadata", {}).get("managedFields") or []
+                if e.get("manager") == manager and e.get("operation") == "Apply"
+            ),
+            {},
+        )
+        target = copy.deepcopy(before)
+        _drop(target, previous, owned)
+        _merge(target, {k: v for k, v in applied.items() if k != "status"})
+        entries.append(
+            {
+                "manager": manager,
+                "operation": "Apply",
+                "apiVersion": applied.get("apiVersion", ""),
+                "time": _now(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": owned,
+            }
+        )
+        target.setdefault("metadata", {})["managedFields"] = entries
+        if current is None:
+            # Apply creates what is missing; the create path adds uid, generation, ...
+            object.__setattr__(request, "action", enums.action.CREATE)
+            object.__setattr__(request, "data", target)
+            return
+        _default_and_validate(kind, target)
+        object.__setattr__(request, "data", _merge_patch(current, target))
+
+    def _record_use(self, request: rendering.Request) -> None:
+        if request.resource is None or request.action is None:
+            return
+        verbs = {VERBS[request.action]} if request.action in VERBS else set()
+        if request.method == enums.method.PATCH:
+            # An apply that creates is authorized as both, as a real apiserver does.
+            verbs.add("patch")
+        elif request.method == enums.method.PUT:
+            verbs.add("update")
+        agent = str(request.headers.get("User-Agent", "")).split("/")[0]
+        resource = request.resource.plural or ""
+        if request.subresource:
+            resource = f"{resource}/{request.subresource}"
+        for verb in verbs:
+            self.uses.add(Use(agent, request.resource.group or "", resource, verb))
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # kmock keeps every request for assertions and finds the current one by scanning
@@ -193,6 +300,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         if request.resource is not None:
             async with self._lock:
                 self._prepare(request)
+        self._record_use(request)
         # A delete, or a patch that removes the last finalizer, may remove the object:
         # then what it owned goes too.
         removable = request.action in (enums.action.DELETE, enums.action.UPDATE) and request.name
@@ -291,6 +399,62 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             _merge(target[key], value)
         else:
             target[key] = copy.deepcopy(value)
+
+
+def _is_apply(request: rendering.Request) -> bool:
+    content_type = str(request.headers.get("Content-Type", ""))
+    return content_type.split(";")[0].strip() == APPLY_PATCH and isinstance(request.data, dict)
+
+
+def _fields_of(applied: dict[str, Any]) -> dict[str, Any]:
+    """FieldsV1 of what an apply sets: nested ``f:`` keys, lists as one field each (the
+    operator owns its lists whole; a real apiserver tracks list items by key)."""
+    return {
+        f"f:{k}": _fields_of(v) if isinstance(v, dict) else {}
+        for k, v in applied.items()
+        if k not in ("apiVersion", "kind", "status")
+    }
+
+
+def _drop(target: dict[str, Any], previous: dict[str, Any], now: dict[str, Any]) -> None:
+    """Remove from ``target`` what ``previous`` owned and ``now`` does not."""
+    for field, below in previous.items():
+        key = field.removeprefix("f:")
+        if key not in target:
+            continue
+        if field not in now:
+            del target[key]
+        elif below and now[field] and isinstance(target[key], dict):
+            _drop(target[key], below, now[field])
+
+
+def _merge_patch(current: Any, target: Any) -> Any:
+    """The JSON merge patch that turns ``current`` into ``target``."""
+    if not isinstance(current, dict) or not isinstance(target, dict):
+        return copy.deepcopy(target)
+    patch: dict[str, Any] = {k: None for k in current if k not in target}
+    for key, value in target.items():
+        if key not in current:
+            patch[key] = copy.deepcopy(value)
+        elif current[key] != value:
+            patch[key] = _merge_patch(current[key], value)
+    return patch
+
+
+def _default_and_validate(kind: str, obj: dict[str, Any]) -> None:
+    """The apiserver's Deployment strategy rules: RollingUpdate gets a default
+    ``rollingUpdate``; Recreate must not have one."""
+    if kind != "Deployment":
+        return
+    strategy = obj.setdefault("spec", {}).setdefault("strategy", {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
+    elif strategy.get("rollingUpdate") is not None:
+        raise Invalid(
+            message="Deployment.apps is invalid: spec.strategy.rollingUpdate: Forbidden: "
+            "may not be specified when strategy `type` is 'Recreate'"
+        )
 
 
 def _string_data(obj: dict[str, Any]) -> None:

@@ -10,6 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from igbridge.operator.builders import relay_name
+from igbridge.operator.settings import load_operator_settings
+
 ROOT = Path(__file__).parents[1]
 CHART = ROOT / "charts" / "igbridge"
 CRD = CHART / "crds" / "instagramchannels.igbridge.dev.yaml"
@@ -33,6 +36,29 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+EVERY_POD_OPTION: dict[str, Any] = {
+    # A parent chart's shared values: the chart works as a subchart.
+    "global": {"imageRegistry": "registry.example.com"},
+    "imagePullSecrets": [{"name": "regcred"}, "legacy-name"],
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/ig"}},
+    "podAnnotations": {"example.com/team": "cx"},
+    "podLabels": {"team": "cx"},
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}],
+    "priorityClassName": "operators",
+    "relayPods": {
+        "nodeSelector": {"pool": "relays"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+        "priorityClassName": "relays",
+        "podAnnotations": {"example.com/scrape": "yes"},
+        "podLabels": {"team": "cx"},
+    },
+}
+
+
 def test_lint_is_clean() -> None:
     result = helm.lint(CHART, strict=True)
     assert result["errors"] == []
@@ -50,6 +76,7 @@ def test_lint_is_clean() -> None:
             "secretNamespaces": ["shop-a"],
             "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
         },
+        EVERY_POD_OPTION,
     ],
 )
 def test_rendered_manifests_are_valid_kubernetes(values: dict[str, Any]) -> None:
@@ -59,6 +86,49 @@ def test_rendered_manifests_are_valid_kubernetes(values: dict[str, Any]) -> None
         if doc["kind"] in CUSTOM_KINDS:
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    (deployment,) = by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_pod_options_reach_the_operator_pod_and_every_relay_pod() -> None:
+    docs = render(EVERY_POD_OPTION)
+    (deployment,) = by_kind(docs, "Deployment")
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "legacy-name"}]
+    assert pod["priorityClassName"] == "operators"
+    assert template["metadata"]["annotations"] == {"example.com/team": "cx"}
+    assert template["metadata"]["labels"]["team"] == "cx"
+    # The selector still matches the pods.
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items()
+        <= template["metadata"]["labels"].items()
+    )
+    env = operator_env(docs)
+    assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
+    (account,) = by_kind(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/ig"
+    }
+    # The relay pods' options as the operator reads them, pull secrets included.
+    relay = load_operator_settings({"IGBRIDGE_RELAY_POD": env["IGBRIDGE_RELAY_POD"]}).relay_pod
+    assert relay.image_pull_secrets == ("regcred", "legacy-name")
+    assert relay.node_selector == {"pool": "relays"}
+    assert relay.priority_class_name == "relays"
+    assert relay.tolerations[0]["key"] == "dedicated"
+    assert relay.topology_spread_constraints[0]["topologyKey"] == "zone"
+    assert (relay.annotations, relay.labels) == ({"example.com/scrape": "yes"}, {"team": "cx"})
+
+
+def test_by_default_relay_pods_get_nothing_extra() -> None:
+    relay = load_operator_settings(
+        {"IGBRIDGE_RELAY_POD": operator_env(render())["IGBRIDGE_RELAY_POD"]}
+    )
+    assert relay.relay_pod.pod_spec({}) == {}
 
 
 def test_default_install_is_namespaced_and_least_privilege() -> None:
@@ -128,6 +198,11 @@ def test_monitoring_is_off_by_default_and_renders_when_asked() -> None:
         {"resyncSeconds": "often"},
         {"watchNamespaces": "everything"},
         {"metrics": {"serviceMonitor": {"enabled": "yes"}}},
+        {"imagePullSecrets": [{"secret": "regcred"}]},
+        {"imagePullSecrets": [""]},
+        {"relayPods": {"nodeselector": {}}},
+        {"relayPods": {"topologySpreadConstraints": [{"maxSkew": 1}]}},
+        {"extraEnv": [{"value": "no name"}]},
     ],
 )
 def test_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
@@ -197,3 +272,79 @@ def test_channel_ingress_is_opt_in_and_granted_only_then() -> None:
     }
     assert env["IGBRIDGE_CHANNEL_INGRESS_CLASS"] == "nginx"
     assert env["IGBRIDGE_CHANNEL_INGRESS_TLS_SECRET"] == "{name}-tls"
+
+
+def rules(doc: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs granted, over a Role's or ClusterRole's rules."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in doc["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"watchNamespaces": ["*"], "secretNamespaces": ["shop-a"]}],
+    ids=["namespaced", "cluster-wide"],
+)
+def test_rbac_grants_no_secret_listing_and_no_needless_deletes(values: dict[str, Any]) -> None:
+    docs = render(values)
+    for role in by_kind(docs, "Role") + by_kind(docs, "ClusterRole"):
+        granted = rules(role)
+        assert not granted.get(("", "secrets"), set()) & {"list", "watch", "delete"}
+        deleting = {key for key, verbs in granted.items() if "delete" in verbs}
+        # Only the disruption budget, when a relay goes back to one replica.
+        assert deleting <= {("policy", "poddisruptionbudgets")}
+    channel_role = (by_kind(docs, "ClusterRole") or by_kind(docs, "Role"))[0]
+    # blockOwnerDeletion on owned objects needs this (OpenShift).
+    assert rules(channel_role)[("igbridge.dev", "instagramchannels/finalizers")] == {"update"}
+
+
+def crd_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text())
+    return dict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def test_every_crd_field_is_described_for_kubectl_explain() -> None:
+    undescribed: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for name, child in (node.get("properties") or {}).items():
+            if not str(child.get("description", "")).strip():
+                undescribed.append(f"{path}.{name}")
+            walk(child, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(crd_schema(), "")
+    assert undescribed == []
+
+
+def test_crd_conditions_are_a_map_keyed_by_type() -> None:
+    conditions = crd_schema()["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert set(conditions["items"]["required"]) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+    }
+
+
+def test_crd_keeps_names_short_enough_for_the_relay_service() -> None:
+    """A Service name is a DNS label (63 characters); the relay's is <name>-relay."""
+    (rule,) = crd_schema()["x-kubernetes-validations"]
+    longest = 63 - len(relay_name(""))
+    assert rule["rule"] == f"self.metadata.name.size() <= {longest}"
+    assert len(relay_name("x" * longest)) == 63
+
+
+def test_kubectl_get_shows_why_a_channel_is_not_ready() -> None:
+    crd = yaml.safe_load(CRD.read_text())
+    columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+    assert "priority" not in columns["Reason"]  # shown without -o wide

@@ -399,6 +399,7 @@ def test_printer_columns_show_the_truth(sandbox: Sandbox, cluster: Cluster, tmp_
     header, row = shown.stdout.splitlines()
     assert header.split() == [
         "READY",
+        "REASON",
         "SYNCED",
         "INTEGRATION",
         "WEBHOOK_URL",
@@ -406,9 +407,15 @@ def test_printer_columns_show_the_truth(sandbox: Sandbox, cluster: Cluster, tmp_
         "TOKEN_EXPIRES",
         "AGE",
     ]
-    ready, synced, integration, url, queue, expires, _age = row.split()
+    ready, reason, synced, integration, url, queue, expires, _age = row.split()
     # The sandbox's Page token: without an app id Meta's debug_token is not asked.
-    assert (ready, synced, queue, expires) == ("True", "True", "0", "<none>")
+    assert (ready, reason, synced, queue, expires) == (
+        "True",
+        "ChannelReady",
+        "True",
+        "0",
+        "<none>",
+    )
     assert integration == channel(cluster)["status"]["integrationId"]
     assert url == "https://shop.example.com/ig/webhooks/instagram"
 
@@ -428,7 +435,7 @@ def test_optional_ingress_per_channel(sandbox: Sandbox, cluster: Cluster) -> Non
     assert rule["host"] == "shop.example.com"
     assert rule["http"]["paths"][0]["path"] == "/ig/webhooks"
     assert ingress["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
-    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "le"}
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "le"
     env = env_of(cluster.get("deployments", NAMESPACE, "shop-relay") or {})
     assert env["IGBRIDGE_BASE_PATH"] == "/ig"
 

@@ -230,9 +230,107 @@ def test_owned_objects_on_redis_with_an_ingress() -> None:
         "RoleBinding",
         "Service",
         "Deployment",
+        "PodDisruptionBudget",
         "Ingress",
     ]
-    assert objects[4]["spec"]["replicas"] == 2
+    deployment, budget = objects[4], objects[5]
+    assert deployment["spec"]["replicas"] == 2
+    # Set in full, so server-side apply removes it on a switch to SQLite's Recreate.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    # A drain evicts one relay pod at a time; the budget selects exactly the Deployment's pods.
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert plan.retired_objects(CHANNEL, spec(relay={"replicas": 2, "store": REDIS_STORE})) == []
+
+
+REDIS_STORE = {"redisSecretRef": {"name": "r"}}
+
+
+def test_one_replica_gets_no_disruption_budget_and_an_old_one_is_retired() -> None:
+    objects = plan.owned_objects(
+        CHANNEL,
+        spec(relay={"replicas": 1, "store": REDIS_STORE}),
+        integration_id="i-1",
+        checksum="c",
+        image="img:1",
+        ingress=None,
+    )
+    assert "PodDisruptionBudget" not in kinds(objects)
+    assert plan.retired_objects(CHANNEL, spec()) == [
+        ("policy/v1", "PodDisruptionBudget", "shop-relay")
+    ]
+
+
+def pod_template(pods: builders.PodOptions | None) -> dict[str, Any]:
+    (deployment,) = [
+        m
+        for m in plan.owned_objects(
+            CHANNEL, spec(), integration_id="i", checksum="c", image="i", ingress=None, pods=pods
+        )
+        if m["kind"] == "Deployment"
+    ]
+    return dict(deployment["spec"]["template"])
+
+
+def test_relay_pods_get_the_charts_pull_secrets_and_scheduling() -> None:
+    pods = builders.PodOptions.model_validate(
+        {
+            "imagePullSecrets": ["regcred"],
+            "nodeSelector": {"pool": "relays"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"},
+                {
+                    "maxSkew": 2,
+                    "topologyKey": "host",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": {"tier": "chat"}},
+                },
+            ],
+            "priorityClassName": "relays-high",
+            "podAnnotations": {"prometheus.io/scrape": "true", builders.CHECKSUM_ANNOTATION: "x"},
+            "podLabels": {"team": "cx", builders.CHANNEL_LABEL: "someone-else"},
+        }
+    )
+    template = pod_template(pods)
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["nodeSelector"] == {"pool": "relays"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pod["priorityClassName"] == "relays-high"
+    assert "nodeAffinity" in pod["affinity"]
+    # Without a selector a constraint spreads this channel's own pods; one given is kept.
+    own, given = pod["topologySpreadConstraints"]
+    assert own["labelSelector"] == {
+        "matchLabels": {builders.CHANNEL_LABEL: "shop", "app.kubernetes.io/name": "igbridge-relay"}
+    }
+    assert given["labelSelector"] == {"matchLabels": {"tier": "chat"}}
+    # The chart's extras are added; the operator's own labels and checksum win.
+    assert template["metadata"]["labels"]["team"] == "cx"
+    assert template["metadata"]["labels"][builders.CHANNEL_LABEL] == "shop"
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        builders.CHECKSUM_ANNOTATION: "c",
+    }
+
+
+def test_relay_pods_without_options_carry_no_empty_scheduling_fields() -> None:
+    pod = pod_template(None)["spec"]
+    for field in (
+        "imagePullSecrets",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "topologySpreadConstraints",
+        "priorityClassName",
+    ):
+        assert field not in pod
 
 
 def env(channel_spec: ChannelSpec) -> dict[str, str]:
