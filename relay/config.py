@@ -128,6 +128,10 @@ class Settings(HandedOverSettings):
     # Retries: delays grow exponentially up to this cap; Instagram sends give up (and tell
     # the agent) after this many attempts; Genesys deliveries keep trying for 24 h.
     backoff_cap: float = Field(default=60.0, gt=0, le=3600)
+    # Instagram events and agents' messages older than this (by the platform's own time)
+    # are refused as replays: past the dedupe memory (7 days) a replay would be sent again.
+    # 0 turns the check off (recorded test payloads carry fixed, old times).
+    replay_horizon_seconds: int = Field(default=7 * 86400, ge=0, le=7 * 86400)
     send_max_attempts: int = Field(default=8, gt=0, le=100)
     log_level: str = "INFO"
     # Set by the operator's Deployment: where the relay reports into status.relay.

@@ -25,6 +25,7 @@ from igbridge.relay.meta.events import (
     Unsend,
     parse_webhook,
 )
+from igbridge.relay.pipeline.window import CLOCK_SKEW_MS
 from tests.fixtures_loader import ACCOUNT_ID, CUSTOMER, fixture_names, load_fixture_json
 
 T = 1767261600000
@@ -410,8 +411,10 @@ def test_odd_message_fields_are_tolerated_not_fatal() -> None:
         Attachment("ig_post", None, "2024", None, "180"),
     )
     assert (message.reply_to, message.quick_reply, message.referral) == (None, None, None)
-    assert one_message({"attachments": {"type": "image"}}).attachments == ()
-    assert one_message({"attachments": 3}).attachments == ()
+    # One attachment Meta did not wrap in a list is still that attachment.
+    assert one_message({"attachments": {"type": "image"}}).attachments == (
+        Attachment("image", None, None, None, None),
+    )
 
 
 def test_scalar_fields_read_as_text() -> None:
@@ -533,12 +536,11 @@ def test_a_stored_job_whose_data_is_not_an_object_does_not_decode() -> None:
         InstagramEvent.from_json(raw)
 
 
-def test_a_timestamp_past_year_9999_falls_back_to_the_entry_time() -> None:
+def test_a_missing_timestamp_falls_back_to_the_entry_time() -> None:
     item = {
         "sender": {"id": CUSTOMER},
         "recipient": {"id": ACCOUNT_ID},
-        "timestamp": 2**53,
-        "message": {"mid": "m-far-future", "text": "hi"},
+        "message": {"mid": "m-no-time", "text": "hi"},
     }
     body = {
         "object": "instagram",
@@ -546,3 +548,146 @@ def test_a_timestamp_past_year_9999_falls_back_to_the_entry_time() -> None:
     }
     (event,) = parse_webhook(body).events
     assert event.timestamp_ms == 1700000000 * 1000
+
+
+# -- hostile input: refused with a reason, never passed on to a handler ------------------
+NOW = T + 3600 * 1000  # an hour after the fixtures' time
+DAY = 86_400_000
+
+
+def dm(mid: str, ts: Any = T, **message: Any) -> dict[str, Any]:
+    return {
+        "sender": {"id": CUSTOMER},
+        "recipient": {"id": ACCOUNT_ID},
+        "timestamp": ts,
+        "message": {"mid": mid, "text": "hi", **message},
+    }
+
+
+def batch(*items: dict[str, Any], entry_id: str = ACCOUNT_ID, time: Any = T) -> dict[str, Any]:
+    return {"object": "instagram", "entry": [{"id": entry_id, "time": time, "messaging": [*items]}]}
+
+
+def outcome(body: Any, horizon_ms: int | None = None) -> tuple[list[str], list[str]]:
+    """The mids kept and the reasons skipped, parsed at NOW."""
+    result = parse_webhook(body, ACCOUNT_ID, now_ms=lambda: NOW, horizon_ms=horizon_ms)
+    return [e.dedupe_key for e in result.events], [s.reason for s in result.skipped]
+
+
+@pytest.mark.parametrize("attachments", [3, 0, True, False, "image", 2.5])
+def test_attachments_of_the_wrong_type_are_skipped_and_the_batch_goes_on(attachments: Any) -> None:
+    body = batch(dm("m.bad", attachments=attachments), dm("m.good"))
+    assert outcome(body) == (["m.good"], ["malformed_item"])
+    (skipped,) = parse_webhook(body, ACCOUNT_ID, now_ms=lambda: NOW).skipped
+    assert "attachments" in skipped.detail
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"attachments": [{"type": "image", "payload": {"url": "https://[::1"}}]},
+        {"attachments": [{"type": "file", "payload": {"url": "https://cdn.example:99999/f"}}]},
+        {"reply_to": {"story": {"id": "1", "url": "http://[x/story"}}},
+    ],
+)
+def test_an_unparsable_media_url_is_skipped_with_its_reason(message: dict[str, Any]) -> None:
+    assert outcome(batch(dm("m.bad", **message), dm("m.good"))) == (["m.good"], ["invalid_url"])
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        253_402_300_800_000,  # 10000-01-01T00:00:00Z
+        2**53,
+        10**30,
+        -1,
+        -T,
+        0,
+        1.5,
+        T + 0.5,
+        True,
+        "soon",
+        "-5",
+        "2026-01-01T10:00:00",  # no zone
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        [T],
+        {"ms": T},
+    ],
+)
+def test_an_impossible_timestamp_is_skipped_with_its_reason(ts: Any) -> None:
+    assert outcome(batch(dm("m.bad", ts=ts), dm("m.good"))) == (["m.good"], ["invalid_timestamp"])
+
+
+@pytest.mark.parametrize("ts", [T, float(T), str(T), T // 1000, "2026-01-01T10:00:00Z"])
+def test_meta_s_timestamp_forms_are_read(ts: Any) -> None:
+    (event,) = parse_webhook(batch(dm("m", ts=ts)), ACCOUNT_ID, now_ms=lambda: NOW).events
+    assert event.timestamp_ms == T
+
+
+def test_an_impossible_entry_time_skips_the_entry_s_items() -> None:
+    body = batch(dm("m1"), dm("m2"), time="yesterday")
+    assert outcome(body) == ([], ["invalid_timestamp", "invalid_timestamp"])
+
+
+def test_a_lone_surrogate_entry_id_is_skipped_as_invalid_unicode() -> None:
+    raw = json.dumps(batch(dm("m1"), dm("m2"), entry_id="ENTRY")).replace("ENTRY", "\\ud800")
+    body = json.loads(raw)
+    body["entry"].append(batch(dm("m.good"))["entry"][0])
+    result = parse_webhook(body, ACCOUNT_ID, now_ms=lambda: NOW)
+    assert [e.dedupe_key for e in result.events] == ["m.good"]
+    assert [s.reason for s in result.skipped] == ["invalid_unicode", "invalid_unicode"]
+    for skipped in result.skipped:
+        skipped.detail.encode("utf-8")  # the log line can be written
+
+
+def test_a_skip_detail_quoting_a_lone_surrogate_can_be_logged() -> None:
+    body = batch(entry_id="other")
+    body["entry"][0]["changes"] = [{"field": "\ud83d", "value": {}}]
+    body["entry"][0]["id"] = ACCOUNT_ID
+    (skipped,) = parse_webhook(body, ACCOUNT_ID).skipped
+    assert skipped.reason == "unknown_field"
+    skipped.detail.encode("utf-8")
+
+
+def test_events_older_than_the_dedupe_horizon_are_stale() -> None:
+    horizon = 7 * DAY
+    old = dm("m.old", ts=NOW - horizon - 1)
+    edge = dm("m.edge", ts=NOW - horizon)
+    assert outcome(batch(old, edge), horizon) == (["m.edge"], ["stale"])
+    # Off (a relay told so, or a caller that passes none): kept.
+    assert outcome(batch(old, edge), None) == (["m.old", "m.edge"], [])
+    assert outcome(batch(old, edge), 0) == (["m.old", "m.edge"], [])
+
+
+def test_a_stale_comment_and_mention_are_refused_by_their_times() -> None:
+    value = {"id": "c1", "text": "hi", "from": {"id": CUSTOMER}, "timestamp": NOW - 8 * DAY}
+    comments = {"field": "comments", "value": value}
+    mention = {"field": "mentions", "value": {"comment_id": "c2", "media_id": "m2"}}
+    body = {
+        "object": "instagram",
+        "entry": [{"id": ACCOUNT_ID, "time": NOW - 8 * DAY, "changes": [comments, mention]}],
+    }
+    assert outcome(body, 7 * DAY) == ([], ["stale", "stale"])
+
+
+def test_the_app_dashboard_s_test_events_are_never_stale() -> None:
+    # Meta's "Test" button sends fixed sample events from 2018.
+    kept, skipped = outcome(load_fixture_json("dashboard_test_messages"), 7 * DAY)
+    assert (kept, skipped) == (["random_mid"], [])
+
+
+def test_a_future_time_is_clamped_but_its_replay_is_still_a_duplicate() -> None:
+    year = 365 * DAY
+    reaction = {
+        "sender": {"id": CUSTOMER},
+        "recipient": {"id": ACCOUNT_ID},
+        "timestamp": NOW + year,
+        "reaction": {"mid": "m1", "action": "react", "reaction": "love"},
+    }
+    body = batch(dm("m.future", ts=NOW + year), reaction)
+    first = parse_webhook(body, ACCOUNT_ID, now_ms=lambda: NOW, horizon_ms=7 * DAY).events
+    assert [e.timestamp_ms for e in first] == [NOW + CLOCK_SKEW_MS] * 2
+    # Replayed a week later: the same dedupe keys (they carry the time as sent).
+    later = NOW + 7 * DAY
+    again = parse_webhook(body, ACCOUNT_ID, now_ms=lambda: later, horizon_ms=7 * DAY).events
+    assert [e.dedupe_key for e in again] == [e.dedupe_key for e in first]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from .. import records
 from ..meta.events import (
     FORWARDED_KINDS,
+    REPLAY_HORIZON_MS,
     EventKind,
     InstagramEvent,
     JustStored,
@@ -63,6 +64,8 @@ class Routing:
     account_id: str | None
     entry_ids: tuple[str, ...] = ()
     standby: StandbyMode = "skip"
+    # Events older than this by Meta's time are replays past the dedupe memory (0: off).
+    replay_horizon_ms: int = REPLAY_HORIZON_MS
 
 
 @dataclass(slots=True)
@@ -91,6 +94,7 @@ def split(entries: Iterable[IntakeEntry], routing: Routing) -> Split:
                 routing.account_id,
                 entry_ids=routing.entry_ids,
                 standby=routing.standby,
+                horizon_ms=routing.replay_horizon_ms,
             )
         except Exception as exc:  # a parser bug must not wedge the intake log
             out.unreadable.append((raw, f"{type(exc).__name__}: {exc}"[:300]))

@@ -1,11 +1,45 @@
 """What Genesys POSTs to the relay's outbound webhook: agents' messages, typing events,
-and receipts (the signature is checked in ``web/signature.py``)."""
+and receipts (the signature is checked in ``web/signature.py``).
+
+A signed body may still be hostile: what the outbound worker could not take (a card's
+``actions`` that is no list, a URL that cannot be parsed, a time before year 1) is refused
+here, when it arrives, with the field it concerns; so is a message older than the dedupe
+memory (``message_time``), which could only be a replay.
+"""
 
 from __future__ import annotations
 
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..pipeline.window import clamp_event_ms
+
+
+def _parsable_url(url: str | None) -> str | None:
+    if url is not None:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.hostname, parts.port  # noqa: B018 (both parse lazily and may raise)
+        except ValueError:
+            raise ValueError("not a URL that can be parsed") from None
+    return url
+
+
+def _list_or_none(obj: dict[str, Any], key: str, what: str) -> list[Any]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{what}.{key} is not a list")
+    return value
+
+
+def _check_card(card: dict[str, Any], what: str) -> None:
+    _list_or_none(card, "actions", what)
 
 
 class _Model(BaseModel):
@@ -32,6 +66,8 @@ class OutboundAttachment(_Model):
     filename: str | None = None
     content_size_bytes: int | None = Field(default=None, alias="contentSizeBytes")
     text: str | None = None  # a caption
+
+    _url = field_validator("url")(_parsable_url)
 
 
 class Location(_Model):
@@ -89,6 +125,31 @@ class OutboundContent(_Model):
     text: dict[str, Any] | None = None  # content type Text: {"type": "Text", "body": ...}
     quick_reply_v2: dict[str, Any] | None = Field(default=None, alias="quickReplyV2")
 
+    # Cards, carousels and quick replies stay Genesys's objects (pipeline/outbound.py reads
+    # them leniently); only the lists it walks must be lists.
+    @field_validator("card")
+    @classmethod
+    def _card(cls, card: dict[str, Any] | None) -> dict[str, Any] | None:
+        if card is not None:
+            _check_card(card, "card")
+        return card
+
+    @field_validator("carousel")
+    @classmethod
+    def _carousel(cls, carousel: dict[str, Any] | None) -> dict[str, Any] | None:
+        if carousel is not None:
+            for index, card in enumerate(_list_or_none(carousel, "cards", "carousel")):
+                if isinstance(card, dict):
+                    _check_card(card, f"carousel.cards.{index}")
+        return carousel
+
+    @field_validator("quick_reply_v2")
+    @classmethod
+    def _quick_reply_v2(cls, v2: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v2 is not None:
+            _list_or_none(v2, "actions", "quickReplyV2")
+        return v2
+
 
 class TypingEvent(_Model):
     event_type: str = Field(alias="eventType")
@@ -114,6 +175,37 @@ class OutboundMessage(_Model):
     def from_human(self) -> bool:
         # Genesys marks bot replies "Bot"; Meta allows HUMAN_AGENT only for people.
         return (self.originating_entity or "Human") == "Human"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A message refused by its time: ``reason`` is the metric label."""
+
+    reason: Literal["invalid_time", "stale"]
+    detail: str
+
+
+def message_time(msg: OutboundMessage, now_ms: int, horizon_ms: int | None) -> int | Refused:
+    """When the agent sent the message (Genesys's ``channel.time``, now when absent), no
+    later than now plus the allowed clock skew: the order of the customer's replies. A
+    time that cannot be read, or older than ``horizon_ms`` (None or 0: no limit), is
+    refused. Pure: the caller's clock."""
+    value = msg.channel.time
+    if value is None:
+        return now_ms
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:  # Genesys writes UTC; a time without a zone is taken so
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError):
+        return Refused("invalid_time", "channel.time is not an ISO 8601 time")
+    if ms < 0:
+        return Refused("invalid_time", "channel.time is before 1970")
+    if horizon_ms and ms < now_ms - horizon_ms:
+        days = (now_ms - ms) / 86_400_000
+        return Refused("stale", f"channel.time is {days:.1f} days old: a replay")
+    return clamp_event_ms(ms, now_ms)
 
 
 def parse_outbound(raw: bytes) -> OutboundMessage | str:

@@ -2,7 +2,10 @@
 
 ``parse_webhook`` turns one verified webhook body into events. It never raises on
 content: shapes it does not know are returned as ``Skipped`` with a reason, so the
-caller can log and count them while the rest of the batch is still stored.
+caller can log and count them while the rest of the batch is still stored. A signature
+only proves Meta sent the bytes once, so what a handler could not take is refused here:
+fields of the wrong type, unparsable URLs, impossible timestamps, text that is not
+Unicode, and replays older than the dedupe memory (``stale``).
 
 Each event keeps Meta's item as sent (``data``, what the store holds, so queued jobs
 survive upgrades) and its typed ``body``, read from that item once when the event is
@@ -14,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
+
+from ..pipeline.window import clamp_event_ms
+from ..records import DEDUPE_RETENTION_SECONDS
 
 
 class EventKind(StrEnum):
@@ -190,6 +197,8 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _attachments(raw: Any) -> tuple[Attachment, ...]:
+    if isinstance(raw, dict):  # one attachment not wrapped in a list
+        raw = [raw]
     if not isinstance(raw, list):
         return ()
     found: list[Attachment] = []
@@ -422,8 +431,20 @@ class JustStored:
 class Skipped:
     """An item of the batch that produced no event, and why (a metric label)."""
 
-    reason: str  # short, low-cardinality: "unknown_field", "malformed_item", ...
+    reason: str  # short, low-cardinality: "unknown_field", "malformed_item", "stale", ...
     detail: str  # for the log line; never contains secrets
+
+    def __post_init__(self) -> None:
+        # Details quote the webhook; a lone surrogate in one must not break the log line.
+        object.__setattr__(self, "detail", _printable(self.detail))
+
+
+def _printable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclass(slots=True)
@@ -466,8 +487,23 @@ StandbyMode = Literal["skip", "deliver"]
 COMMENT_FIELDS = frozenset({"comments", "live_comments"})
 
 
-class _Malformed(Exception):
-    """An item lacks what its shape requires; the message names the field, not content."""
+class _Refused(Exception):
+    """An item no handler could take: ``reason`` is the metric label, the message names
+    the field, not its content."""
+
+    reason = "malformed_item"
+
+
+class _Malformed(_Refused):
+    """An item lacks what its shape requires, or a field has the wrong type."""
+
+
+class _BadTimestamp(_Refused):
+    reason = "invalid_timestamp"
+
+
+class _BadUrl(_Refused):
+    reason = "invalid_url"
 
 
 def _str_id(value: Any, what: str) -> str:
@@ -482,33 +518,79 @@ def _obj(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: Genesys's times stop there
+# Meta retries a webhook for 36 hours; an event older than the dedupe memory can only be
+# a replay of a webhook whose ids were forgotten, so it is refused rather than resent.
+REPLAY_HORIZON_MS = int(DEDUPE_RETENTION_SECONDS * 1000)
 
 
-def _millis(value: Any) -> int | None:
-    """Meta's timestamps: ms (messaging), seconds (entry.time), strings in test events."""
-    if isinstance(value, bool):
+def _millis(value: Any, what: str) -> int | None:
+    """Meta's timestamps: ms (messaging), seconds (entry.time), digit or ISO strings in
+    test events. None when absent; a time that is not a whole positive number (or an
+    ISO time with its zone) before year 10000 is refused."""
+    if value is None:
         return None
+    number: int | None = None
     if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return _iso_millis(value)
-    if isinstance(value, (int, float)) and value == value and 0 < value < 1e16:
-        ms = int(value * 1000) if value < 1e11 else int(value)
-        # Past year 9999 no time can be formatted for Genesys: treated as no timestamp.
-        return ms if ms <= MAX_MILLIS else None
-    return None
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            number = int(text)
+        else:
+            return _iso_millis(value, what)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or number <= 0:
+        raise _BadTimestamp(f"{what} is not a positive whole number")
+    ms = number * 1000 if number < 100_000_000_000 else number
+    if ms > MAX_MILLIS:
+        raise _BadTimestamp(f"{what} is past year 9999")
+    return ms
 
 
-def _iso_millis(value: str) -> int | None:
+def _iso_millis(value: str, what: str) -> int:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return None
+        raise _BadTimestamp(f"{what} is not a time") from None
     if parsed.tzinfo is None:
-        return None
-    return int(parsed.timestamp() * 1000)
+        raise _BadTimestamp(f"{what} has no time zone")
+    try:
+        ms = int(parsed.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        raise _BadTimestamp(f"{what} is out of range") from None
+    if not 0 < ms <= MAX_MILLIS:
+        raise _BadTimestamp(f"{what} is before 1970 or past year 9999")
+    return ms
+
+
+def _url_ok(url: str | None) -> bool:
+    """A URL the media check and the file name can read (``https://[::1`` cannot)."""
+    if url is None:
+        return True
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.hostname, parts.port  # noqa: B018 (both parse lazily and may raise)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_urls(body: EventBody) -> None:
+    if not isinstance(body, Message):
+        return
+    story = body.reply_to.story if body.reply_to else None
+    urls = [att.url for att in body.attachments] + [story.url if story else None]
+    if not all(_url_ok(url) for url in urls):
+        raise _BadUrl("an attachment or story URL cannot be parsed")
+
+
+def _check_message(message: dict[str, Any]) -> None:
+    """A message whose attachments are a number or a flag: refused, not shown empty."""
+    attachments = message.get("attachments")
+    if attachments is not None and not isinstance(attachments, (list, dict)):
+        raise _Malformed("message.attachments is not a list")
 
 
 def _encodable(event: InstagramEvent) -> bool:
@@ -536,7 +618,7 @@ def _messaging_event(
         if isinstance(recipient_obj, dict) and isinstance(recipient_obj.get("id"), (str, int))
         else account_id
     )
-    ts = _millis(item.get("timestamp")) or fallback_ms
+    ts = _millis(item.get("timestamp"), "timestamp") or fallback_ms
 
     def event(kind: EventKind, customer: str, key: str) -> InstagramEvent:
         return InstagramEvent(kind, account_id, customer, key, ts, item, field, standby)
@@ -544,6 +626,7 @@ def _messaging_event(
     if "message" in item:
         message = _obj(item["message"], "message")
         mid = _str_id(message.get("mid"), "message.mid")
+        _check_message(message)
         if message.get("is_echo"):
             return event(EventKind.ECHO, recipient, mid)
         if message.get("is_deleted"):
@@ -603,7 +686,7 @@ def _change_event(
         author = _str_id(_obj(value.get("from"), "comment from").get("id"), "comment from.id")
         if author in own_ids:
             return Skipped("own_comment", f"comment {comment_id} written by the business")
-        ts = _millis(value.get("timestamp")) or entry_ms
+        ts = _millis(value.get("timestamp"), f"{field} timestamp") or entry_ms
         return InstagramEvent(EventKind.COMMENT, entry_id, author, comment_id, ts, value, field)
     if field == "mentions":
         value = _obj(value, "mentions value")
@@ -621,15 +704,40 @@ def _change_event(
     return Skipped("unknown_field", f"changes field {field[:64]!r}")
 
 
-def _other_account(entry: dict[str, Any], entry_id: str) -> list[Skipped]:
-    """One skip per item of an entry for another account (at least one per entry)."""
+def _whole_entry(entry: dict[str, Any], reason: str, detail: str) -> list[Skipped]:
+    """One skip per item of an entry skipped whole (at least one per entry)."""
     count = sum(
         len(raw)
         for key in ("messaging", "changes", "standby")
         if isinstance(raw := entry.get(key), list)
     )
-    detail = f"entry.id {entry_id[:40]} is not this channel's account"
-    return [Skipped("other_account", detail)] * max(count, 1)
+    return [Skipped(reason, detail)] * max(count, 1)
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _admit(
+    parsed: InstagramEvent, raw_ms: int, now_ms: int, horizon_ms: int | None, test_entry: bool
+) -> InstagramEvent | Skipped:
+    """The event as stored, or why it is not: a replay past the dedupe memory, or text
+    that is not Unicode. Its time is clamped to a little past now (Meta's clock may run
+    ahead of ours), so a far-future stamp cannot hold the 24-hour window open; its
+    dedupe key keeps the time as sent, so a replay of it is still a duplicate."""
+    if horizon_ms and not test_entry and raw_ms < now_ms - horizon_ms:
+        age_days = (now_ms - raw_ms) / 86_400_000
+        return Skipped("stale", f"{parsed.dedupe_key[:80]} is {age_days:.1f} days old")
+    clamped = clamp_event_ms(raw_ms, now_ms)
+    if clamped != raw_ms:
+        parsed = dataclasses.replace(parsed, timestamp_ms=clamped)
+    if not _encodable(parsed):
+        return Skipped("invalid_unicode", f"{parsed.dedupe_key[:80]}")
+    return parsed
 
 
 def parse_webhook(
@@ -639,6 +747,7 @@ def parse_webhook(
     entry_ids: Iterable[str] = (),
     standby: StandbyMode = "skip",
     now_ms: Callable[[], int] | None = None,
+    horizon_ms: int | None = None,
 ) -> ParseResult:
     """Parse a decoded webhook body (``{"object": "instagram", "entry": [...]}``).
 
@@ -650,6 +759,10 @@ def parse_webhook(
     (with Instagram Login, ``entry.id`` is the app-scoped user id, which may differ from
     the id ``/me`` gives). ``entry.standby[]`` holds threads another app controls:
     skipped (``standby``), or delivered marked when ``standby`` is ``"deliver"``.
+
+    ``now_ms`` is the clock (read once per call): events older than ``horizon_ms`` by
+    Meta's timestamp are skipped as ``stale`` (None or 0: never), except the App
+    Dashboard's test events, whose sample times are years old.
     """
     result = ParseResult()
     if not isinstance(body, dict) or body.get("object") != "instagram":
@@ -659,18 +772,28 @@ def parse_webhook(
     if not isinstance(entries, list):
         result.skipped.append(Skipped("malformed_item", "entry is not a list"))
         return result
-    clock = now_ms or (lambda: int(time.time() * 1000))
+    now = now_ms() if now_ms is not None else int(time.time() * 1000)
     accepted = frozenset({account_id, DASHBOARD_TEST_ENTRY_ID, *entry_ids}) if account_id else None
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), (str, int)):
             result.skipped.append(Skipped("malformed_item", "entry without an id"))
             continue
         entry_id = str(entry["id"])
+        if not _unicode(entry_id):
+            detail = "entry.id is not valid Unicode (a lone surrogate escape)"
+            result.skipped.extend(_whole_entry(entry, "invalid_unicode", detail))
+            continue
         if accepted is not None and entry_id not in accepted:
-            result.skipped.extend(_other_account(entry, entry_id))
+            detail = f"entry.id {entry_id[:40]} is not this channel's account"
+            result.skipped.extend(_whole_entry(entry, "other_account", detail))
             continue
         own_ids = frozenset({entry_id} | ({account_id} if account_id else set()))
-        entry_ms = _millis(entry.get("time")) or clock()
+        try:
+            entry_ms = _millis(entry.get("time"), "entry.time") or now
+        except _BadTimestamp as exc:
+            result.skipped.extend(_whole_entry(entry, exc.reason, str(exc)))
+            continue
+        test_entry = entry_id == DASHBOARD_TEST_ENTRY_ID
         items: list[tuple[str, Any]] = []
         for key in ("messaging", "changes", "standby"):
             raw = entry.get(key)
@@ -690,13 +813,14 @@ def parse_webhook(
                     if key == "changes"
                     else _messaging_event(item, entry_id, entry_ms, None, standby=key == "standby")
                 )
-            except _Malformed as exc:
-                result.skipped.append(Skipped("malformed_item", str(exc)))
+                if isinstance(parsed, InstagramEvent):
+                    _check_urls(parsed.body)
+                    parsed = _admit(parsed, parsed.timestamp_ms, now, horizon_ms, test_entry)
+            except _Refused as exc:
+                result.skipped.append(Skipped(exc.reason, str(exc)))
                 continue
             if isinstance(parsed, Skipped):
                 result.skipped.append(parsed)
-            elif not _encodable(parsed):
-                result.skipped.append(Skipped("invalid_unicode", f"{parsed.dedupe_key[:80]}"))
             else:
                 result.events.append(parsed)
     return result

@@ -1,19 +1,20 @@
 """``/webhooks/genesys``: agents' messages and typing events, signed by Genesys.
 
 Stored durably and answered at once (Genesys waits 10 s, then retries); the outbound
-worker does the sending.
+worker does the sending. What it could not send is refused here with a 400 and the
+reason (``genesys.outbound``): counted in ``igbridge_events_skipped_total`` as
+``genesys_malformed``, ``genesys_invalid_time`` or ``genesys_stale``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..genesys.outbound import parse_outbound
+from ..genesys.outbound import Refused, message_time, parse_outbound
 from ..records import OUTBOUND
 from ..store.base import NewJob, StoreUnavailable
 from .base import SignedWebhook, reject
@@ -22,15 +23,6 @@ from .signature import SignatureCheck, verify_genesys_signature
 log = logging.getLogger(__name__)
 
 ROUTE = "/webhooks/genesys"
-
-
-def _order_ms(value: str | None) -> int:
-    if value:
-        try:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-        except ValueError:
-            pass
-    return int(time.time() * 1000)
 
 
 class GenesysWebhook(SignedWebhook):
@@ -47,12 +39,19 @@ class GenesysWebhook(SignedWebhook):
             return raw
         msg = parse_outbound(raw)  # decodes the JSON too: malformed JSON is a 400 here
         if isinstance(msg, str):
+            self._metrics.skipped.labels("genesys_malformed").inc()
             log.warning("genesys webhook refused: %s", msg)
             return reject(400, f"not an Open Messaging outbound message: {msg}")
         if msg.type == "Receipt" or (msg.type == "Event" and not msg.events):
             self._metrics.not_forwarded.labels(f"genesys_{msg.type.lower()}").inc()
             return JSONResponse({"accepted": 0})
-        job = NewJob(msg.customer_id, msg.id, _order_ms(msg.channel.time), raw)
+        horizon_ms = self._settings.replay_horizon_seconds * 1000
+        order_ms = message_time(msg, int(time.time() * 1000), horizon_ms)
+        if isinstance(order_ms, Refused):
+            self._metrics.skipped.labels(f"genesys_{order_ms.reason}").inc()
+            log.warning("genesys webhook refused: %s", order_ms.detail)
+            return reject(400, order_ms.detail)
+        job = NewJob(msg.customer_id, msg.id, order_ms, raw)
         try:
             stored = await self._store.enqueue(OUTBOUND, [job])
         except StoreUnavailable as exc:
