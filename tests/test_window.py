@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import pytest
 
 from igbridge.relay.pipeline.window import (
+    CLOCK_SKEW_MS,
     HOUR_MS,
     CommentOrigin,
     Decision,
     Route,
     after_window_refusal,
+    clamp_event_ms,
     decide,
     typing_allowed,
 )
@@ -207,3 +209,33 @@ def test_after_window_refusal(case: RefusalCase) -> None:
 )
 def test_typing_allowed(last_h: float | None, allowed: bool) -> None:
     assert typing_allowed(NOW, ago(last_h)) is allowed
+
+
+# -- times from the future -------------------------------------------------------------
+YEAR_MS = 365 * 24 * HOUR_MS
+
+
+def test_a_time_past_the_allowed_skew_counts_as_now_plus_the_skew() -> None:
+    assert clamp_event_ms(NOW + YEAR_MS, NOW) == NOW + CLOCK_SKEW_MS
+    assert clamp_event_ms(NOW + CLOCK_SKEW_MS - 1, NOW) == NOW + CLOCK_SKEW_MS - 1
+    assert clamp_event_ms(NOW - HOUR_MS, NOW) == NOW - HOUR_MS
+
+
+def test_a_message_stamped_a_year_ahead_opens_the_window_for_24_hours_not_a_year() -> None:
+    stored = clamp_event_ms(NOW + YEAR_MS, NOW)  # as parse_webhook stores it
+    assert decide(NOW + 23 * HOUR_MS, stored, human=True, tag_allowed=True).route is Route.NORMAL
+    later = decide(NOW + 25 * HOUR_MS, stored, human=True, tag_allowed=True)
+    assert later.route is Route.TAGGED
+    bot = decide(NOW + 25 * HOUR_MS, stored, human=False, tag_allowed=True)
+    assert bot.route is Route.EXPIRED
+    month = decide(NOW + 30 * 24 * HOUR_MS, stored, human=True, tag_allowed=True)
+    assert month.route is Route.EXPIRED
+    assert not typing_allowed(NOW + 25 * HOUR_MS, stored)
+
+
+def test_a_comment_stamped_a_year_ahead_gets_its_private_reply_for_7_days_not_a_year() -> None:
+    comment = CommentOrigin("17850000000000779", clamp_event_ms(NOW + YEAR_MS, NOW))
+    soon = decide(NOW + HOUR_MS, None, human=True, tag_allowed=True, comment=comment)
+    assert soon.route is Route.PRIVATE_REPLY
+    late = decide(NOW + 8 * 24 * HOUR_MS, None, human=True, tag_allowed=True, comment=comment)
+    assert late.route is Route.EXPIRED

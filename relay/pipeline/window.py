@@ -8,15 +8,15 @@ when the channel says so). Otherwise nothing is sent and the agent is told why.
 Decided before sending (``decide``), again when Meta refuses a reply as outside its
 window (``after_window_refusal``), and for typing indicators (``typing_allowed``).
 
-Every time here is Meta's, and a webhook may carry any: a customer's time is never taken
-as later than now plus ``CLOCK_SKEW_MS`` (``clamp_event_ms``). Events are clamped so when
-they are parsed, which is what keeps a far-future stamp from holding the window open;
-the decisions clamp again, so a time stored before that cannot count as later either.
+Every time here is Meta's, and a signed webhook may carry any: a customer's time is
+never taken as later than its arrival plus ``CLOCK_SKEW_MS`` (``clamp_event_ms``, applied
+when events are parsed). Clamping at the decision instead could not help: a time a year
+ahead, stored as it came, would read as "now" at every decision for a year.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 HOUR_MS = 3600 * 1000
@@ -66,10 +66,6 @@ def decide(
     comment: CommentOrigin | None = None,
     public_comment_replies: bool = False,
 ) -> Decision:
-    if last_customer_ms is not None:
-        last_customer_ms = clamp_event_ms(last_customer_ms, now_ms)
-    if comment is not None:
-        comment = replace(comment, ts_ms=clamp_event_ms(comment.ts_ms, now_ms))
     if comment is not None and (last_customer_ms is None or comment.ts_ms >= last_customer_ms):
         if public_comment_replies:
             return Decision(Route.PUBLIC_REPLY)
