@@ -276,7 +276,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         object.__setattr__(request, "data", _merge_patch(current, target))
 
     def _record_use(self, request: rendering.Request) -> None:
-        if request.resource is None or request.action is None:
+        # Discovery (no plural) is everyone's (system:discovery), not a resource's RBAC.
+        if request.resource is None or request.action is None or not request.resource.plural:
             return
         verbs = {VERBS[request.action]} if request.action in VERBS else set()
         if request.method == enums.method.PATCH:
