@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +350,35 @@ def test_kubectl_get_shows_why_a_channel_is_not_ready() -> None:
     columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert "priority" not in columns["Reason"]  # shown without -o wide
+
+
+def install_steps() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## Install on a cluster") : text.index("### Routing in Genesys")]
+
+
+def test_readme_set_flags_survive_bash_and_pass_the_schema() -> None:
+    """bash brace-expands an unquoted --set watchNamespaces={a,b} into two words."""
+    flags = re.findall(r"--set ('[^']*'|[^\s`]+)", install_steps())
+    assert len(flags) >= 4
+    chart = helm.Chart.load(CHART)
+    for flag in flags:
+        (value,) = shlex.split(flag)
+        if "{" in value or "[" in value:
+            assert flag.startswith("'"), f"quote it: {flag}"
+        chart.validate_schema(helm.parse_set_string(value))
+
+
+def kubectl_lines(text: str) -> list[str]:
+    return [m.strip() for m in re.findall(r"kubectl [^`\n]+", text)]
+
+
+def test_every_namespaced_kubectl_command_names_its_namespace() -> None:
+    notes = helm.Chart.load(CHART).render({}, name="ig", namespace="shop", is_install=True)
+    text = install_steps() + "\n" + next(v for k, v in notes.items() if k.endswith("NOTES.txt"))
+    commands = kubectl_lines(text)
+    assert len(commands) >= 10
+    for command in commands:
+        if "crds/" in command:
+            continue  # the CRD is cluster-scoped
+        assert re.search(r" -n \S+", command), f"no -n: {command}"
