@@ -32,7 +32,8 @@ class Conditions:
             "reason": reason,
             "message": message,
             "lastTransitionTime": (
-                now_iso() if changed or old is None else old.get("lastTransitionTime")
+                # The CRD requires it: one lost from an older status is restarted now.
+                now_iso() if changed or old is None else old.get("lastTransitionTime") or now_iso()
             ),
         }
         if self._generation is not None:

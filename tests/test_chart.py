@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from igbridge.operator.builders import relay_name
+from igbridge.operator.conditions import Conditions
 from igbridge.operator.settings import load_operator_settings
 
 ROOT = Path(__file__).parents[1]
@@ -335,6 +337,17 @@ def test_crd_conditions_are_a_map_keyed_by_type() -> None:
         "message",
         "lastTransitionTime",
     }
+
+
+def test_the_operators_conditions_are_what_the_crd_accepts() -> None:
+    """The status patch would be refused whole if one condition missed a required field."""
+    item = crd_schema()["properties"]["status"]["properties"]["conditions"]["items"]
+    old = [{"type": "Synced", "status": "True", "reason": "Applied", "message": "ok"}]
+    conds = Conditions(old, generation=3)
+    conds.set("Synced", "True", "Applied")  # unchanged status, no time in the old one
+    conds.set("CredentialsReady", "False", "SecretMissing", "Secret shop/shop-meta not found")
+    for condition in conds.finish():
+        jsonschema.validate(condition, item)
 
 
 def test_crd_keeps_names_short_enough_for_the_relay_service() -> None:
