@@ -10,13 +10,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
 from igbridge.operator import metrics as operator_metrics
 from igbridge.relay.metrics import RelayMetrics
-from tests.test_chart import CHART, by_kind, render
+from tests.test_chart import CHART, K8S_VERSION, by_kind, render
 
 DASHBOARD = CHART / "dashboards" / "igbridge.json"
 # Series Prometheus makes itself for every scrape target.
@@ -175,6 +176,7 @@ def test_dashboard_ships_in_a_sidecar_configmap_only_when_enabled() -> None:
 
     assert dashboards({}) == []
     (configmap,) = dashboards({"dashboards": {"enabled": True}})
+    kubernetes_validate.validate(configmap, K8S_VERSION, strict=True)
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(configmap["data"]["igbridge.json"]) == dashboard()
     (custom,) = dashboards(
