@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -184,6 +184,10 @@ class PodOptions(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
     image_pull_secrets: tuple[str, ...] = Field(default=(), alias="imagePullSecrets")
+    # The chart's image.pullPolicy; empty: Kubernetes's default for the tag.
+    image_pull_policy: Literal["", "Always", "IfNotPresent", "Never"] = Field(
+        default="", alias="imagePullPolicy"
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
     tolerations: tuple[dict[str, Any], ...] = ()
     affinity: dict[str, Any] = Field(default_factory=dict)
@@ -228,11 +232,13 @@ def build_deployment(
     checksum: str,
     pods: PodOptions | None = None,
 ) -> Manifest:
+    pods = pods or PodOptions()
     volumes, mounts = _volumes(channel, spec)
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
     container = {
         "name": "relay",
         "image": spec.relay.image or image,
+        **({"imagePullPolicy": pods.image_pull_policy} if pods.image_pull_policy else {}),
         # The pod's own address space: the Service and the probes reach it from outside.
         "command": ["igbridge-relay", "serve", "--host", "0.0.0.0", "--port", str(RELAY_PORT)],  # noqa: S104
         "ports": [{"name": "http", "containerPort": RELAY_PORT, "protocol": "TCP"}],
@@ -262,7 +268,6 @@ def build_deployment(
         if spec.relay.store.redis
         else {"type": "Recreate"}
     )
-    pods = pods or PodOptions()
     pod_spec = pods.pod_spec(_pod_selector(channel))
     return {
         "apiVersion": "apps/v1",

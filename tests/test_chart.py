@@ -121,6 +121,7 @@ def test_pod_options_reach_the_operator_pod_and_every_relay_pod() -> None:
     # The relay pods' options as the operator reads them, pull secrets included.
     relay = load_operator_settings({"IGBRIDGE_RELAY_POD": env["IGBRIDGE_RELAY_POD"]}).relay_pod
     assert relay.image_pull_secrets == ("regcred", "legacy-name")
+    assert relay.image_pull_policy == "IfNotPresent"  # image.pullPolicy, as values.yaml says
     assert relay.node_selector == {"pool": "relays"}
     assert relay.priority_class_name == "relays"
     assert relay.tolerations[0]["key"] == "dedicated"

@@ -279,6 +279,7 @@ def test_relay_pods_get_the_charts_pull_secrets_and_scheduling() -> None:
     pods = builders.PodOptions.model_validate(
         {
             "imagePullSecrets": ["regcred"],
+            "imagePullPolicy": "Always",
             "nodeSelector": {"pool": "relays"},
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
             "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
@@ -299,6 +300,7 @@ def test_relay_pods_get_the_charts_pull_secrets_and_scheduling() -> None:
     template = pod_template(pods)
     pod = template["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
     assert pod["nodeSelector"] == {"pool": "relays"}
     assert pod["tolerations"] == [
         {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
@@ -322,6 +324,7 @@ def test_relay_pods_get_the_charts_pull_secrets_and_scheduling() -> None:
 
 def test_relay_pods_without_options_carry_no_empty_scheduling_fields() -> None:
     pod = pod_template(None)["spec"]
+    assert "imagePullPolicy" not in pod["containers"][0]
     for field in (
         "imagePullSecrets",
         "nodeSelector",

@@ -44,6 +44,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "igbridge.relayPod" -}}
 {{- $pod := deepCopy .Values.relayPods -}}
 {{- $_ := set $pod "imagePullSecrets" (include "igbridge.pullSecretNames" . | fromJsonArray) -}}
+{{- $_ = set $pod "imagePullPolicy" .Values.image.pullPolicy -}}
 {{- toJson $pod -}}
 {{- end -}}
 
