@@ -388,7 +388,7 @@ class SQLiteStore:
         self._untrimmed = 0  # entries consumed since the last trim
         self.intake_commits = 0  # fsynced append transactions: fewer than appends under load
         self.write_commits = 0  # other write transactions: fewer than writes under load
-        self._identity: tuple[int, int] | None = None  # (device, inode) opened
+        self._identities: dict[str, tuple[int, int]] = {}  # file → (device, inode) opened
         self._identity_checked = 0.0
         self._identity_problem: str | None = None
 
@@ -410,10 +410,7 @@ class SQLiteStore:
             thread.stop()
             raise
         self._thread = thread
-        if self._path != ":memory:":
-            with contextlib.suppress(OSError):
-                stat = os.stat(self._path)
-                self._identity = (stat.st_dev, stat.st_ino)
+        self._note_identity(self._path)
         await self._open_intake()
 
     async def _open_intake(self) -> None:
@@ -431,6 +428,7 @@ class SQLiteStore:
                 f"sqlite store {self._log_path}: {_open_problem(self._log_path, exc)}"
             ) from None
         self._log_thread = thread
+        self._note_identity(self._log_path)
         try:
             self._log_reader = await self._run(lambda db: intake_log.connect_reader(self._log_path))
             await self._run(lambda db: db.executescript(intake_log.POSITION_SCHEMA))
@@ -548,25 +546,33 @@ class SQLiteStore:
         """One statement in its own transaction; how many rows it changed."""
         return await self._tx(lambda db: db.execute(sql, params).rowcount)
 
+    def _note_identity(self, path: str) -> None:
+        if path != ":memory:":
+            with contextlib.suppress(OSError):
+                stat = os.stat(path)
+                self._identities[path] = (stat.st_dev, stat.st_ino)
+
     def file_problem(self) -> str | None:
-        """Why the file at the path is no longer the one this store opened (deleted or
-        replaced: whatever is stored now is lost at the next start), or None. A stat at
-        most once a second, since this runs before every ack."""
-        if self._identity is None:
-            return None
+        """Why a file at this store's paths (the main file, the intake log) is no longer
+        the one it opened (deleted or replaced: whatever is stored now is lost at the next
+        start), or None. A stat each at most once a second: this runs before every ack."""
         now = time.monotonic()
         if now - self._identity_checked < IDENTITY_CHECK_SECONDS:
             return self._identity_problem
         self._identity_checked = now
-        try:
-            stat = os.stat(self._path)
-            same = (stat.st_dev, stat.st_ino) == self._identity
-            problem = None if same else "the file was replaced while open; restart the relay"
-        except FileNotFoundError:
-            problem = "the file was deleted while open; restart the relay"
-        except OSError as exc:
-            problem = f"the file cannot be checked: {exc.strerror}"
-        self._identity_problem = problem and f"sqlite store {self._path}: {problem}"
+        self._identity_problem = None
+        for path, identity in self._identities.items():
+            try:
+                stat = os.stat(path)
+                same = (stat.st_dev, stat.st_ino) == identity
+                problem = None if same else "the file was replaced while open; restart the relay"
+            except FileNotFoundError:
+                problem = "the file was deleted while open; restart the relay"
+            except OSError as exc:
+                problem = f"the file cannot be checked: {exc.strerror}"
+            if problem is not None:
+                self._identity_problem = f"sqlite store {path}: {problem}"
+                break
         return self._identity_problem
 
     async def ping(self) -> None:
