@@ -138,9 +138,12 @@ def wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("delivery", ["process", "inline"])
+@pytest.mark.parametrize(
+    ("delivery", "deleted"),
+    [("process", "relay.db"), ("process", "relay-intake.db"), ("inline", "relay.db")],
+)
 def test_a_store_file_deleted_under_the_relay_turns_webhooks_and_readiness_to_503(
-    sandbox: Sandbox, tmp_path: Path, delivery: str
+    sandbox: Sandbox, tmp_path: Path, delivery: str, deleted: str
 ) -> None:
     db = tmp_path / "relay.db"
     relay = RelayProcess(
@@ -153,7 +156,7 @@ def test_a_store_file_deleted_under_the_relay_turns_webhooks_and_readiness_to_50
         assert sandbox.meta.deliver_webhook(webhook, first).status_code == 200
         assert httpx.get(f"{relay.url}/readyz").status_code == 200
 
-        db.unlink()
+        (tmp_path / deleted).unlink()  # the main file, or the intake log beside it
 
         def refused() -> bool:
             body = sandbox.meta.webhook([sandbox.meta.messaging("7101", {"text": "later"})])
@@ -162,7 +165,7 @@ def test_a_store_file_deleted_under_the_relay_turns_webhooks_and_readiness_to_50
         assert wait_for(refused), "a webhook was acked into a deleted file"
         ready = httpx.get(f"{relay.url}/readyz")
         assert ready.status_code == 503
-        assert "deleted" in ready.json()["problems"]["store"]
+        assert f"{deleted}: the file was deleted" in ready.json()["problems"]["store"]
         assert httpx.get(f"{relay.url}/healthz").status_code == 200  # alive, not ready
         assert "deleted while open" in relay.log_path.read_text()
     finally:
