@@ -407,7 +407,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
     async def client_gone(request: Request, _: Exception) -> Response:
         # The client left (or was cut off by the server's body deadline) before its body
         # arrived: nothing was stored and nobody is left to answer.
-        log.warning("request body not received: client gone", extra={"path": request.url.path})
+        log.info("request body not received: client gone", extra={"path": request.url.path})
         return Response(status_code=400)
 
     app = Starlette(

@@ -135,7 +135,9 @@ def test_slow_and_idle_connections_are_closed_and_healthz_answers_throughout(
         assert sandbox.meta.deliver_webhook(webhook, signed).status_code == 200
         for reason in ("header_timeout", "body_timeout", "evicted", "over_limit"):
             assert counter(relay.url, reason) > 0, reason
-        assert "closed client connections to protect the server" in relay.log_path.read_text()
+        log = relay.log_path.read_text()
+        assert "closed client connections to protect the server" in log
+        assert "Traceback" not in log  # requests cut off are not server errors
     finally:
         for sock in held:
             sock.close()
