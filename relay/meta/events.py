@@ -580,10 +580,12 @@ def _url_ok(url: str | None) -> bool:
 def _check_urls(body: EventBody) -> None:
     if not isinstance(body, Message):
         return
-    story = body.reply_to.story if body.reply_to else None
-    urls = [att.url for att in body.attachments] + [story.url if story else None]
-    if not all(_url_ok(url) for url in urls):
-        raise _BadUrl("an attachment or story URL cannot be parsed")
+    for att in body.attachments:
+        if not _url_ok(att.url):
+            raise _BadUrl("an attachment URL cannot be parsed")
+    reply_to = body.reply_to
+    if reply_to is not None and reply_to.story is not None and not _url_ok(reply_to.story.url):
+        raise _BadUrl("the story URL cannot be parsed")
 
 
 def _check_message(message: dict[str, Any]) -> None:
