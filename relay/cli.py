@@ -89,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             http=guard.protocol(),
+            ws="none",  # no WebSocket routes: an Upgrade header is just a header
             timeout_keep_alive=settings.keep_alive_timeout,
             log_config=None,
             access_log=False,  # a line per webhook; the relay's own lines carry what matters
