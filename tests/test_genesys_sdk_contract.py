@@ -22,7 +22,7 @@ from igbridge.relay.config import Settings
 from igbridge.relay.genesys import payloads
 from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.client import GenesysClient
-from igbridge.relay.genesys.rest import JSON_UTF8, GenesysRest
+from igbridge.relay.genesys.rest import JSON_UTF8, GenesysRest, encode_json
 from igbridge.relay.http import Answer, fetch
 from igbridge.relay.meta.events import parse_webhook
 from igbridge.relay.pipeline import addressing, outbound, receipts
@@ -60,6 +60,8 @@ def test_every_instagram_shape_builds_a_body_genesys_accepts(name: str) -> None:
             continue
         body = result.body()
         assert violations(model_of(body), body) == [], (name, event.dedupe_key)
+        # What goes on the wire is that body, byte for byte as ``encode_json`` writes it.
+        assert result.encoded() == encode_json(body), (name, event.dedupe_key)
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -86,7 +88,9 @@ def test_a_structured_response_as_the_relay_builds_it() -> None:
     answer = payloads.ButtonResponse(type="QuickReply", text="Yes", payload="YES")
     model = getattr(payloads, "StructuredResponse", None)
     if model is not None:
-        body = model(channel=channel, button_response=answer, originating_message_id="out-1").body()
+        built = model(channel=channel, button_response=answer, originating_message_id="out-1")
+        body = built.body()
+        assert built.encoded() == encode_json(body)
     else:  # the shape of OpenInboundStructuredResponseMessage, built from the relay's parts
         body = {
             "channel": channel.model_dump(mode="json", exclude_none=True, by_alias=True),

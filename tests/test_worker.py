@@ -50,7 +50,11 @@ def test_a_handler_that_keeps_raising_is_dead_lettered_and_the_customer_moves_on
             return Delivered()
 
         def tried_times(n: int) -> bool:
-            return attempts.count("poison") == n
+            # Tried, and the retry recorded: its due time is taken from the clock then.
+            retries = metrics.registry.get_sample_value(
+                "igbridge_delivery_retries_total", {"queue": "inbound", "reason": "handler_error"}
+            )
+            return attempts.count("poison") == n and retries == n
 
         worker = QueueWorker(store, "inbound", deliver, metrics, idle_poll=0.02)
         await store.enqueue(
@@ -75,6 +79,53 @@ def test_a_handler_that_keeps_raising_is_dead_lettered_and_the_customer_moves_on
             "igbridge_handler_errors_total", {"queue": "inbound"}
         )
         assert errors == HANDLER_ERROR_ATTEMPTS
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_each_finished_job_is_settled_in_the_same_transaction_as_the_next_claim(
+    tmp_path: Path,
+) -> None:
+    """A worker records each outcome together with its next claim: every customer's
+    messages still go in order, and the store commits once per job, not twice."""
+
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "w.db"))
+        await store.open()
+        customers, per_customer = 8, 6
+        await store.enqueue(
+            "inbound",
+            [
+                NewJob(f"c{c}", f"c{c}-m{m}", m, b"{}")
+                for m in range(per_customer)
+                for c in range(customers)
+            ],
+        )
+        delivered: dict[str, list[str]] = {}
+
+        async def deliver(job: Job) -> Outcome:
+            await asyncio.sleep(0)  # the far side answering
+            delivered.setdefault(job.key, []).append(job.dedupe_key)
+            return Delivered()
+
+        # One job at a time: each settlement would otherwise be a commit of its own, and
+        # the claim after it another.
+        worker = QueueWorker(store, "inbound", deliver, RelayMetrics(), concurrency=1)
+        commits_before = store.write_commits
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: sum(map(len, delivered.values())) == customers * per_customer)
+            await _until(lambda: worker.inflight == 0)
+        finally:
+            await worker.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for c in range(customers):
+            assert delivered[f"c{c}"] == [f"c{c}-m{m}" for m in range(per_customer)]
+        assert await store.depth("inbound") == 0
+        jobs = customers * per_customer
+        assert store.write_commits - commits_before <= jobs + 1  # claims ride with settles
         await store.close()
 
     asyncio.run(scenario())

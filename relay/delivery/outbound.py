@@ -106,11 +106,20 @@ class OutboundDelivery:
             self._comment_origin(msg.customer_id),
             self._store.last_customer_message(msg.customer_id),
         )
-        if progress.status is None:
+        saved = progress.status is not None
+        if not saved:
             retry = await self._deliver(msg, job, progress, comment, last_customer_ms)
             if retry is not None:
                 return retry
-        return await self._report(msg, progress)
+            # A failure was saved with its reasons; a delivery is saved only if its receipt
+            # must wait (below): once the receipt is sent nobody reads the status again, and
+            # a crash before that only runs this again, sending no part twice.
+            saved = progress.status == "Failed"
+        outcome = await self._report(msg, progress)
+        if not saved and not isinstance(outcome, Delivered):
+            # The retry goes straight to the receipt, without the bookkeeping again.
+            await self._save(msg.id, progress)
+        return outcome
 
     # -- sending -------------------------------------------------------------------------
     async def _comment_origin(self, customer: str) -> CommentOrigin | None:
@@ -179,19 +188,19 @@ class OutboundDelivery:
                 last_writes = writes  # with the bookkeeping below: one shared round trip
         if planned is None:
             return None
-        # Run again by a retry (even with every part sent), until the status is saved.
+        # Run again by a retry (even with every part sent) until the receipt is sent, or
+        # the status saved for a later one.
         bookkeeping = [*last_writes, customer_answered(self._store, msg.customer_id)]
         if self._loops is not None and not msg.from_human:
             bookkeeping.append(self._loops.bot_replied(msg.customer_id))
         if progress.route == Route.PRIVATE_REPLY:
             bookkeeping.append(self._private_reply_used(msg.customer_id))
         await _all(bookkeeping)
+        # Only now, so that a failure of the bookkeeping above is retried, not skipped.
         progress.status = "Delivered"
         if progress.route == Route.TAGGED:
             self._metrics.outbound_tagged.inc()
         self._health.meta_token_error = None
-        # Last, so that a failure of the bookkeeping above is retried, not skipped.
-        await self._save(msg.id, progress)
         return None
 
     async def _own_message(self, message_id: str | None) -> None:

@@ -3,6 +3,12 @@ customers in parallel, each job ending delivered, retried later, or dead-lettere
 
 The delivery (inbound or outbound) decides what happened to a job (an ``Outcome``); the
 worker owns the store bookkeeping and the metrics, so every queue behaves alike.
+
+Settling and claiming share a store transaction: a job whose delivery is over hands its
+outcome to the claim loop, which asks the store for every outcome waiting and then for new
+jobs in one go (both backends run operations asked for together in one transaction or
+round trip, in order), so a busy worker spends one store write per round of finished jobs,
+not a settle and a claim per job.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from ..metrics import RelayMetrics
 from ..store.base import Job, Store, StoreUnavailable
@@ -51,6 +58,15 @@ Outcome = Delivered | Ignored | Retry | DeadLetter
 Deliver = Callable[[Job], Awaitable[Outcome]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Settle:
+    """An outcome for the claim loop to record, with the claim that follows it."""
+
+    job: Job
+    outcome: Outcome
+    done: asyncio.Future[bool]  # False: not recorded (the claim loop ended first)
+
+
 class QueueWorker:
     def __init__(
         self,
@@ -79,6 +95,11 @@ class QueueWorker:
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._jobs: dict[int, Job] = {}
+        # Jobs whose delivery is under way: the slots ``concurrency`` bounds. A job being
+        # settled has left them, so the claim beside its settlement may refill its slot.
+        self._delivering = 0
+        self._settles: list[_Settle] = []
+        self._claiming = False  # the claim loop is running: outcomes go through it
         self._stopping = False
 
     def wake(self) -> None:
@@ -114,34 +135,65 @@ class QueueWorker:
                 log.warning("job leases lost", extra={"queue": self._queue, "jobs": lost})
 
     async def _claim_loop(self) -> None:
-        while not self._stopping:
-            # Cleared before claiming, so work stored during the claim still wakes us.
-            self._wake.clear()
-            free = self._concurrency - len(self._inflight)
-            claimed: list[Job] = []
-            if free > 0:
-                try:
-                    claimed = await self._store.claim(self._queue, free, self._lease)
-                except StoreUnavailable as exc:
-                    log.warning("store unavailable while claiming", extra={"error": str(exc)})
-                    await asyncio.sleep(1.0)
-                    continue
-            for job in claimed:
-                if job.id in self._inflight:  # our own lease outlived by a slow job
-                    continue
-                task = asyncio.create_task(self._process(job), name=f"{self._queue}:{job.id}")
-                self._inflight[job.id] = task
-                self._jobs[job.id] = job
-                task.add_done_callback(functools.partial(self._done, job.id))
-            if claimed and len(self._inflight) < self._concurrency:
-                continue  # there may be more due work right now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+        self._claiming = True
+        try:
+            # While stopping, only the outcomes of the jobs still running are recorded.
+            while not self._stopping or self._inflight:
+                # Cleared first, so an outcome or new work arriving meanwhile wakes us again.
+                self._wake.clear()
+                settles, self._settles = self._settles, []
+                free = 0 if self._stopping else self._concurrency - self._delivering
+                if settles or free > 0:
+                    await self._settle_and_claim(settles, free)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+        finally:
+            self._claiming = False
+            for item in self._settles:  # not recorded: their jobs record them themselves
+                if not item.done.done():
+                    item.done.set_result(False)
+            self._settles = []
+
+    async def _settle_and_claim(self, settles: list[_Settle], free: int) -> None:
+        """The outcomes, then a claim for the free slots: asked for together, so the store
+        runs them in one transaction, the settlements first (a customer whose job was just
+        completed has their next job claimed in the same go)."""
+        ops: list[Coroutine[Any, Any, Any]] = [
+            self._store_settle(s.job, s.outcome) for s in settles
+        ]
+        if free > 0:
+            ops.append(self._store.claim(self._queue, free, self._lease))
+        results = await asyncio.gather(*ops, return_exceptions=True)
+        for item, result in zip(settles, results, strict=False):
+            if item.done.done():  # its job task was cancelled meanwhile
+                continue
+            if isinstance(result, BaseException):
+                item.done.set_exception(result)
+            else:
+                item.done.set_result(True)
+        if free <= 0:
+            return
+        claimed = results[-1]
+        if isinstance(claimed, StoreUnavailable):
+            log.warning("store unavailable while claiming", extra={"error": str(claimed)})
+            await asyncio.sleep(1.0)
+            return
+        if isinstance(claimed, BaseException):
+            raise claimed
+        for job in claimed:
+            if job.id in self._inflight:  # our own lease outlived by a slow job
+                continue
+            self._delivering += 1
+            task = asyncio.create_task(self._process(job), name=f"{self._queue}:{job.id}")
+            self._inflight[job.id] = task
+            self._jobs[job.id] = job
+            task.add_done_callback(functools.partial(self._done, job.id))
 
     def _done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job_id, None)
         self._jobs.pop(job_id, None)
-        self._wake.set()  # a key may have been released: its next job is due
+        if self._stopping:
+            self._wake.set()  # the claim loop ends with the last job
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, give in-flight jobs ``grace`` seconds, then release the rest."""
@@ -164,6 +216,7 @@ class QueueWorker:
             # The delivery's own bookkeeping hit a store outage: not a bug, try again soon.
             outcome = Retry(STORE_RETRY_SECONDS, "store", str(exc))
         except asyncio.CancelledError:
+            self._delivering -= 1
             # Shutdown: hand the job back now instead of waiting for its lease to expire.
             await asyncio.shield(self._settle(job, Retry(0.0, "shutdown", "relay stopping")))
             raise
@@ -175,7 +228,8 @@ class QueueWorker:
                 outcome = DeadLetter("handler_error", f"handler failed: {detail}")
             else:
                 outcome = Retry(HANDLER_ERROR_RETRY_SECONDS, "handler_error", detail)
-        await self._settle(job, outcome)
+        self._delivering -= 1
+        await self._settle(job, outcome, together=self._claiming)
 
     async def _after_delivery(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -185,15 +239,22 @@ class QueueWorker:
         except Exception:
             log.exception("bookkeeping after delivery failed", extra={"job": job.id})
 
-    async def _settle(self, job: Job, outcome: Outcome) -> None:
-        """Record the outcome; while the store is briefly away, keep trying for as long as
-        the lease protects the job: a delivered job recorded late is not delivered twice."""
+    async def _settle(self, job: Job, outcome: Outcome, *, together: bool = False) -> None:
+        """Record the outcome (``together``: by the claim loop, beside its next claim);
+        while the store is briefly away, keep trying for as long as the lease protects the
+        job: a delivered job recorded late is not delivered twice."""
         delay = 0.1
         deadline = time.monotonic() + self._lease
         while True:
             try:
-                await self._record(job, outcome)
-                return
+                if together:
+                    together = False  # a failed attempt is tried again here, on its own
+                    if not await self._through_claim_loop(job, outcome):
+                        continue
+                else:
+                    await self._store_settle(job, outcome)
+                    self._wake.set()  # its slot, and maybe its customer, are free again
+                break
             except StoreUnavailable as exc:
                 if self._stopping or time.monotonic() + delay > deadline:
                     # The lease will expire and the job will be tried again: nothing is lost.
@@ -204,21 +265,37 @@ class QueueWorker:
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+        self._jobs.pop(job.id, None)  # settled: its lease is no longer ours to renew
+        await self._recorded(job, outcome)
 
-    async def _record(self, job: Job, outcome: Outcome) -> None:
+    async def _through_claim_loop(self, job: Job, outcome: Outcome) -> bool:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._settles.append(_Settle(job, outcome, done))
+        self._wake.set()
+        # Shielded: a job cancelled now still has its outcome recorded by the loop.
+        return await asyncio.shield(done)
+
+    def _store_settle(self, job: Job, outcome: Outcome) -> Coroutine[Any, Any, None]:
+        match outcome:
+            case Delivered() | Ignored():
+                return self._store.complete(job)
+            case Retry(delay, _, detail):
+                return self._store.retry(job, delay, detail)
+            case DeadLetter(_, detail):
+                return self._store.dead_letter(job, detail)
+
+    async def _recorded(self, job: Job, outcome: Outcome) -> None:
+        """Metrics, log lines and the bookkeeping that follow a recorded outcome."""
         q = self._queue
         match outcome:
             case Delivered(then):
-                await self._store.complete(job)
                 self._delivered.inc()
                 self._latency.observe(max(0.0, time.time() - job.enqueued_at))
                 if then is not None:
                     await self._after_delivery(job, then)
             case Ignored(reason):
-                await self._store.complete(job)
                 self._metrics.not_forwarded.labels(reason).inc()
             case Retry(delay, reason, detail):
-                await self._store.retry(job, delay, detail)
                 self._metrics.retries.labels(q, reason).inc()
                 log.info(
                     "delivery will be retried",
@@ -233,7 +310,6 @@ class QueueWorker:
                     },
                 )
             case DeadLetter(reason, detail):
-                await self._store.dead_letter(job, detail)
                 self._metrics.dead_lettered.labels(q, reason).inc()
                 log.error(
                     "delivery failed permanently: dead-lettered",

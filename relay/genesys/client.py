@@ -30,7 +30,7 @@ class GenesysClient:
         """Deliver a customer's message; the response carries the conversation id."""
         # The query written into the path: a params dict is merged into the URL anew on
         # every request.
-        body = await self.rest.request("POST", self._inbound_message, message.body())
+        body = await self.rest.request("POST", self._inbound_message, message.encoded())
         conv = body.get("conversationId")
         msg_id = body.get("id")
         return InboundAccepted(
@@ -44,7 +44,7 @@ class GenesysClient:
         Genesys's message id; it has no ``prefetchConversationId`` and no conversation id
         (the customer's conversation is already known from their earlier messages)."""
         body = await self.rest.request(
-            "POST", f"{self._inbound}/structured/response", answer.body()
+            "POST", f"{self._inbound}/structured/response", answer.encoded()
         )
         msg_id = body.get("id")
         return InboundAccepted(msg_id if isinstance(msg_id, str) else None, None)

@@ -32,6 +32,18 @@ class GenesysRest:
         self.http = http
         self.api = api_url.rstrip("/")
         self.tokens = tokens
+        # The headers of the current token, built once per token rather than per request
+        # (aiohttp copies what it is given, so sharing them is safe).
+        self._for_token = ""
+        self._plain: dict[str, str] = {}
+        self._with_json: dict[str, str] = {}
+
+    def _headers(self, token: str, *, json_body: bool) -> dict[str, str]:
+        if token != self._for_token:
+            self._plain = {"Authorization": f"Bearer {token}"}
+            self._with_json = {**self._plain, "Content-Type": JSON_UTF8}
+            self._for_token = token
+        return self._with_json if json_body else self._plain
 
     async def request(
         self,
@@ -41,12 +53,11 @@ class GenesysRest:
         *,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        content = encode_json(body) if body is not None else None
+        """``body``: JSON values, or bytes already encoded as JSON."""
+        content = body if body is None or isinstance(body, bytes) else encode_json(body)
         for attempt in (1, 2):
             token = await self.tokens.token()
-            headers = {"Authorization": f"Bearer {token}"}
-            if content is not None:
-                headers["Content-Type"] = JSON_UTF8
+            headers = self._headers(token, json_body=content is not None)
             try:
                 resp = await fetch(
                     self.http,

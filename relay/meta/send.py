@@ -64,20 +64,23 @@ class SendClient:
     def __init__(self, http: aiohttp.ClientSession, graph_base: str, access_token: str) -> None:
         self._http = http
         self._base = graph_base.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._messages = f"{self._base}/me/messages"
+        self.set_access_token(access_token)
 
     def set_access_token(self, access_token: str) -> None:
         """Use a rotated token from now on."""
+        # Built once per token, not per request (aiohttp copies what it is given).
         self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._auth_json = {**self._auth, "Content-Type": "application/json; charset=utf-8"}
 
     async def _post(
         self, url: str, *, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
     ) -> Sent:
-        headers = dict(self._auth)
+        headers = self._auth
         content = None
         if body is not None:
-            content = json.dumps(body, ensure_ascii=False).encode("utf-8")
-            headers["Content-Type"] = "application/json; charset=utf-8"
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            headers = self._auth_json
         try:
             resp = await fetch(
                 self._http, "POST", url, data=content, params=params, headers=headers
@@ -97,7 +100,7 @@ class SendClient:
 
     async def send(self, body: dict[str, Any]) -> Sent:
         """``POST /me/messages`` (works with Facebook Login page tokens and Instagram Login)."""
-        return await self._post(f"{self._base}/me/messages", body=body)
+        return await self._post(self._messages, body=body)
 
     async def reply_publicly(self, comment_id: str, text: str) -> Sent:
         """A public reply under the customer's comment."""
