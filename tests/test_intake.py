@@ -29,7 +29,8 @@ from igbridge.relay.store.sqlite import SQLiteStore
 
 from .fixtures_loader import ACCOUNT_ID, fixture_names, load_fixture
 
-ROUTING = Routing(ACCOUNT_ID)
+# Replays are told apart by age (test_meta_events); the fixtures are of a fixed date.
+ROUTING = Routing(ACCOUNT_ID, replay_horizon_ms=0)
 
 
 def raw_job(payload: bytes, job_id: int = 1) -> IntakeEntry:

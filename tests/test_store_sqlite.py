@@ -389,3 +389,31 @@ def test_a_new_intake_file_beside_an_old_position_starts_over(tmp_path: Path) ->
     for suffix in ("", "-wal", "-shm"):
         Path(sqlite_intake.log_path(str(path)) + suffix).unlink(missing_ok=True)
     run(after_the_log_was_lost, path)
+
+
+def test_the_web_process_opens_while_the_delivery_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+
+    with contextlib.closing(sqlite3.connect(path)) as db:  # a file of the previous version
+        db.executescript(SCHEMA)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA user_version={sqlite_store.SCHEMA_VERSION}")
+
+    async def body() -> None:
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")  # the other process, in the middle of a write
+        release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+        release.start()
+        web = SQLiteStore(str(path), release_leases_at_open=False, checkpoint=False)
+        try:
+            await web.open()
+            (entry,) = await web.append_intake([b"raw"])
+            assert [e.id for e in (await web.read_intake(10)).entries] == [entry]
+        finally:
+            release.join()
+            holder.close()
+            await web.close()
+
+    asyncio.run(body())

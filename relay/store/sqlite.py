@@ -431,7 +431,9 @@ class SQLiteStore:
         self._note_identity(self._log_path)
         try:
             self._log_reader = await self._run(lambda db: intake_log.connect_reader(self._log_path))
-            await self._run(lambda db: db.executescript(intake_log.POSITION_SCHEMA))
+            # A write on the main file, which the other process may be writing: a
+            # transaction retried while that one holds the lock.
+            await self._tx(intake_log.create_position)
             if self._release_leases:
                 await self._upgrade_intake()
         except BaseException:

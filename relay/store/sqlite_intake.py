@@ -28,14 +28,14 @@ CREATE TABLE IF NOT EXISTS intake (
 """
 # In the main file, beside the jobs made of the entries: one row, the consumer's position
 # and the position last made durable (what a trim may delete below).
-POSITION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS intake_position (
+POSITION_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS intake_position (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     position INTEGER NOT NULL,
     trimmed INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO intake_position (id, position, trimmed) VALUES (0, 0, 0);
-"""
+)""",
+    "INSERT OR IGNORE INTO intake_position (id, position, trimmed) VALUES (0, 0, 0)",
+)
 TRIM_SECONDS = 1.0
 TRIM_EVERY = 4096
 
@@ -102,6 +102,13 @@ def backlog(log: sqlite3.Connection, position: int) -> tuple[int, float | None]:
         "SELECT COUNT(*), MIN(received_at) FROM intake WHERE id > ?", (position,)
     ).fetchone()
     return int(count), None if oldest is None else float(oldest)
+
+
+def create_position(db: sqlite3.Connection) -> None:
+    """Inside a write transaction on the main file (a statement at a time: executescript
+    would commit the transaction it is in)."""
+    for statement in POSITION_SCHEMA:
+        db.execute(statement)
 
 
 def position(db: sqlite3.Connection) -> int:
