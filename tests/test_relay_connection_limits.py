@@ -144,10 +144,16 @@ def test_slow_and_idle_connections_are_closed_and_healthz_answers_throughout(
         relay.stop()
 
 
-def test_a_request_head_without_end_is_refused_with_431(sandbox: Sandbox, tmp_path: Path) -> None:
-    relay = RelayProcess(sandbox.relay_env(tmp_path / "r.db"), tmp_path / "relay.log")
+def test_a_head_without_end_gets_431_and_an_idle_keep_alive_connection_is_closed(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_KEEP_ALIVE_TIMEOUT="1")
+    relay = RelayProcess(env, tmp_path / "relay.log")
     relay.start()
     try:
+        with connect(relay.port, b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n") as kept:
+            (answer,) = drain_until_closed([kept], seconds=10).values()
+        assert answer.startswith(b"HTTP/1.1 200 ")  # answered, then closed once idle
         sock = connect(relay.port, b"GET /healthz HTTP/1.1\r\nHost: relay\r\n")
         with sock:
             line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
