@@ -325,12 +325,17 @@ def _log_ids(path: Path) -> list[int]:
         return [int(r[0]) for r in db.execute("SELECT id FROM intake ORDER BY id")]
 
 
+def _wal_bytes(path: Path) -> int:
+    return Path(sqlite_intake.log_path(str(path)) + "-wal").stat().st_size
+
+
 def test_the_intake_log_is_a_file_of_its_own_trimmed_in_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "s.db"
     monkeypatch.setattr(sqlite_intake, "TRIM_SECONDS", 3600.0)
     monkeypatch.setattr(sqlite_intake, "TRIM_EVERY", 3)
+    monkeypatch.setattr(sqlite_intake, "WAL_RESTART_BYTES", 1)
 
     async def body(store: SQLiteStore, _: Clock) -> None:
         ids = await store.append_intake([b"1", b"2", b"3", b"4", b"5"])
@@ -338,10 +343,12 @@ def test_the_intake_log_is_a_file_of_its_own_trimmed_in_batches(
         batch = await store.read_intake(2)
         await store.consume_intake(batch.position, ids[1], Q, [])
         assert _log_ids(path) == ids  # two consumed: not worth a write on the log yet
+        assert _wal_bytes(path) > 0
         batch = await store.read_intake(1)
         await store.consume_intake(batch.position, ids[2], Q, [])
         # Trimmed up to the position, which stays (new ids must land above it).
         assert _log_ids(path) == ids[2:]
+        assert _wal_bytes(path) == 0  # copied into the file and started over
         assert [e.body for e in (await store.read_intake(10)).entries] == [b"4", b"5"]
 
     run(body, path)

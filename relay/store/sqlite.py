@@ -717,6 +717,12 @@ class SQLiteStore:
         on the web process's file, seldom)."""
         below = await self._tx(intake_log.mark_trimmed, durable=True)
         await self._on_log(partial(intake_log.trim, below=below))
+        thread, db = self._log_thread, self._log
+        if thread is not None and db is not None:
+            try:
+                await thread.call(lambda: intake_log.restart_wal(db, self._log_path))
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc) from None
 
     async def intake_backlog(self) -> IntakeBacklog:
         reader = self._reader()

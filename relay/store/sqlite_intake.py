@@ -38,6 +38,13 @@ POSITION_SCHEMA = (
 )
 TRIM_SECONDS = 1.0
 TRIM_EVERY = 4096
+# The web process appends without pause, so a passive checkpoint (the trimming process's,
+# after its commits) never finds the WAL wholly copied with no commit since, and the WAL
+# would never start over: past this size the trim forces that (a pause of the appends
+# while the last frames are copied, every few seconds under load).
+WAL_RESTART_BYTES = 16 * 1024 * 1024
+# How long the forced checkpoint waits for the appender's commit under way.
+CHECKPOINT_WAIT_MS = 200
 
 
 def log_path(path: str) -> str:
@@ -130,6 +137,23 @@ def mark_trimmed(db: sqlite3.Connection) -> int:
     would lose webhooks)."""
     db.execute("UPDATE intake_position SET trimmed = position WHERE id = 0")
     return int(db.execute("SELECT trimmed FROM intake_position WHERE id = 0").fetchone()[0])
+
+
+def restart_wal(log: sqlite3.Connection, path: str) -> bool:
+    """Outside a transaction: when the log's WAL has grown past WAL_RESTART_BYTES, copy it
+    into the file and empty it; whether it did (False: busy now, next trim tries again)."""
+    try:
+        size = Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        return False
+    if size < WAL_RESTART_BYTES:
+        return False
+    log.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+    try:
+        busy = int(log.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+    finally:
+        log.execute("PRAGMA busy_timeout=0")
+    return busy == 0
 
 
 def trim(log: sqlite3.Connection, below: int) -> int:
