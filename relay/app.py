@@ -44,7 +44,7 @@ from .store import open_store
 from .store.base import Store, StoreUnavailable
 from .tasks.credentials import CredentialsWatch
 from .tasks.maintenance import maintain, refresh_gauges
-from .tasks.sla import SlaSweeper
+from .tasks.sla import SlaClock, SlaSweeper
 from .tasks.status_report import StatusReporter
 from .web.genesys import GenesysWebhook
 from .web.instagram import InstagramWebhook
@@ -117,6 +117,9 @@ class Relay:
         # Replicas share the loop state through Redis; one relay keeps it in memory.
         shared = settings.store_url.startswith(("redis://", "rediss://"))
         loops = LoopBreaker(rules.loops, store=store if shared else None)
+        # One relay's delivery process alone moves its customers' SLA clocks: it may
+        # remember them instead of reading them per message.
+        sla = SlaClock(store, remember=not shared)
         crm = (
             CrmLookup(
                 settings.crm_url,
@@ -144,6 +147,7 @@ class Relay:
             loops=loops,
             store=store,
             parsed=parsed,
+            sla=sla,
         )
         worker = QueueWorker(
             store,
@@ -170,6 +174,7 @@ class Relay:
             backoff_cap=settings.backoff_cap,
             max_attempts=settings.send_max_attempts,
             loops=loops,
+            sla=sla,
         )
         outbound = QueueWorker(
             store,

@@ -31,7 +31,12 @@ from igbridge.relay.records import (
     CONVERSATIONS,
 )
 from igbridge.relay.store import RedisStore, Store
-from igbridge.relay.tasks.sla import SlaSweeper, customer_answered, customer_waiting
+from igbridge.relay.tasks.sla import (
+    SlaClock,
+    SlaSweeper,
+    customer_answered,
+    customer_waiting,
+)
 from igbridge.sandbox.server import ThreadedServer, serve_in_thread
 from tests.test_store_contract import Backend, Clock
 
@@ -248,5 +253,35 @@ def test_a_waiting_customers_later_messages_keep_the_start_of_their_wait(
         state = await records.get(store, CONVERSATIONS, "w")
         assert state is not None
         assert (state.conversation_id, state.waiting_since_ms) == ("conv-2", now_ms - 2 * HOUR_MS)
+
+    backend.run(body)
+
+
+def test_one_relay_remembers_who_waits_and_still_sees_every_answer(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SLA clock of a relay that alone moves it: a waiting customer's later messages
+    cost no store read, and an answer or a new conversation is never hidden by that."""
+
+    async def body(store: Store, _: Clock) -> None:
+        now_ms = int(time.time() * 1000)
+        reads = Reads(store, monkeypatch)
+        sla = SlaClock(store, remember=True)
+        await sla.waiting("r", "conv-1", now_ms - HOUR_MS)
+        reads.keys.clear()
+        await sla.waiting("r", "conv-1", now_ms)
+        await sla.waiting("r", None, now_ms)
+        assert reads.keys == set()  # known to wait since the first: nothing read or written
+        # An answer stops the clock; the next message starts it again, from that message.
+        await sla.answered("r")
+        await sla.waiting("r", "conv-1", now_ms + 1000)
+        state = await records.get(store, CONVERSATIONS, "r")
+        assert state is not None
+        assert (state.conversation_id, state.waiting_since_ms) == ("conv-1", now_ms + 1000)
+        # A new conversation is recorded, the wait still counted from its start.
+        await sla.waiting("r", "conv-2", now_ms + 2000)
+        state = await records.get(store, CONVERSATIONS, "r")
+        assert state is not None
+        assert (state.conversation_id, state.waiting_since_ms) == ("conv-2", now_ms + 1000)
 
     backend.run(body)

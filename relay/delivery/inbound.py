@@ -17,7 +17,7 @@ from ..pipeline.inbound import InboundContext, NotForwarded, translate
 from ..pipeline.loops import LoopBreaker
 from ..pipeline.loops import Verdict as LoopVerdict
 from ..store.base import Job, Store
-from ..tasks.sla import customer_waiting, waits_for_answer
+from ..tasks.sla import SlaClock, waits_for_answer
 from .retry import AUTH_RETRY_SECONDS, MAX_RETRY_AGE_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
@@ -57,8 +57,13 @@ class InboundDelivery:
         loops: LoopBreaker | None = None,
         store: Store | None = None,
         parsed: JustStored | None = None,
+        sla: SlaClock | None = None,
     ) -> None:
         self._store = store
+        # The reply clock for SLA escalation: ``sla`` when given, else read from ``store``.
+        if sla is None and store is not None:
+            sla = SlaClock(store, remember=False)
+        self._sla = sla
         self._parsed = parsed
         self._spam = spam
         self._loops = loops
@@ -147,11 +152,10 @@ class InboundDelivery:
             return DeadLetter(f"http_{exc.status}", f"Genesys rejected the message: {exc}")
         self._health.genesys_auth_error = None
         then = None
-        if self._store is not None and waits_for_answer(event):
+        if self._sla is not None and waits_for_answer(event):
             # The reply clock for SLA escalation, started once the job is done.
             then = functools.partial(
-                customer_waiting,
-                self._store,
+                self._sla.waiting,
                 event.customer_id,
                 accepted.conversation_id,
                 event.timestamp_ms,

@@ -43,7 +43,7 @@ from ..pipeline.timefmt import format_time
 from ..pipeline.window import CommentOrigin, Route, decide, typing_allowed
 from ..records import COMMENT_ORIGIN, OWN_MESSAGES, PROGRESS, Progress
 from ..store.base import Job, Store
-from ..tasks.sla import customer_answered
+from ..tasks.sla import SlaClock
 from .retry import AUTH_RETRY_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
 
@@ -80,7 +80,9 @@ class OutboundDelivery:
         backoff_cap: float = 60.0,
         max_attempts: int = 8,
         loops: LoopBreaker | None = None,
+        sla: SlaClock | None = None,
     ) -> None:
+        self._sla = sla or SlaClock(store, remember=False)
         self._max_attempts = max_attempts
         self._loops = loops
         self._store = store
@@ -190,7 +192,7 @@ class OutboundDelivery:
             return None
         # Run again by a retry (even with every part sent) until the receipt is sent, or
         # the status saved for a later one.
-        bookkeeping = [*last_writes, customer_answered(self._store, msg.customer_id)]
+        bookkeeping = [*last_writes, self._sla.answered(msg.customer_id)]
         if self._loops is not None and not msg.from_human:
             bookkeeping.append(self._loops.bot_replied(msg.customer_id))
         if progress.route == Route.PRIVATE_REPLY:

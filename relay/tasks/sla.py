@@ -14,6 +14,8 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -23,7 +25,7 @@ from ..genesys.rest import JSON_UTF8, GenesysRest
 from ..http import TRANSPORT_ERRORS, fetch
 from ..meta.events import EventKind, InstagramEvent
 from ..metrics import RelayMetrics
-from ..records import CONVERSATIONS, Conversation
+from ..records import CONVERSATION_TTL_SECONDS, CONVERSATIONS, Conversation
 from ..store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,14 @@ def waits_for_answer(event: InstagramEvent) -> bool:
 
 async def customer_waiting(
     store: Store, customer: str, conversation_id: str | None, message_ms: int
-) -> None:
-    """A customer's message reached Genesys: they wait from their first unanswered one."""
+) -> Conversation:
+    """A customer's message reached Genesys: they wait from their first unanswered one.
+    Returns their state as it now stands."""
+    now: list[Conversation] = []
 
     def wait(state: Conversation | None) -> Conversation | None:
         state = state or Conversation()
+        now[:] = [state]
         waiting = state.waiting_since_ms
         if (
             waiting is not None
@@ -72,7 +77,8 @@ async def customer_waiting(
         )
 
     # A customer's later messages usually change nothing: then nothing is encoded or written.
-    await records.change(store, CONVERSATIONS, customer, wait)
+    written = await records.change(store, CONVERSATIONS, customer, wait)
+    return written or now[0]
 
 
 async def customer_answered(store: Store, customer: str) -> None:
@@ -86,6 +92,75 @@ async def customer_answered(store: Store, customer: str) -> None:
         )
 
     await records.change(store, CONVERSATIONS, customer, answered)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Known:
+    """A customer's waiting period as this process last read or wrote it (compared by
+    identity: an answer replaces it with a new one)."""
+
+    until: float  # unix seconds: trusted no longer
+    conversation_id: str | None = None
+    waiting_since_ms: int | None = None
+
+
+# How long a remembered waiting period is trusted; and how many customers are remembered.
+KNOWN_SECONDS = 600.0
+KNOWN_CUSTOMERS = 100_000
+# Meta's timestamps may run ahead of this machine's clock: a record's time to live is
+# counted from its write, so the memory of it ends this much earlier to be safe.
+CLOCK_SLACK_SECONDS = 86400.0
+
+
+class SlaClock:
+    """Starts and stops customers' SLA clocks (``customer_waiting``/``customer_answered``).
+
+    ``remember``: this process is the only one to change waiting periods (one relay: its
+    delivery process holds both workers and the sweeper, which never moves a waiting
+    period). Then a customer already known to wait since an earlier message of the same
+    conversation needs no store read at all for their next one — the common case, one read
+    per inbound message otherwise. Replicas share the records, so they always read."""
+
+    def __init__(
+        self, store: Store, *, remember: bool, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._remember = remember
+        self._clock = clock
+        self._known: dict[str, _Known] = {}
+
+    async def waiting(self, customer: str, conversation_id: str | None, message_ms: int) -> None:
+        if not self._remember:
+            await customer_waiting(self._store, customer, conversation_id, message_ms)
+            return
+        now = self._clock()
+        seen = self._known.get(customer)
+        if (
+            seen is not None
+            and seen.until > now
+            and seen.waiting_since_ms is not None
+            and seen.waiting_since_ms <= message_ms
+            and conversation_id in (None, seen.conversation_id)
+        ):
+            return  # what customer_waiting would find: nothing to change
+        state = await customer_waiting(self._store, customer, conversation_id, message_ms)
+        if self._known.get(customer) is not seen:
+            return  # answered (or read again) meanwhile: what was read may be stale
+        since = state.waiting_since_ms
+        if since is None:
+            return
+        until = min(
+            now + KNOWN_SECONDS, since / 1000 + CONVERSATION_TTL_SECONDS - CLOCK_SLACK_SECONDS
+        )
+        if len(self._known) >= KNOWN_CUSTOMERS:
+            self._known.clear()  # bounded: forgetting only costs a read
+        self._known[customer] = _Known(until, state.conversation_id, since)
+
+    async def answered(self, customer: str) -> None:
+        if self._remember:
+            # Before the store is asked: a waiting() under way must not keep what it read.
+            self._known[customer] = _Known(0.0)
+        await customer_answered(self._store, customer)
 
 
 class SlaSweeper:
