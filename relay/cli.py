@@ -125,10 +125,19 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from igbridge.sandbox.demo import run_demo
+    from igbridge.sandbox.demo import PortInUse, run_demo
 
     configure_logging("WARNING")
-    return run_demo(keep_running=args.keep_running, port=args.port)
+    try:
+        return run_demo(
+            keep_running=args.keep_running,
+            port=args.port,
+            console=args.console,
+            console_port=args.console_port,
+        )
+    except PortInUse as exc:
+        print(f"igbridge-relay sandbox: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--port", type=int, default=0, help="relay port (default: a free one)")
     sandbox.add_argument(
         "--keep-running", action="store_true", help="stay up after the conversation (Ctrl-C ends)"
+    )
+    sandbox.add_argument(
+        "--console",
+        action="store_true",
+        help="instead of the scripted conversation, serve a web console to play the customer "
+        "and the agent yourself (Ctrl-C ends)",
+    )
+    sandbox.add_argument(
+        "--console-port", type=int, default=0, help="console port (default: a free one)"
     )
     sandbox.set_defaults(func=_sandbox)
     args = parser.parse_args(argv)

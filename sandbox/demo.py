@@ -1,120 +1,150 @@
-"""``igbridge-relay sandbox``: the relay between the Meta and Genesys simulators, on loopback,
-playing a short conversation a person can watch."""
+"""``igbridge-relay sandbox``: the relay between the Meta and Genesys simulators (and a
+small CRM), on loopback, playing a conversation a person can watch (story.py) or serving
+the live console (console.py).
+
+The simulators control every timestamp, so "25 hours later" takes no time: a customer's
+message is simply dated 25 hours ago, and Meta's window rules and the relay's agree.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import re
+import errno
+import json
+import signal
+import socket
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
-import httpx
+from .crm_sim import CRM_TOKEN, CrmSimulator
+from .server import LOOPBACK, ThreadedServer, serve_in_thread
+from .stack import Sandbox, run_relay, run_sandbox
 
-from .genesys_sim import RecordedMessage
-from .stack import VERIFY_TOKEN, Sandbox, run_relay, run_sandbox
-
-CUSTOMER = "6915500000000001"
-FAN = "6915500000000003"
-
-
-def _say(line: str = "") -> None:
-    print(line, flush=True)
-
-
-def _show(msg: RecordedMessage) -> None:
-    attrs = msg.attributes
-    sender = msg.body["channel"]["from"].get("nickname") or msg.body["channel"]["from"]["id"]
-    _say(f"  Genesys received [{attrs.get('Source')}/{attrs.get('EventType')}] from {sender}")
-    if msg.text:
-        for line in msg.text.splitlines():
-            _say(f"    text: {line}")
-    for item in msg.body.get("content") or []:
-        att = item["attachment"]
-        mime = att.get("mime") or "type not verified"
-        _say(f"    attachment: {att['mediaType']} ({mime}) {att['url'][:60]}…")
-    if "ProfileUrl" in attrs:
-        _say(f"    profile: {attrs['ProfileUrl']}")
+CUSTOMER = "6915500000000001"  # Ana: DMs, a photo, a story mention, quick replies
+FAN = "6915500000000003"  # Maria: a comment on a post
+LATE = "6915500000000004"  # Leo: last wrote 25 hours ago
+WAITING = "6915500000000005"  # Sofia: waiting 21 hours, nobody answered
+SPAMMER = "6915500000000006"
+SPAM_KEYWORD = "free followers"
+# Sandbox data the console offers: the CDN's assets behind "send a photo" and "story".
+PHOTO_ASSET = "5001"
+STORY_ASSET = "5002"
 
 
-def _conversation(sb: Sandbox) -> list[tuple[str, dict[str, Any], int]]:
-    meta = sb.meta
-    first = meta.messaging(CUSTOMER, {"text": "Hi! My order #4512 hasn't arrived yet 😟"})
-    photo = meta.messaging(
-        CUSTOMER, {"attachments": [{"type": "image", "payload": {"url": sb.cdn_url("5001")}}]}
+@dataclass
+class DemoStack:
+    sb: Sandbox
+    relay: ThreadedServer
+    crm: CrmSimulator
+    crm_server: ThreadedServer
+    work: Path
+
+
+class PortInUse(Exception):
+    """A port the user asked for is taken (said in one line, no traceback)."""
+
+
+def check_port_free(port: int) -> None:
+    """Raise PortInUse when 127.0.0.1:``port`` cannot be bound (0: any free one)."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} on {LOOPBACK} is already in use") from None
+            raise PortInUse(f"cannot listen on {LOOPBACK}:{port}: {exc.strerror}") from None
+
+
+def _seed(sb: Sandbox, crm: CrmSimulator) -> None:
+    sb.meta.add_media(PHOTO_ASSET, "image/jpeg")
+    sb.meta.add_media(STORY_ASSET, "video/mp4")
+    sb.meta.add_user(
+        CUSTOMER, "ana.customer", name="Ana Lima", follower_count=1520, is_user_follow_business=True
     )
-    mention = meta.messaging(
-        CUSTOMER,
-        {"attachments": [{"type": "story_mention", "payload": {"url": sb.cdn_url("5002")}}]},
-    )
-    comment = {
-        "field": "comments",
-        "value": {
-            "id": "17850000000000001",
-            "text": "Does this come in blue? 💙 ¿y en azul?",
-            "from": {"id": FAN, "username": "maria_s"},
-            "media": {"id": "18000000000000001", "media_product_type": "FEED"},
-        },
-    }
-    unsend = meta.messaging(CUSTOMER, {"mid": first["message"]["mid"], "is_deleted": True})
-    return [
-        ("a DM with an emoji", meta.webhook([first]), 1),
-        ("the same webhook again (Meta retries)", meta.webhook([first]), 0),
-        ("a photo of the parcel", meta.webhook([photo]), 1),
-        ("a story mentioning the brand", meta.webhook([mention]), 1),
-        ("a comment on a post", meta.webhook(changes=[comment]), 1),
-        ("the customer unsends a message", meta.webhook([unsend]), 1),
-    ]
+    sb.meta.add_user(FAN, "maria_s", name="Maria Souza", follower_count=48_200)
+    sb.meta.add_user(LATE, "leo.m", name="Leo Martin", follower_count=310)
+    sb.meta.add_user(WAITING, "sofia.r", name="Sofia Rossi", follower_count=2_300_000)
+    sb.meta.add_user(SPAMMER, "gr0wth.hacks", follower_count=3)
+    crm.add_customer(CUSTOMER, CustomerTier="Gold", LastOrder="#4512", Language="pt-BR")
+    crm.add_customer(FAN, CustomerTier="New")
+    crm.add_customer(WAITING, CustomerTier="VIP", AccountManager="Jo")
 
 
-def _metric(relay_url: str, name: str) -> float:
-    text = httpx.get(f"{relay_url}/metrics", timeout=5).text
-    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
+@contextmanager
+def demo_stack(work: Path, port: int = 0) -> Iterator[DemoStack]:
+    """Simulators, CRM and relay on loopback, with the demo's customers."""
+    guard = {"keywords": [SPAM_KEYWORD], "blockLinkOnly": True, "action": "drop"}
+    with ExitStack() as stack:
+        sb = stack.enter_context(run_sandbox(work))
+        crm = CrmSimulator()
+        crm_server = stack.enter_context(serve_in_thread(crm.app))
+        _seed(sb, crm)
+        env = sb.relay_env(
+            work / "igbridge.db",
+            IGBRIDGE_CRM_URL=f"{crm_server.url}/lookup",
+            IGBRIDGE_CRM_TOKEN=CRM_TOKEN,
+            IGBRIDGE_GUARD=json.dumps(guard),
+            # The sweeper looks often so an escalation shows within the demo's seconds.
+            IGBRIDGE_SLA_SWEEP_SECONDS="0.2",
+        )
+        relay = stack.enter_context(run_relay(env, port=port))
+        yield DemoStack(sb, relay, crm, crm_server, work)
 
 
-def run_demo(*, keep_running: bool = False, port: int = 0) -> int:
-    with tempfile.TemporaryDirectory(prefix="igbridge-sandbox-") as tmp:
-        work = Path(tmp)
-        with run_sandbox(work) as sb:
-            sb.meta.add_media("5001", "image/jpeg")
-            sb.meta.add_media("5002", "video/mp4")
-            sb.meta.add_user(CUSTOMER, "ana.customer", name="Ana Lima", follower_count=1520)
-            env = sb.relay_env(work / "igbridge.db")
-            with run_relay(env, port=port) as relay:
-                return _play(sb, relay.url, keep_running, work)
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM ends the command like Ctrl-C: every ``with`` unwinds, the temp dir goes."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _play(sb: Sandbox, relay_url: str, keep_running: bool, work: Path) -> int:
-    webhook = f"{relay_url}/webhooks/instagram"
-    _say("igbridge sandbox: every server below listens on 127.0.0.1 only")
-    _say(f"  relay             {relay_url}  (store: SQLite in {work})")
-    _say(f"  Meta Graph sim    {sb.graph.url}")
-    _say(f"  Meta CDN sim      {sb.cdn.url}  (HTTPS, throwaway CA)")
-    _say(f"  Genesys Cloud sim {sb.genesys_server.url}")
-    handshake = sb.meta.verify_webhook(webhook, VERIFY_TOKEN, "challenge-42")
-    _say(f"\nMeta verifies the webhook: HTTP {handshake.status_code}, echoed {handshake.text!r}")
-    ok = handshake.text == "challenge-42"
-    expected = 0
-    for title, body, new in _conversation(sb):
-        _say(f"\nInstagram → relay: {title}")
-        resp = sb.meta.deliver_webhook(webhook, body)
-        _say(f"  relay answered HTTP {resp.status_code} {resp.text}")
-        expected += new
-        got = sb.genesys.wait_for_messages(expected, timeout=15)
-        if len(got) < expected:
-            _say("  !! not delivered in 15 s")
-            ok = False
-        elif new:
-            _show(got[expected - 1])
-    _say(
-        f"\nDelivered {_metric(relay_url, 'igbridge_delivered_total'):.0f}, "
-        f"duplicates dropped {_metric(relay_url, 'igbridge_duplicates_total'):.0f}, "
-        f"dead letters {_metric(relay_url, 'igbridge_dead_letters'):.0f}. "
-        f"Metrics: {relay_url}/metrics"
-    )
-    if keep_running:
-        _say("Still running; Ctrl-C stops everything.")
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
-    return 0 if ok else 1
+def _wait_for_interrupt() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        stop = threading.Event()
+        while not stop.wait(1.0):  # short waits: signals are handled between them
+            pass
+
+
+def run_demo(
+    *, keep_running: bool = False, port: int = 0, console: bool = False, console_port: int = 0
+) -> int:
+    from .story import play, say
+
+    check_port_free(port)
+    check_port_free(console_port)
+    with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="igbridge-sandbox-") as tmp:
+        try:
+            with demo_stack(Path(tmp), port=port) as demo:
+                if console:
+                    from .console import Console
+
+                    with Console(demo).serving(port=console_port) as url:
+                        say(f"igbridge sandbox console: open {url}  (loopback only; Ctrl-C stops)")
+                        _wait_for_interrupt()
+                    return 0
+                ok = play(demo)
+                if keep_running:
+                    say("Still running at the addresses above; Ctrl-C stops everything.")
+                    _wait_for_interrupt()
+                else:
+                    say(
+                        "All servers have stopped. `igbridge-relay sandbox --keep-running` keeps "
+                        "them up; `--console` opens the live console."
+                    )
+                return 0 if ok else 1
+        except KeyboardInterrupt:
+            return 130
