@@ -42,7 +42,8 @@ def console(tmp_path: Path) -> Iterator[Running]:
 
 def chromium() -> WebDriver:
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert browser and driver, "Chromium and chromedriver are missing: run scripts/setup"
+    assert browser, "Chromium is missing: run scripts/setup"
+    assert driver, "chromedriver is missing: run scripts/setup"
     options = Options()
     options.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
