@@ -203,6 +203,16 @@ class Settings(HandedOverSettings):
             return tuple(p.strip().lower() for p in value.split(",") if p.strip())
         return value
 
+    @field_validator("media_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from .meta.media import allow_entry
+
+        for entry in value:
+            if allow_entry(entry) is None:
+                raise ValueError(f"{entry[:100]!r} is not host, *.suffix or host:port")
+        return value
+
     @field_validator("meta_graph_url", "genesys_api_url", "genesys_login_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -218,6 +228,23 @@ class Settings(HandedOverSettings):
     def _store_url(cls, value: str) -> str:
         if not (value.startswith("sqlite:///") or value.startswith(("redis://", "rediss://"))):
             raise ValueError("must be sqlite:///PATH or redis://HOST:PORT/DB")
+        if value.startswith("sqlite:///"):
+            return value
+        # Checked here, not when the store connects: a bad port would otherwise end
+        # start-up with the Redis client's traceback. No part of the URL is echoed: it may
+        # carry a password.
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port must be a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("names no host (redis://HOST:PORT/DB)")
+        if port == 0:
+            raise ValueError("the port must be a number from 1 to 65535")
+        db = parts.path.lstrip("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError("the database must be a number (redis://HOST:PORT/DB)")
         return value
 
     @field_validator("genesys_webhook_secret")

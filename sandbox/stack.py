@@ -48,7 +48,7 @@ class Sandbox:
             "IGBRIDGE_GENESYS_INTEGRATION_ID": next(iter(self.genesys.integration_ids)),
             "IGBRIDGE_GENESYS_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "IGBRIDGE_STORE_URL": f"sqlite:///{store_path}",
-            "IGBRIDGE_MEDIA_ALLOWED_HOSTS": "127.0.0.1",
+            "IGBRIDGE_MEDIA_ALLOWED_HOSTS": f"127.0.0.1:{self.cdn.port}",
             "IGBRIDGE_MEDIA_CA_FILE": str(self.tls.ca),
             "IGBRIDGE_MEDIA_TIMEOUT": "1",
             "IGBRIDGE_GENESYS_TIMEOUT": "2",

@@ -126,3 +126,60 @@ def test_a_mistyped_redis_url_is_refused_without_its_password() -> None:
     assert "hunter2-pw" not in str(info.value)
     with pytest.raises(ConfigError, match="IGBRIDGE_LEASE_SECONDS"):
         load_settings({**BASE_ENV, "IGBRIDGE_LEASE_SECONDS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis://:hunter2-pw@127.0.0.1:99999/0", "the port must be a number from 1 to 65535"),
+        ("redis://:hunter2-pw@redis:notaport", "the port must be a number from 1 to 65535"),
+        ("rediss://:hunter2-pw@redis:0/0", "the port must be a number from 1 to 65535"),
+        ("redis://:hunter2-pw@:6379/0", "names no host"),
+        ("redis://:hunter2-pw@redis:6379/zero", "the database must be a number"),
+    ],
+)
+def test_serve_with_a_bad_redis_url_exits_2_with_one_line_and_no_password(
+    url: str, why: str
+) -> None:
+    env = {**BASE_ENV, "IGBRIDGE_STORE_URL": url, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-P", "-m", "igbridge.relay", "serve", "--host", "127.0.0.1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("igbridge-relay: configuration error: IGBRIDGE_STORE_URL: ")
+    assert why in line
+    assert "hunter2-pw" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://redis:6379/0", "rediss://:pw@redis.example:6380", "redis://[::1]:6379/2"]
+)
+def test_well_formed_redis_urls_are_taken(url: str) -> None:
+    assert load_settings({**BASE_ENV, "IGBRIDGE_STORE_URL": url}).store_url == url
+
+
+@pytest.mark.parametrize(
+    ("hosts", "accepted"),
+    [
+        ("lookaside.fbsbx.com, *.fbcdn.net", True),
+        ("127.0.0.1:8443,[::1]:8443", True),
+        ("cdn.example:notaport", False),
+        ("cdn.example/path", False),
+        ("user@cdn.example", False),
+    ],
+)
+def test_media_allow_list_entries_are_hosts_with_an_optional_port(
+    hosts: str, accepted: bool
+) -> None:
+    env = {**BASE_ENV, "IGBRIDGE_MEDIA_ALLOWED_HOSTS": hosts}
+    if accepted:
+        assert load_settings(env).media_allowed_hosts
+    else:
+        with pytest.raises(ConfigError, match="IGBRIDGE_MEDIA_ALLOWED_HOSTS: "):
+            load_settings(env)

@@ -19,6 +19,8 @@ from igbridge.relay.pipeline.media_type import declared_media_type, media_type, 
 from igbridge.sandbox.server import ThreadedServer, serve_in_thread
 from igbridge.sandbox.tls import TLSFiles, make_tls
 
+# A second HTTPS server on the same host (set by the fixture): where "other-port" sends.
+OTHER_PORT: list[int] = []
 HUGE_BYTES = 64 * 1024 * 1024  # what /m/huge would send to a client that read its body
 CHUNK = 64 * 1024
 
@@ -60,6 +62,8 @@ def _app(cdn_ref: list[Cdn]) -> Starlette:
             return RedirectResponse("https://evil.example.com/x.jpg", status_code=302)
         if name == "downgrade":
             return RedirectResponse(cdn.server.url.replace("https", "http") + "/m/photo", 302)
+        if name == "other-port":  # the same host, another service on it
+            return RedirectResponse(f"https://127.0.0.1:{OTHER_PORT[0]}/m/photo", 302)
         if name == "hop":
             return RedirectResponse(f"{cdn.server.url}/m/photo", status_code=302)
         if name == "loop":
@@ -88,15 +92,25 @@ def _app(cdn_ref: list[Cdn]) -> Starlette:
 def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cdn]:
     tls = make_tls(tmp_path_factory.mktemp("tls"))
     ref: list[Cdn] = []
-    with serve_in_thread(_app(ref), certfile=tls.cert, keyfile=tls.key) as server:
+    other: list[Cdn] = []
+    with (
+        serve_in_thread(_app(ref), certfile=tls.cert, keyfile=tls.key) as server,
+        serve_in_thread(_app(other), certfile=tls.cert, keyfile=tls.key) as elsewhere,
+    ):
         ref.append(Cdn(server, tls))
+        other.append(Cdn(elsewhere, tls))
+        OTHER_PORT[:] = [elsewhere.port]
         yield ref[0]
+        assert other[0].seen == [], "the server on the other port was contacted"
 
 
 def probe(
-    cdn: Cdn, url: str, declared: str, allowed: tuple[str, ...] = ("127.0.0.1",)
+    cdn: Cdn, url: str, declared: str, allowed: tuple[str, ...] | None = None
 ) -> tuple[MediaType, MediaInfo]:
-    """What the check found, and the Genesys type the pipeline makes of it."""
+    """What the check found, and the Genesys type the pipeline makes of it. Allowed by
+    default: the CDN's host and port."""
+    if allowed is None:
+        allowed = (f"127.0.0.1:{cdn.server.port}",)
 
     async def go() -> MediaInfo:
         prober = MediaProber(allowed, timeout=1.0, ca_file=cdn.tls.ca)
@@ -153,6 +167,39 @@ def test_redirects_are_followed_only_to_allowed_https_hosts(cdn: Cdn) -> None:
     assert cdn.seen[count:] == [("HEAD", "downgrade", None)]  # the http:// hop was not taken
 
 
+def test_an_allowed_host_is_contacted_only_on_the_port_its_entry_names(cdn: Cdn) -> None:
+    count = len(cdn.seen)
+    # An entry without a port allows HTTPS's own port (443) only: this CDN's port is not.
+    photo = f"{cdn.server.url}/m/photo"
+    assert probe(cdn, photo, "image", allowed=("127.0.0.1",)) == (
+        ("Image", MediaInfo(None, False, "not_allowed"))
+    )
+    assert probe(cdn, photo, "image", allowed=("127.0.0.1:1",)) == (
+        ("Image", MediaInfo(None, False, "not_allowed"))
+    )
+    assert len(cdn.seen) == count
+    # A redirect to another port on the same host is not followed (the fixture checks the
+    # server there saw nothing).
+    moved = probe(cdn, f"{cdn.server.url}/m/other-port", "image")
+    assert moved == ("Image", MediaInfo(None, False, "not_allowed"))
+    assert cdn.seen[count:] == [("HEAD", "other-port", None)]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "entries", "allowed"),
+    [
+        ("lookaside.fbsbx.com", 443, ("lookaside.fbsbx.com",), True),
+        ("lookaside.fbsbx.com", 8443, ("lookaside.fbsbx.com",), False),
+        ("a.fbcdn.net", 8443, ("*.fbcdn.net:8443",), True),
+        ("a.fbcdn.net", 443, ("*.fbcdn.net:8443",), False),
+        ("::1", 8443, ("[::1]:8443",), True),
+        ("127.0.0.1", 443, ("127.0.0.1:notaport", "u@127.0.0.1", "127.0.0.1/x"), False),
+    ],
+)
+def test_allow_list_ports(host: str, port: int, entries: tuple[str, ...], allowed: bool) -> None:
+    assert host_allowed(host, entries, port) is allowed
+
+
 def test_redirect_chains_stop_after_three_hops(cdn: Cdn) -> None:
     count = len(cdn.seen)
     info = probe(cdn, f"{cdn.server.url}/m/loop", "image")
@@ -194,7 +241,8 @@ def test_types_that_say_nothing_fall_back_to_the_webhook_type(cdn: Cdn) -> None:
 
 def test_a_certificate_from_an_unknown_ca_is_refused(cdn: Cdn) -> None:
     async def go() -> MediaInfo:
-        prober = MediaProber(("127.0.0.1",), timeout=1.0)  # trusts only the system CAs
+        # Trusts only the system CAs.
+        prober = MediaProber((f"127.0.0.1:{cdn.server.port}",), timeout=1.0)
         try:
             return await prober.probe(f"{cdn.server.url}/m/photo", "image")
         finally:

@@ -2,9 +2,10 @@
 
 Meta forbids storing message media, and its CDN URLs carry no file extension, so the
 relay asks the CDN: a HEAD, or when that is refused a one-byte ranged GET whose body is
-never read. Only https URLs on an allow-list of Meta hosts are contacted, with a short
-timeout. The result says what was found, verified or not; what the agent's platform
-makes of it (a picture, a link) is decided by the pipeline.
+never read. Only https URLs on an allow-list of Meta hosts (and port 443, unless an entry
+names another) are contacted, redirects included, with a short timeout. The result says
+what was found, verified or not; what the agent's platform makes of it (a picture, a
+link) is decided by the pipeline.
 """
 
 from __future__ import annotations
@@ -38,15 +39,39 @@ class MediaInfo:
     note: str  # the probe's outcome: a metric label ("verified", "not_allowed", "timeout", ...)
 
 
-def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+HTTPS_PORT = 443
+
+
+def host_allowed(host: str, allowed: Iterable[str], port: int = HTTPS_PORT) -> bool:
+    """Whether ``host`` on ``port`` is on the allow-list. An entry is a host name
+    (``lookaside.fbsbx.com``) or a suffix (``*.fbcdn.net``), optionally with a port
+    (``127.0.0.1:8443``); an entry without one allows only HTTPS's own port, so a redirect
+    to another service on an allowed host (an admin port, a proxy) is not followed."""
     host = host.lower().rstrip(".")
     for entry in allowed:
-        if entry.startswith("*."):
-            if host.endswith(entry[1:]):
+        parsed = allow_entry(entry)
+        if parsed is None or parsed[1] != port:
+            continue
+        name = parsed[0]
+        if name.startswith("*."):
+            if host.endswith(name[1:]):
                 return True
-        elif host == entry:
+        elif host == name:
             return True
     return False
+
+
+def allow_entry(entry: str) -> tuple[str, int] | None:
+    """An allow-list entry's host (or ``*.suffix``) and port; None when it cannot be read
+    (``[::1]:8443`` for an IPv6 address with a port)."""
+    try:
+        parts = urlsplit(f"//{entry.strip().lower()}")
+        name, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not name or "@" in parts.netloc or parts.netloc != entry.strip().lower():
+        return None  # a path, a query or user info is not part of an entry
+    return name, port or HTTPS_PORT
 
 
 class MediaProber:
@@ -79,7 +104,11 @@ class MediaProber:
         parts = urlsplit(url)
         if parts.scheme != "https":
             return "not_https"
-        if not parts.hostname or not host_allowed(parts.hostname, self._allowed):
+        try:
+            port = parts.port or HTTPS_PORT
+        except ValueError:  # not a number, or past 65535
+            return "not_allowed"
+        if not parts.hostname or not host_allowed(parts.hostname, self._allowed, port):
             return "not_allowed"
         return None
 
