@@ -12,6 +12,7 @@ import kopf
 from igbridge.relay.config import ConfigError
 from igbridge.relay.version import VERSION
 
+from .leader import LeaseTiming, parse_lease, run_while_leading
 from .settings import load_operator_settings
 
 
@@ -32,12 +33,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL"
     )
+    parser.add_argument(
+        "--leader-lease",
+        metavar="NAMESPACE/NAME",
+        help="act only while holding this coordination.k8s.io Lease (standby replicas)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="the Lease's duration: a standby takes over this long after the holder died",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
         parser.error(
             "say which namespaces to watch: --namespace NS (repeatable) or --all-namespaces"
         )
+    lease: tuple[str, str] | None = None
+    try:
+        timing = LeaseTiming.of(args.lease_seconds)
+        if args.leader_lease:
+            lease = parse_lease(args.leader_lease)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         config = load_operator_settings()
     except ConfigError as exc:
@@ -56,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     # Watching named namespaces needs no namespace listing (and so no cluster-wide list
     # permission); cluster-wide, keep scanning so a CRD installed later is noticed.
     settings.scanning.disabled = not args.all_namespaces
-    asyncio.run(
-        kopf.operator(
+
+    async def operate() -> None:
+        # standalone: no kopf peering; one acting replica is the Lease's business.
+        await kopf.operator(
             registry=registry(config),
             clusterwide=args.all_namespaces,
             namespaces=args.namespace,
@@ -65,7 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             liveness_endpoint=args.liveness,
             settings=settings,
         )
-    )
+
+    if lease is None:
+        asyncio.run(operate())
+    else:
+        namespace, name = lease
+        asyncio.run(
+            run_while_leading(
+                operate, namespace=namespace, name=name, timing=timing, liveness=args.liveness
+            )
+        )
     return 0
 
 

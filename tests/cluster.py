@@ -6,7 +6,9 @@ real HTTP. This subclass adds uid, resourceVersion, generation and creationTimes
 status subresource, ``generateName`` (kopf's Events), ``kind`` on lists, core-group
 discovery, Secret ``stringData``, label selectors, owner-reference garbage collection,
 server-side apply (``managedFields``; a field the manager applied before and leaves out
-now is removed) and the apiserver's Deployment strategy defaulting and validation. It
+now is removed), PUT with optimistic concurrency (409 for a stale ``resourceVersion``, as
+leader election relies on) and the apiserver's Deployment strategy defaulting and
+validation. It
 records which verbs on which resources each client used (by User-Agent), for RBAC checks.
 It runs on its own thread and loop so kopf and kubectl, both talking HTTP to it, never
 block it.
@@ -54,6 +56,7 @@ KINDS = {
     ("rbac.authorization.k8s.io", "v1", "rolebindings"): ("RoleBinding", False),
     ("networking.k8s.io", "v1", "ingresses"): ("Ingress", False),
     ("policy", "v1", "poddisruptionbudgets"): ("PodDisruptionBudget", True),
+    ("coordination.k8s.io", "v1", "leases"): ("Lease", False),
 }
 # Cluster-scoped: kopf waits for namespaces (and CRDs) to appear in discovery.
 CLUSTER_KINDS = {
@@ -75,6 +78,13 @@ REQUEST_HISTORY = 16
 
 class PatchTestFailed(kmock.KubernetesError):
     pass
+
+
+@attrs.frozen
+class Conflict(kmock.KubernetesError):
+    message: str = "the object has been modified; please apply your changes to the latest version"
+    status: int = 409
+    reason: str = "Conflict"
 
 
 @attrs.frozen
@@ -112,6 +122,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     # Every (client, group, resource, verb) seen; the client is its User-Agent's product.
     uses: set[Use] = attrs.field(factory=set, init=False)
+    # PUTs one at a time, from the version check to the store, so two writers that read
+    # the same version cannot both succeed.
+    _replacing: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -167,6 +180,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         version = str(next(self._versions))
         if request.action == enums.action.UPDATE and _is_apply(request):
             self._server_side_apply(request, kind)
+        if request.method == enums.method.PUT and request.name and isinstance(request.data, dict):
+            self._replace(request)
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
             _default_and_validate(kind, request.data)
             meta = request.data.setdefault("metadata", {})
@@ -275,6 +290,24 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         _default_and_validate(kind, target)
         object.__setattr__(request, "data", _merge_patch(current, target))
 
+    def _replace(self, request: rendering.Request) -> None:
+        """A PUT becomes the merge patch that gives the body (server-set metadata kept),
+        refused with 409 if the object changed since the caller read it."""
+        current = self._current(request)
+        if current is None:
+            raise kmock.KubernetesObjectNotFoundError()
+        body = cast(dict[str, Any], request.data)
+        sent = (body.get("metadata") or {}).get("resourceVersion")
+        if sent is not None and str(sent) != str(current["metadata"].get("resourceVersion")):
+            raise Conflict()
+        meta = {**current["metadata"]}
+        for field in ("labels", "annotations"):
+            if field in (body.get("metadata") or {}):
+                meta[field] = body["metadata"][field]
+        target = {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta}
+        object.__setattr__(request, "action", enums.action.UPDATE)
+        object.__setattr__(request, "data", _merge_patch(current, target))
+
     def _record_use(self, request: rendering.Request) -> None:
         # Discovery (no plural) is everyone's (system:discovery), not a resource's RBAC.
         if request.resource is None or request.action is None or not request.resource.plural:
@@ -298,6 +331,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         # took minutes). The tests never look back: keep a short tail.
         if len(self._requests) > 2 * REQUEST_HISTORY:
             del self._requests[:-REQUEST_HISTORY]
+        if request.method == enums.method.PUT:
+            async with self._replacing:
+                return await self._handle_one(request)
+        return await self._handle_one(request)
+
+    async def _handle_one(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is not None:
             async with self._lock:
                 self._prepare(request)

@@ -1,0 +1,182 @@
+"""Two operator replicas, one Lease: only the holder acts, a standby takes over when the
+holder is killed, and a holder that stops cleanly hands the Lease over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from igbridge.operator.leader import MIN_LEASE_SECONDS, LeaseTiming, parse_lease
+from igbridge.sandbox.server import free_port
+from igbridge.sandbox.stack import Sandbox
+from tests.cluster import Cluster, run_cluster
+from tests.operator_harness import NAMESPACE, secrets_and_channel, status_of, wait_until
+
+LEASE = "igbridge-operator"
+LEASE_SECONDS = 7  # the shortest allowed: a takeover within about 10 s
+
+
+@dataclass
+class Replica:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    liveness: str
+
+    def acquired(self) -> bool:
+        text = self.log.read_text(errors="replace")
+        if self.proc.poll() is not None and "acquired lease" not in text:
+            raise AssertionError(f"the operator exited {self.proc.returncode}: {text[-2000:]}")
+        return "acquired lease" in text
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with run_cluster(tmp_path) as c:
+        yield c
+
+
+@contextmanager
+def replica(cluster: Cluster, tmp_path: Path, name: str) -> Iterator[Replica]:
+    """``igbridge-operator`` as the chart runs it with highAvailability on."""
+    port = free_port()
+    log_path = tmp_path / f"{name}.log"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-P", "-m", "igbridge.operator",
+                "--namespace", NAMESPACE,
+                f"--leader-lease={NAMESPACE}/{LEASE}",
+                f"--lease-seconds={LEASE_SECONDS}",
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield Replica(proc, log_path, f"http://127.0.0.1:{port}/healthz")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+
+
+def holder(cluster: Cluster) -> str:
+    lease = cluster.get("leases", NAMESPACE, LEASE) or {}
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def alive(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def create(sandbox: Sandbox, cluster: Cluster, name: str) -> None:
+    for manifest in secrets_and_channel(sandbox, name=name):
+        cluster.apply(manifest)
+
+
+def test_one_replica_acts_and_the_standby_takes_over_when_it_is_killed(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        a = stack.enter_context(replica(cluster, tmp_path, "a"))
+        b = stack.enter_context(replica(cluster, tmp_path, "b"))
+        wait_until(lambda: a.acquired() or b.acquired(), what="a holder")
+        active, standby = (a, b) if a.acquired() else (b, a)
+        wait_until(lambda: alive(active.liveness) and alive(standby.liveness), what="probes")
+
+        create(sandbox, cluster, "shop")
+        wait_until(lambda: status_of(cluster, "Synced", "shop") == "True", what="shop Synced")
+        assert len(sandbox.genesys.registry.created) == 1  # one integration, one actor
+        assert not standby.acquired()
+        assert holder(cluster) != ""
+
+        active.proc.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        active.proc.wait(timeout=10)
+        create(sandbox, cluster, "shop2")
+        wait_until(
+            lambda: status_of(cluster, "Synced", "shop2") == "True",
+            timeout=LeaseTiming.of(LEASE_SECONDS).takeover_within + 30,
+            what="shop2 Synced by the standby",
+        )
+        print(f"takeover: shop2 synced {time.monotonic() - killed_at:.1f}s after the kill")
+        assert standby.acquired()
+        assert standby.proc.poll() is None
+        assert len(sandbox.genesys.registry.created) == 2
+        assert status_of(cluster, "Synced", "shop") == "True"  # the first channel untouched
+
+
+def test_a_holder_stopped_cleanly_hands_the_lease_over(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        a = stack.enter_context(replica(cluster, tmp_path, "a"))
+        wait_until(a.acquired, what="a holds the lease")
+        first = holder(cluster)
+        b = stack.enter_context(replica(cluster, tmp_path, "b"))
+        wait_until(lambda: alive(b.liveness), what="the standby's probe")
+        a.proc.send_signal(signal.SIGTERM)  # what Kubernetes sends on a rolling update
+        assert a.proc.wait(timeout=30) == 0
+        assert "released lease" in a.log.read_text()
+        wait_until(b.acquired, timeout=30, what="b holds the lease")
+        assert holder(cluster) not in ("", first)
+        create(sandbox, cluster, "shop")
+        wait_until(lambda: status_of(cluster, "Synced", "shop") == "True", what="shop Synced")
+        assert len(sandbox.genesys.registry.created) == 1
+
+
+@pytest.mark.parametrize("duration", [MIN_LEASE_SECONDS, 10, 15, 30, 60, 137, 600])
+def test_a_holder_that_cannot_renew_exits_before_a_standby_may_take_over(
+    duration: int,
+) -> None:
+    timing = LeaseTiming.of(duration)
+    assert timing.holder_gives_up_after < timing.duration
+    assert timing.retry >= 1  # the election library's floor
+    assert timing.renew_deadline > 1.2 * timing.retry  # and its jitter rule
+
+
+def test_the_default_lease_takes_over_within_20_seconds() -> None:
+    timing = LeaseTiming.of(15)
+    assert (timing.retry, timing.renew_deadline) == (2, 9)
+    assert timing.takeover_within == 20  # what the README promises (plus kopf's start)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--lease-seconds=3", "--leader-lease=ns/x"], "too short"),
+        (["--leader-lease=just-a-name"], "NAMESPACE/NAME"),
+    ],
+)
+def test_bad_lease_flags_are_named(args: list[str], says: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "igbridge.operator", "--namespace", NAMESPACE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert says in done.stderr
+
+
+def test_parse_lease() -> None:
+    assert parse_lease("igbridge/igbridge-operator") == ("igbridge", "igbridge-operator")
+    for bad in ("", "/x", "x/", "a/b/c"):
+        with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+            parse_lease(bad)
