@@ -11,6 +11,7 @@ from igbridge.relay.genesys.errors import GenesysError, PermanentError
 from igbridge.relay.genesys.rest import GenesysRest, NotFound
 
 BASE = "/api/v2/conversations/messaging/integrations/open"
+RECIPIENTS = "/api/v2/routing/message/recipients"
 MAX_PAGES = 1000  # a bound on following nextUri, against a listing that never ends
 
 
@@ -68,10 +69,14 @@ class Integrations:
             body["messagingSetting"] = {"id": messaging_setting_id}
         return await self._rest.request("POST", BASE, body)
 
-    async def update(self, integration_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, integration_id: str, fields: dict[str, Any], *, name: str | None = None
+    ) -> dict[str, Any]:
         """PATCH ``fields``. Genesys's OpenIntegrationUpdateRequest requires ``name``: when
-        the change is not a rename, the current name goes along."""
+        the change is not a rename, the current name goes along (``name``, or read first)."""
         body = dict(fields)
+        if "name" not in body and name:
+            body["name"] = name
         if "name" not in body:
             current = await self.get(integration_id)
             if current is None:
@@ -107,7 +112,16 @@ class Integrations:
                 raise CreateStillPending(f"integration {integration_id} is still being created")
             await asyncio.sleep(poll)
 
+    async def recipient_flow(self, recipient_id: str) -> str | None:
+        """The id of the inbound flow on the recipient, None when it has none (or Genesys
+        does not know the recipient: nothing is attached to it then either)."""
+        try:
+            found = await self._rest.request("GET", f"{RECIPIENTS}/{recipient_id}")
+        except NotFound:
+            return None
+        flow = found.get("flow")
+        flow_id = flow.get("id") if isinstance(flow, dict) else None
+        return str(flow_id) if flow_id else None
+
     async def attach_flow(self, recipient_id: str, flow_id: str) -> None:
-        await self._rest.request(
-            "PUT", f"/api/v2/routing/message/recipients/{recipient_id}", {"flow": {"id": flow_id}}
-        )
+        await self._rest.request("PUT", f"{RECIPIENTS}/{recipient_id}", {"flow": {"id": flow_id}})

@@ -1,4 +1,5 @@
-"""The reconciler's two kinds of "not now", each saying what the status should show.
+"""The reconciler's two kinds of "not now", each saying what the status should show, and
+the "never mind" of a channel being deleted.
 
 A problem carries its condition and reason as data, so the status is set from what went
 wrong, never from how the message happens to be worded."""
@@ -12,6 +13,11 @@ class RetryLater(Exception):
     def __init__(self, message: str, delay: float) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class Deleting(Exception):
+    """The channel's deletion has begun: the reconcile stops where it is, creating and
+    writing nothing more."""
 
 
 class SpecProblem(Exception):

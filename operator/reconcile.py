@@ -1,19 +1,29 @@
 """Reconciling one InstagramChannel: credentials, the Genesys integration, the relay's
 workload, Meta's webhook subscription, and a status that says what to fix.
 
-The I/O lives here; what the channel should be is decided in plan.py. Handlers
-(handlers.py) stay thin and call ``reconcile`` / ``finalize`` here.
+The I/O lives here; what the channel should be is decided in plan.py (and what to repair
+on its integration in drift.py). Handlers (handlers.py) stay thin and call ``reconcile`` /
+``finalize`` here.
+
+A channel's reconciles and its finalize take turns (one lock per channel): kopf runs the
+resync timer beside the delete handler, and a resync waiting on a slow Genesys must not
+find the integration gone (the delete handler removed it) and create a fresh one. The
+finalize marks the channel deleting before it waits for its turn, and a reconcile checks
+that mark, and the channel's deletionTimestamp as the apiserver has it now, right before
+it would create. Cancelling the in-flight reconcile instead could cut a create whose
+request Genesys already has, leaving an integration nobody records.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, RelayReport
@@ -22,6 +32,7 @@ from igbridge.relay.genesys.errors import AuthError, GenesysError, PermanentErro
 from . import builders, metrics, plan
 from .channel import Channel
 from .conditions import FALSE, TRUE, UNKNOWN, Conditions
+from .drift import integration_repair, ref_id, secret_digest
 from .events import Emit, Event, no_events, normal, transitions, warning
 from .integrations import CreateStillPending, Integrations
 from .kube import Kube
@@ -37,6 +48,7 @@ from .preflight import (
     refresh_due,
 )
 from .problems import (
+    Deleting,
     RetryLater,
     SpecProblem,
     credentials_refused,
@@ -58,6 +70,8 @@ ADOPT_ANNOTATION = f"{GROUP}/integration-id"
 TOKEN_EXPIRES_ANNOTATION = f"{GROUP}/token-expires-at"
 TOKEN_DIGEST_ANNOTATION = f"{GROUP}/token-sha256"
 APP_ID_KEY = "app-id"  # optional in the Meta Secret: lets debug_token run (Facebook Login)
+# In the status: which signing secret Genesys last got (a digest; Genesys never returns it).
+SECRET_DIGEST_STATUS = "signingSecretSha256"  # noqa: S105 (a field name)
 
 IntegrationsFactory = Callable[[ChannelSpec, str, str], Integrations]
 SubscriptionCheck = Callable[[ChannelSpec, str], Awaitable[Subscription]]
@@ -87,6 +101,14 @@ class _Verdict:
     debugged: bool = False  # debug_token answered: a missing expiry means none
 
 
+@dataclass(slots=True)
+class _Turn:
+    """One channel's turn-taking between reconciles and its finalize."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    deleting: bool = False
+
+
 def _record(conds: Conditions, problem: SpecProblem) -> None:
     conds.set(problem.condition, FALSE, problem.reason, problem.message)
     if problem.condition == "CredentialsReady":
@@ -112,6 +134,7 @@ class Reconciler:
         # digest, monotonic time) so neither Meta call repeats on every resync.
         self._verdicts: dict[str, _Verdict] = {}
         self._refresh_failed: dict[str, tuple[str, float]] = {}
+        self._turns: dict[str, _Turn] = {}  # per channel uid, until it is finalized
 
     async def _status(self, channel: Channel, status: dict[str, Any]) -> None:
         await self._kube.patch_status(API_VERSION, KIND, channel.namespace, channel.name, status)
@@ -143,6 +166,17 @@ class Reconciler:
             emit(event)
 
     async def reconcile(self, channel: Channel, emit: Emit = no_events) -> None:
+        turn = self._turns.setdefault(channel.uid, _Turn())
+        async with turn.lock:
+            if turn.deleting:
+                log.info("channel is being deleted: reconcile skipped", extra=_who(channel))
+                return
+            try:
+                await self._reconcile_turn(channel, turn, emit)
+            except Deleting:
+                log.info("channel deleted mid-reconcile: stopped", extra=_who(channel))
+
+    async def _reconcile_turn(self, channel: Channel, turn: _Turn, emit: Emit) -> None:
         conds = Conditions(channel.status.get("conditions"), channel.generation)
         status: dict[str, Any] = {"observedGeneration": channel.generation}
         try:
@@ -151,7 +185,7 @@ class Reconciler:
                 "instagram": spec.instagram_webhook_url,
                 "genesys": spec.genesys_webhook_url,
             }
-            await self._reconcile(channel, spec, conds, status, emit)
+            await self._reconcile(channel, spec, turn, conds, status, emit)
         except SpecProblem as problem:
             _record(conds, problem)
             await self._finish(channel, conds, status, emit)
@@ -192,6 +226,7 @@ class Reconciler:
         self,
         channel: Channel,
         spec: ChannelSpec,
+        turn: _Turn,
         conds: Conditions,
         status: dict[str, Any],
         emit: Emit,
@@ -221,7 +256,9 @@ class Reconciler:
         client = self._integrations(
             spec, genesys[gen.client_id_key], genesys[gen.client_secret_key]
         )
-        integration_id = await self._integration(channel, spec, client, own, conds, status, emit)
+        integration_id = await self._integration(
+            channel, spec, turn, client, own, conds, status, emit
+        )
         status["integrationId"] = integration_id
         conds.set(
             "CredentialsReady",
@@ -462,6 +499,7 @@ class Reconciler:
         self,
         channel: Channel,
         spec: ChannelSpec,
+        turn: _Turn,
         client: Integrations,
         own: dict[str, str],
         conds: Conditions,
@@ -469,12 +507,16 @@ class Reconciler:
         emit: Emit = no_events,
     ) -> str:
         desired = plan.desired_integration(channel, spec, own[builders.WEBHOOK_SECRET_KEY])
+        sent_secret = channel.status.get(SECRET_DIGEST_STATUS)
         try:
             current = await self._find_integration(channel, desired.name, client)
             if current is None:
+                await self._still_wanted(channel, turn)
                 # Record the intent first: if we crash after Genesys created it but before we
                 # saved its id, the next run adopts it by name instead of leaking a duplicate.
                 await self._status(channel, {"pendingIntegration": desired.name})
+                if turn.deleting:  # marked while the status patch was on its way
+                    raise Deleting
                 current = await client.create(
                     desired.name,
                     desired.webhook_url,
@@ -487,18 +529,30 @@ class Reconciler:
                 )
                 log.info("genesys integration created", extra={"integration": current["id"]})
                 emit(normal("IntegrationCreated", f"Open Messaging integration {current['id']}"))
+                sent_secret = secret_digest(desired.signing_secret)
             integration_id = str(current["id"])
             settled = await client.wait_created(integration_id, within=5.0)
-            drift = plan.integration_drift(desired, settled)
-            if drift:
-                await client.update(integration_id, drift)
-                fields = ", ".join(sorted(drift))
+            # The whole desired state against Genesys's, the flow on the recipient included
+            # (one more GET, only when the spec names a flow).
+            recipient = ref_id(settled.get("recipient"))
+            on_recipient = (
+                await client.recipient_flow(recipient)
+                if desired.inbound_flow_id and recipient
+                else None
+            )
+            repair = integration_repair(desired, settled, on_recipient, sent_secret)
+            if repair.patch:
+                name = settled.get("name")
+                await client.update(
+                    integration_id, repair.patch, name=name if isinstance(name, str) else None
+                )
+                fields = ", ".join(sorted(repair.patch))
                 emit(normal("IntegrationRepaired", f"integration {integration_id}: {fields}"))
-            attach = plan.flow_to_attach(desired, settled, channel.status.get("flowId"))
-            if attach:
-                await client.attach_flow(*attach)
-                emit(normal("FlowAttached", f"inbound flow {attach[1]} on {integration_id}"))
+            if repair.flow:
+                await client.attach_flow(*repair.flow)
+                emit(normal("FlowAttached", f"inbound flow {repair.flow[1]} on {integration_id}"))
             status["flowId"] = desired.inbound_flow_id
+            status[SECRET_DIGEST_STATUS] = secret_digest(desired.signing_secret)
         except CreateStillPending as exc:
             conds.set("IntegrationReady", FALSE, "Creating", str(exc))
             raise RetryLater(str(exc), 2.0) from None
@@ -519,6 +573,23 @@ class Reconciler:
         )
         return integration_id
 
+    async def _still_wanted(self, channel: Channel, turn: _Turn) -> None:
+        """Raise Deleting when the channel's deletion has begun: marked by finalize in this
+        process, or (another process, or a delete event kopf has not delivered yet) as the
+        apiserver has the channel now. Read fresh: the body kopf handed over is older than
+        the slow calls this reconcile may have waited on."""
+        if turn.deleting:
+            raise Deleting
+        fresh = await self._kube.get(API_VERSION, KIND, channel.namespace, channel.name)
+        meta = (fresh or {}).get("metadata") or {}
+        if (
+            turn.deleting
+            or fresh is None
+            or meta.get("deletionTimestamp")
+            or meta.get("uid", channel.uid) != channel.uid
+        ):
+            raise Deleting
+
     async def _find_integration(
         self, channel: Channel, name: str, client: Integrations
     ) -> dict[str, Any] | None:
@@ -533,10 +604,30 @@ class Reconciler:
         return await client.find_by_name(name)
 
     async def finalize(self, channel: Channel, emit: Emit = no_events) -> None:
-        """On delete: remove the Genesys integration (or keep it under Orphan)."""
+        """On delete: remove the Genesys integration (or keep it under Orphan) once any
+        reconcile in flight has had its turn (see the module's docstring). What stops it
+        goes into the conditions too: a channel stuck in deletion says why."""
         metrics.forget(channel.namespace, channel.name)
         self._verdicts.pop(channel.uid, None)
         self._refresh_failed.pop(channel.uid, None)
+        turn = self._turns.setdefault(channel.uid, _Turn())
+        turn.deleting = True
+        async with turn.lock:
+            # After a reconcile's turn the status may name an integration created since
+            # kopf read the body.
+            fresh = await self._kube.get(API_VERSION, KIND, channel.namespace, channel.name)
+            if fresh is not None and (fresh.get("metadata") or {}).get("uid") == channel.uid:
+                channel = replace(channel, status=dict(fresh.get("status") or {}))
+            try:
+                await self._delete_integration(channel, emit)
+            except SpecProblem as problem:
+                conds = Conditions(channel.status.get("conditions"), channel.generation)
+                _record(conds, problem)
+                await self._finish(channel, conds, {}, emit)
+                raise
+        self._turns.pop(channel.uid, None)
+
+    async def _delete_integration(self, channel: Channel, emit: Emit) -> None:
         try:
             spec = parse_spec(channel.spec)
         except SpecProblem:
@@ -548,19 +639,28 @@ class Reconciler:
                 extra={"integration": integration_id, "policy": spec.deletion_policy},
             )
             return
+        (need,) = [n for n in plan.secrets_needed(spec) if n.role == "genesys"]
+        try:
+            data = await self._secret(channel, need)
+        except SpecProblem as problem:
+            raise SpecProblem(
+                problem.condition,
+                problem.reason,
+                f"cannot delete integration {integration_id}: {problem.message}",
+            ) from None
         gen = spec.genesys.credentials
-        secret = await self._kube.get("v1", "Secret", channel.namespace, gen.name)
-        data = _decode(secret)
-        if not data.get(gen.client_id_key) or not data.get(gen.client_secret_key):
-            raise secret_missing(
-                f"cannot delete integration {integration_id}: Secret {gen.name} is gone"
-            )
         client = self._integrations(spec, data[gen.client_id_key], data[gen.client_secret_key])
         try:
             await client.delete(str(integration_id))
         except TransientError as exc:
             raise RetryLater(
                 f"Genesys unavailable while deleting: {exc}", exc.retry_after or 10.0
+            ) from None
+        except AuthError as exc:
+            raise credentials_refused(
+                f"cannot delete integration {integration_id}: Genesys refused the OAuth "
+                f"client in Secret {gen.name} ({exc}): put the current client id and secret "
+                "there"
             ) from None
         except GenesysError as exc:
             raise SpecProblem(
@@ -570,6 +670,10 @@ class Reconciler:
             ) from None
         log.info("integration deleted", extra={"integration": integration_id})
         emit(normal("IntegrationDeleted", f"Open Messaging integration {integration_id}"))
+
+
+def _who(channel: Channel) -> dict[str, str]:
+    return {"channel": channel.name, "namespace": channel.namespace}
 
 
 def _applied_event(manifest: builders.Manifest, outcome: str) -> Event | None:

@@ -6,6 +6,11 @@ write-only: it is kept (tests may read it) but never returned. Bodies are held t
 SDK's OpenIntegrationRequest / OpenIntegrationUpdateRequest / RecipientRequest (see
 genesys_contract.py). The listing pages like Genesys's (``pageSize``, ``pageNumber``,
 ``pageCount``, ``nextUri``), with a small default page size so clients must follow pages.
+
+Each integration has a recipient, readable (``GET /api/v2/routing/message/recipients/{id}``,
+with its ``flow`` once one is attached) and gone with its integration, as in Genesys. A
+slow Genesys is a fault with a ``delay`` (faults.py); ``created`` lists every create, so a
+test can tell whether one happened after some moment.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class IntegrationRegistry:
         self.integrations: dict[str, dict[str, Any]] = {}  # as stored, secret included
         self._created_at: dict[str, float] = {}
         self.flow_assignments: dict[str, str] = {}  # recipient id → flow id
+        self.created: list[str] = []  # every integration id ever created, in order
 
     def _public(self, iid: str) -> dict[str, Any]:
         """The integration as Genesys returns it (caller holds the lock)."""
@@ -102,6 +108,7 @@ class IntegrationRegistry:
                 "createStatus": "Initiated",
             }
             self._created_at[iid] = self._clock()
+            self.created.append(iid)
             public = self._public(iid)
         self._on_change(iid, True)
         return JSONResponse(public)
@@ -142,8 +149,10 @@ class IntegrationRegistry:
         iid = request.path_params["iid"]
         if request.method == "DELETE":
             with self._lock:
-                found = self.integrations.pop(iid, None) is not None
-            if not found:
+                gone = self.integrations.pop(iid, None)
+                if gone is not None:  # its recipient goes with it, flow and all
+                    self.flow_assignments.pop(gone["recipient"]["id"], None)
+            if gone is None:
                 return genesys_error(404, "integration not found", "not.found")
             self._on_change(iid, False)
             return Response(status_code=204)
@@ -166,6 +175,8 @@ class IntegrationRegistry:
         if not self._authorised(request):
             return genesys_error(401, "authentication required", "authentication.required")
         rid = request.path_params["rid"]
+        if request.method == "GET":
+            return self._recipient(rid)
         body = await self._json_object(request)
         problem = "body must be a JSON object" if body is None else validate_recipient(body)
         if problem or body is None:
@@ -178,9 +189,27 @@ class IntegrationRegistry:
             self.flow_assignments[rid] = flow_id
         return JSONResponse({"id": rid, "flow": {"id": flow_id}})
 
+    def _recipient(self, rid: str) -> Response:
+        """The recipient as Genesys's Recipient model has it: ``flow`` only once attached."""
+        with self._lock:
+            owner = next(
+                (i for i in self.integrations.values() if i["recipient"]["id"] == rid), None
+            )
+            if owner is None:
+                return genesys_error(404, "recipient not found", "not.found")
+            found: dict[str, Any] = {"id": rid, "name": owner.get("name"), "messengerType": "open"}
+            flow = self.flow_assignments.get(rid)
+        if flow is not None:
+            found["flow"] = {"id": flow}
+        return JSONResponse(found)
+
     def routes(self) -> list[Route]:
         return [
             Route(BASE, self.collection, methods=["GET", "POST"]),
             Route(BASE + "/{iid}", self.item, methods=["GET", "PATCH", "DELETE"]),
-            Route("/api/v2/routing/message/recipients/{rid}", self.recipient_flow, methods=["PUT"]),
+            Route(
+                "/api/v2/routing/message/recipients/{rid}",
+                self.recipient_flow,
+                methods=["GET", "PUT"],
+            ),
         ]
