@@ -59,6 +59,10 @@ def reason(cluster: Cluster, kind: str) -> str | None:
     return condition(channel(cluster), kind).get("reason")
 
 
+def credentials_message(cluster: Cluster) -> str:
+    return str(condition(channel(cluster), "CredentialsReady").get("message", ""))
+
+
 def apply_all(cluster: Cluster, manifests: list[dict[str, Any]]) -> None:
     for manifest in manifests:
         cluster.apply(manifest)
@@ -99,6 +103,68 @@ def test_refused_genesys_credentials_show_and_clear(sandbox: Sandbox, cluster: C
     # Transitions only: the handler retried every second while refused, one event told it.
     refused = [e for e in events(cluster) if e["message"].startswith("CredentialsReady=False")]
     assert len(refused) == 1
+
+
+def test_each_genesys_credentials_failure_has_its_own_reason(
+    sandbox: Sandbox, cluster: Cluster
+) -> None:
+    """The same channel through every way its Genesys Secret can be wrong, fixed one step
+    at a time: CredentialsReady and Ready name each, never an earlier one."""
+
+    def both() -> tuple[str | None, str | None]:
+        return reason(cluster, "CredentialsReady"), reason(cluster, "Ready")
+
+    meta_secret, genesys_secret, ig_channel = secrets_and_channel(sandbox)
+    with run_operator(cluster):
+        apply_all(cluster, [meta_secret, ig_channel])
+        wait_until(lambda: both() == ("SecretMissing", "SecretMissing"), what="SecretMissing")
+
+        no_key = json.loads(json.dumps(genesys_secret))
+        del no_key["stringData"]["client-secret"]
+        cluster.apply(no_key)
+        wait_until(lambda: both() == ("SecretKeyMissing", "SecretKeyMissing"), what="key")
+        assert "'client-secret'" in condition(channel(cluster), "CredentialsReady")["message"]
+
+        refused = json.loads(json.dumps(genesys_secret))
+        refused["stringData"]["client-secret"] = "not-the-current-secret"
+        cluster.apply(refused)
+        wait_until(lambda: both() == ("CredentialsRefused", "CredentialsRefused"), what="refused")
+        assert condition(channel(cluster), "CredentialsReady")["status"] == "False"
+        assert "not-the-current-secret" not in json.dumps(channel(cluster))
+
+        cluster.apply(genesys_secret)
+        wait_until(lambda: reason(cluster, "CredentialsReady") == "CredentialsVerified")
+        assert condition(channel(cluster), "IntegrationReady")["status"] == "True"
+
+
+def test_a_deletion_stopped_by_refused_credentials_says_so(
+    sandbox: Sandbox, cluster: Cluster
+) -> None:
+    with run_operator(cluster):
+        apply_all(cluster, secrets_and_channel(sandbox))
+        wait_until(lambda: reason(cluster, "Synced") == "Reconciled", what="Synced")
+        integration = channel(cluster)["status"]["integrationId"]
+        rotated = secrets_and_channel(sandbox)[1]
+        rotated["stringData"]["client-secret"] = "rotated-away"
+        cluster.apply(rotated)
+        deleted = cluster.kubectl("delete", "igch", "shop", "--wait=false")
+        assert deleted.returncode == 0, deleted.stderr
+        # (A resync before the delete may already say refused: wait for the finalizer's.)
+        wait_until(
+            lambda: "cannot delete integration" in credentials_message(cluster), what="stuck"
+        )
+        assert f"cannot delete integration {integration}" in credentials_message(cluster)
+        assert (reason(cluster, "CredentialsReady"), reason(cluster, "Ready")) == (
+            "CredentialsRefused",
+            "CredentialsRefused",
+        )
+        assert integration in sandbox.genesys.integrations  # kept until it can be deleted
+
+        cluster.apply(secrets_and_channel(sandbox)[1])
+        wait_until(
+            lambda: cluster.get("instagramchannels", NAMESPACE, "shop") is None, what="deleted"
+        )
+    assert integration not in sandbox.genesys.integrations
 
 
 def test_token_for_another_account_is_named(sandbox: Sandbox, cluster: Cluster) -> None:
