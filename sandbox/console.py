@@ -74,6 +74,12 @@ def _meta_ms(value: object) -> int | None:
         return None
 
 
+def _answer(body: dict[str, Any]) -> str:
+    """What a structured response says (the option the customer chose)."""
+    answer = body.get("buttonResponse") or {}
+    return f"{answer.get('text', '')} ({answer.get('type', 'answer')})" if answer else ""
+
+
 class Refused(Exception):
     """Bad input from the page: a 400 with this reason."""
 
@@ -164,7 +170,7 @@ class Console:
                 {
                     "direction": "in",
                     "at": msg.received_at,
-                    "text": msg.text or "",
+                    "text": msg.text or _answer(msg.body),
                     "source": msg.attributes.get("Source", ""),
                     "attachments": attachments,
                     "structured": msg.endpoint != "message",
@@ -272,12 +278,12 @@ class Console:
             asset = PHOTO_ASSET if action == "photo" else STORY_ASSET
             payload = {"type": kind, "payload": {"url": sb.cdn_url(asset)}}
             body = meta.webhook([meta.messaging(user.igsid, {"attachments": [payload]}, ts_ms=ts)])
-            shown = "📷 a photo" if action == "photo" else "📣 mentioned the brand in a story"
+            shown = "[sent a photo]" if action == "photo" else "[mentioned the brand in a story]"
         elif action == "comment":
             body = meta.webhooks.comment(user.igsid, user.username, text)
             with self._lock:
                 self._comments[body["entry"][0]["changes"][0]["value"]["id"]] = user.igsid
-            shown = f"💬 commented on a post: {text}"
+            shown = f"[commented on a post] {text}"
         else:
             try:
                 body = meta.tap_quick_reply(user.igsid, text)

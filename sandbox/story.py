@@ -71,6 +71,10 @@ class Story:
         where = "" if msg.endpoint == "message" else f" at …/{msg.endpoint}"
         kind = f"[{attrs.get('Source')}/{attrs.get('EventType')}]"
         say(f"  Genesys received{where} {kind} from {sender}")
+        answer = msg.body.get("buttonResponse")
+        if answer:
+            chose = f"{answer['type']} {answer['text']!r}"
+            say(f"    buttonResponse: {chose} (payload {answer['payload']!r})")
         if msg.text:
             for line in msg.text.splitlines():
                 say(f"    text: {line}")

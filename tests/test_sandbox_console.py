@@ -65,7 +65,13 @@ def browser() -> Iterator[WebDriver]:
 
 
 def text_of(browser: WebDriver, css: str) -> str:
-    return " | ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, css))
+    """The text of every match, read in one script: the page re-renders on every update, so
+    elements found in one call may be gone by the next."""
+    text: str = browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText).join(' | ')",
+        css,
+    )
+    return text
 
 
 def wait_for_text(browser: WebDriver, css: str, wanted: str) -> None:
@@ -97,7 +103,7 @@ def test_a_dm_and_its_reply_through_the_console(
     wait_for_text(browser, f"{conv} .items li.in", "Where is my parcel? Ça fait une semaine")
 
     def attr(name: str) -> str:
-        return browser.find_element(By.CSS_SELECTOR, f'{conv} dd[data-attr="{name}"]').text
+        return text_of(browser, f'{conv} dd[data-attr="{name}"]')
 
     assert attr("Source") == "Instagram_DM"
     assert attr("ProfileUrl") == "https://www.instagram.com/ana.customer"

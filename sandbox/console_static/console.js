@@ -119,7 +119,7 @@ function conversationArticle(conv) {
     }
   });
   articles.set(id, article);
-  $("conversations").append(article);
+  $("conversations").prepend(article); // the newest conversation on top
   return article;
 }
 
