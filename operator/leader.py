@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,9 +52,7 @@ class LeaseTiming:
     @classmethod
     def of(cls, duration: int) -> LeaseTiming:
         if duration < MIN_LEASE_SECONDS:
-            raise ValueError(
-                f"a lease of {duration}s is too short (at least {MIN_LEASE_SECONDS}s)"
-            )
+            raise ValueError(f"a lease of {duration}s is too short (at least {MIN_LEASE_SECONDS}s)")
         # client-go's defaults are 15/10/2; the library wants retry >= 1.
         retry = max(1.0, duration * 2 / 15)
         return cls(duration=duration, retry=retry, renew_deadline=duration * 0.6)
@@ -188,6 +187,65 @@ async def release(api: ApiClient, namespace: str, name: str, holder: str) -> Non
         log.warning("releasing lease %s/%s failed: %s", namespace, name, type(exc).__name__)
 
 
+class Elector(threading.Thread):
+    """The election on a thread and loop of its own: a handler that holds kopf's loop
+    (a slow import, a synchronous call) must not starve the renewals, or the holder would
+    give up a Lease it could have kept."""
+
+    def __init__(
+        self, namespace: str, name: str, timing: LeaseTiming, on_acquired: Callable[[], None]
+    ) -> None:
+        super().__init__(name="lease-election", daemon=True)
+        self.lease = (namespace, name)
+        self.timing = timing
+        self.on_acquired = on_acquired
+        self.me = identity()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._elect())
+
+    async def _elect(self) -> None:
+        namespace, name = self.lease
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        self._ready.set()
+        api = await api_client()
+        lock = BoundedLeaseLock(name, namespace, self.me, api, timeout=self.timing.call_timeout)
+
+        async def leading() -> None:
+            log.info("acquired lease %s/%s as %s; operating", namespace, name, self.me)
+            self.on_acquired()
+
+        async def lost() -> None:
+            log.error("lost lease %s/%s; exiting so that a standby takes over", namespace, name)
+            _exit_now(1)
+
+        timing = self.timing
+        election = LeaderElection(
+            Config(lock, timing.duration, timing.renew_deadline, timing.retry, leading, lost)
+        )
+        log.info("standing by for lease %s/%s as %s", namespace, name, self.me)
+        electing = asyncio.create_task(election.run())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({electing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if electing.done():
+            # The election ended on an error of its own: never operate without renewing.
+            log.error("lease election %s/%s failed: %r", namespace, name, electing.exception())
+            _exit_now(1)
+        electing.cancel()
+        await asyncio.gather(electing, return_exceptions=True)
+        await release(api, namespace, name, self.me)
+        await api.close()
+
+    def stop(self) -> None:
+        """Stop renewing and hand the Lease over; returns once done (or after 15 s)."""
+        if self._ready.wait(5) and self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self.join(15)
+
+
 async def run_while_leading(
     operate: Callable[[], Awaitable[None]],
     *,
@@ -199,43 +257,23 @@ async def run_while_leading(
     """Wait as a standby until the Lease is ours, then ``operate`` while it stays ours.
     A lost Lease ends the process (exit 1; the pod restarts as a standby); ``operate``
     ending (a signal) releases the Lease for the next standby."""
-    me = identity()
-    api = await api_client()
-    lock = BoundedLeaseLock(name, namespace, me, api, timeout=timing.call_timeout)
-    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    acquired: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not acquired.done():
+            acquired.set_result(None)
+
+    def on_acquired() -> None:
+        loop.call_soon_threadsafe(resolve)
+
     standby = await serve_standby_liveness(liveness)
-
-    async def leading() -> None:
-        log.info("acquired lease %s/%s as %s; operating", namespace, name, me)
-        await standby.cleanup()  # kopf serves the liveness endpoint from now on
-        try:
-            await operate()
-        except BaseException as exc:
-            if not finished.done():
-                finished.set_exception(exc)
-            raise
-        if not finished.done():
-            finished.set_result(None)
-
-    async def lost() -> None:
-        log.error("lost lease %s/%s; exiting so that a standby takes over", namespace, name)
-        _exit_now(1)
-
-    election = LeaderElection(
-        Config(lock, timing.duration, timing.renew_deadline, timing.retry, leading, lost)
-    )
-    log.info("standing by for lease %s/%s as %s", namespace, name, me)
-    electing = asyncio.create_task(election.run())
+    elector = Elector(namespace, name, timing, on_acquired)
+    elector.start()
     try:
-        await asyncio.wait({electing, finished}, return_when=asyncio.FIRST_COMPLETED)
-        if electing.done() and not finished.done():
-            # The election ended on an error of its own: never operate without renewing.
-            log.error("lease election for %s/%s failed: %r", namespace, name, electing.exception())
-            _exit_now(1)
-        electing.cancel()
-        await asyncio.gather(electing, return_exceptions=True)
-        await release(api, namespace, name, me)
-        await finished
+        await acquired
+        await standby.cleanup()  # kopf serves the liveness endpoint from now on
+        await operate()
     finally:
         await standby.cleanup()
-        await api.close()
+        await asyncio.to_thread(elector.stop)

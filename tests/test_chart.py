@@ -396,3 +396,67 @@ def test_every_namespaced_kubectl_command_names_its_namespace() -> None:
         if "crds/" in command:
             continue  # the CRD is cluster-scoped
         assert re.search(r" -n \S+", command), f"no -n: {command}"
+
+
+def test_high_availability_runs_standbys_behind_a_lease_granted_only_then() -> None:
+    assert not [r for r in by_kind(render(), "Role") if r["metadata"]["name"].endswith("-leader")]
+    for values in ({}, {"watchNamespaces": ["*"], "secretNamespaces": ["shop-a"]}):
+        docs = render({**values, "highAvailability": {"enabled": True}})
+        for doc in docs:
+            if doc["kind"] not in CUSTOM_KINDS:
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        (deployment,) = by_kind(docs, "Deployment")
+        spec = deployment["spec"]
+        assert spec["replicas"] == 2
+        # Never fewer than one pod: the old holder hands the Lease to a running standby.
+        assert spec["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
+        args = spec["template"]["spec"]["containers"][0]["args"]
+        lease = next(a.split("=", 1)[1] for a in args if a.startswith("--leader-lease="))
+        assert "--lease-seconds=15" in args
+        namespace, name = lease.split("/")
+        assert namespace == "igbridge"  # the release's, whichever namespaces are watched
+        (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader")]
+        assert role["metadata"]["namespace"] == namespace
+        assert rules(role) == {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
+        named = [rule for rule in role["rules"] if "get" in rule["verbs"]]
+        assert [rule["resourceNames"] for rule in named] == [[name]]
+        (binding,) = [
+            b
+            for b in by_kind(docs, "RoleBinding")
+            if b["roleRef"]["name"] == role["metadata"]["name"]
+        ]
+        assert binding["subjects"][0]["name"] == spec["template"]["spec"]["serviceAccountName"]
+        anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+        term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        assert term["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+
+
+def test_high_availability_keeps_the_users_affinity_and_lease() -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}
+    docs = render(
+        {
+            "highAvailability": {"enabled": True, "replicas": 3, "leaseSeconds": 30},
+            "affinity": affinity,
+        }
+    )
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["affinity"] == affinity
+    assert "--lease-seconds=30" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"highAvailability": {"enabled": True, "replicas": 1}},
+        {"highAvailability": {"leaseSeconds": 3}},  # shorter than the operator accepts
+        {"highAvailability": {"enabled": "yes"}},
+        {"highAvailability": {"replica": 2}},
+    ],
+)
+def test_schema_rejects_bad_high_availability(bad: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(CHART).validate_schema(bad)

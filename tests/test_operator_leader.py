@@ -21,9 +21,17 @@ from igbridge.sandbox.server import free_port
 from igbridge.sandbox.stack import Sandbox
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import NAMESPACE, secrets_and_channel, status_of, wait_until
+from tests.test_chart import by_kind, render, rules
 
-LEASE = "igbridge-operator"
 LEASE_SECONDS = 7  # the shortest allowed: a takeover within about 10 s
+# The chart with highAvailability on, installed in the namespace the tests use.
+CHART = render({"highAvailability": {"enabled": True}}, namespace=NAMESPACE)
+(LEASE_ARG,) = [
+    a
+    for a in by_kind(CHART, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    if a.startswith("--leader-lease=")
+]
+LEASE = LEASE_ARG.split("/")[-1]
 
 
 @dataclass
@@ -56,7 +64,7 @@ def replica(cluster: Cluster, tmp_path: Path, name: str) -> Iterator[Replica]:
             [
                 sys.executable, "-P", "-m", "igbridge.operator",
                 "--namespace", NAMESPACE,
-                f"--leader-lease={NAMESPACE}/{LEASE}",
+                LEASE_ARG,
                 f"--lease-seconds={LEASE_SECONDS}",
                 f"--liveness=http://127.0.0.1:{port}/healthz",
             ],
@@ -138,6 +146,10 @@ def test_a_holder_stopped_cleanly_hands_the_lease_over(
         create(sandbox, cluster, "shop")
         wait_until(lambda: status_of(cluster, "Synced", "shop") == "True", what="shop Synced")
         assert len(sandbox.genesys.registry.created) == 1
+    # The chart grants exactly what the election used (create, renew, hand over).
+    used = {(u.group, u.resource, u.verb) for u in cluster.emulator.uses if "lease" in u.resource}
+    (role,) = [r for r in by_kind(CHART, "Role") if r["metadata"]["name"].endswith("-leader")]
+    assert used == {(g, r, verb) for (g, r), verbs in rules(role).items() for verb in verbs}
 
 
 @pytest.mark.parametrize("duration", [MIN_LEASE_SECONDS, 10, 15, 30, 60, 137, 600])
