@@ -435,7 +435,9 @@ def test_high_availability_runs_standbys_behind_a_lease_granted_only_then() -> N
 
 
 def test_high_availability_keeps_the_users_affinity_and_lease() -> None:
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}
+    affinity: dict[str, Any] = {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}
+    }
     docs = render(
         {
             "highAvailability": {"enabled": True, "replicas": 3, "leaseSeconds": 30},
