@@ -4,13 +4,17 @@ never a 5xx, and the valid events of the same batch still arrive."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from igbridge.relay.meta.events import MAX_ATTACHMENTS
 from igbridge.sandbox.genesys_agent import build_agent_message, card, genesys_time
 from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 from tests.fixtures_loader import ACCOUNT_ID, CUSTOMER
@@ -139,3 +143,64 @@ def test_genesys_structured_items_of_the_wrong_shape_are_refused_at_the_door(
             assert "content.0" in resp.json()["error"]
         labels = 'reason="genesys_malformed"'
         assert metric(relay.url, "igbridge_events_skipped_total", labels) == len(items)
+
+
+def test_ten_thousand_attachments_are_capped_with_one_skip_and_no_line_each(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    count = 10_000
+    known = 2 * MAX_ATTACHMENTS  # enough to see whether checks stop at the cap
+    for i in range(known):
+        sandbox.meta.add_media(f"pic{i}", "image/jpeg")
+    attachments = [
+        {"type": "image", "payload": {"url": sandbox.cdn_url(f"pic{i}")}} for i in range(count)
+    ]
+    item = sandbox.meta.messaging(CUSTOMER, {"text": "look", "attachments": attachments})
+    caplog.set_level(logging.INFO)
+    with run_relay(sandbox.relay_env(tmp_path / "r.db")) as relay:
+        resp = sandbox.meta.deliver_webhook(
+            f"{relay.url}/webhooks/instagram", sandbox.meta.webhook([item])
+        )
+        assert resp.status_code == 200, resp.text
+        [message] = sandbox.genesys.wait_for_messages(1)
+        skipped = "igbridge_events_skipped_total"
+        wait_for_metric(relay.url, skipped, 'reason="too_many_attachments"', 1)
+        assert metric(relay.url, skipped, 'reason="too_many_attachments"') == 1
+    # The work done was for the first MAX_ATTACHMENTS only: that many CDN checks, that
+    # many attachments delivered, one log line for the rest.
+    checked = [i for i in range(known) if sandbox.meta.media[f"pic{i}"].requests]
+    assert checked == list(range(MAX_ATTACHMENTS))
+    assert len(message.body["content"]) == MAX_ATTACHMENTS
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([r for r in lines if getattr(r, "reason", "") == "too_many_attachments"]) == 1
+    assert len(lines) < 50, [r.getMessage() for r in lines[:60]]
+
+
+def test_an_instagram_event_stamped_more_than_a_day_ahead_is_refused(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    now = int(time.time() * 1000)
+    ahead = entry(ACCOUNT_ID, "m.ahead", "from next week", now + 7 * DAY_MS)
+    soon = entry(ACCOUNT_ID, "m.soon", "a clock a little fast", now + DAY_MS // 2)
+    env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_REPLAY_HORIZON_SECONDS=WEEK)
+    with run_relay(env) as relay:
+        resp = sandbox.meta.deliver_webhook(f"{relay.url}/webhooks/instagram", webhook(ahead, soon))
+        assert resp.status_code == 200, resp.text
+        [message] = sandbox.genesys.wait_for_messages(1)
+        assert message.body["text"] == "a clock a little fast"
+        wait_for_metric(relay.url, "igbridge_events_skipped_total", 'reason="future_timestamp"', 1)
+        assert len(sandbox.genesys.snapshot()) == 1
+
+
+def test_a_genesys_message_stamped_more_than_a_day_ahead_is_refused_at_the_door(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    with run_relay(sandbox.relay_env(tmp_path / "r.db")) as relay:
+        url = f"{relay.url}/webhooks/genesys"
+        body = agent_message(sandbox, time=ahead.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+        resp = sandbox.genesys.post_agent_message(url, body, WEBHOOK_SECRET)
+        assert resp.status_code == 400, resp.text
+        assert "days ahead" in resp.json()["error"]
+        labels = 'reason="genesys_future_timestamp"'
+        assert metric(relay.url, "igbridge_events_skipped_total", labels) == 1

@@ -181,15 +181,17 @@ class OutboundMessage(_Model):
 class Refused:
     """A message refused by its time: ``reason`` is the metric label."""
 
-    reason: Literal["invalid_time", "stale"]
+    reason: Literal["invalid_time", "stale", "future_timestamp"]
     detail: str
 
 
-def message_time(msg: OutboundMessage, now_ms: int, horizon_ms: int | None) -> int | Refused:
+def message_time(
+    msg: OutboundMessage, now_ms: int, horizon_ms: int | None, ahead_ms: int | None = None
+) -> int | Refused:
     """When the agent sent the message (Genesys's ``channel.time``, now when absent), no
     later than now plus the allowed clock skew: the order of the customer's replies. A
-    time that cannot be read, or older than ``horizon_ms`` (None or 0: no limit), is
-    refused. Pure: the caller's clock."""
+    time that cannot be read, older than ``horizon_ms`` (None or 0: no limit) or more than
+    ``ahead_ms`` ahead (None: no limit) is refused. Pure: the caller's clock."""
     value = msg.channel.time
     if value is None:
         return now_ms
@@ -205,6 +207,9 @@ def message_time(msg: OutboundMessage, now_ms: int, horizon_ms: int | None) -> i
     if horizon_ms and ms < now_ms - horizon_ms:
         days = (now_ms - ms) / 86_400_000
         return Refused("stale", f"channel.time is {days:.1f} days old: a replay")
+    if ahead_ms is not None and ms > now_ms + ahead_ms:
+        days = (ms - now_ms) / 86_400_000
+        return Refused("future_timestamp", f"channel.time is {days:.1f} days ahead")
     return clamp_event_ms(ms, now_ms)
 
 

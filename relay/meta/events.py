@@ -5,7 +5,9 @@ content: shapes it does not know are returned as ``Skipped`` with a reason, so t
 caller can log and count them while the rest of the batch is still stored. A signature
 only proves Meta sent the bytes once, so what a handler could not take is refused here:
 fields of the wrong type, unparsable URLs, impossible timestamps, text that is not
-Unicode, and replays older than the dedupe memory (``stale``).
+Unicode, replays older than the dedupe memory (``stale``) and times more than a day ahead
+(``future_timestamp``); attachments past the first twenty are dropped
+(``too_many_attachments``).
 
 Each event keeps Meta's item as sent (``data``, what the store holds, so queued jobs
 survive upgrades) and its typed ``body``, read from that item once when the event is
@@ -196,13 +198,19 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# Meta sends a handful of attachments per message (an Instagram DM carries at most ten
+# photos or videos); past this many the rest are not forwarded (``too_many_attachments``),
+# so a forged message with thousands costs no more than an ordinary one.
+MAX_ATTACHMENTS = 20
+
+
 def _attachments(raw: Any) -> tuple[Attachment, ...]:
     if isinstance(raw, dict):  # one attachment not wrapped in a list
         raw = [raw]
     if not isinstance(raw, list):
         return ()
     found: list[Attachment] = []
-    for att in raw:
+    for att in raw[:MAX_ATTACHMENTS]:
         if not isinstance(att, dict):
             continue  # an attachment that is not an object carries nothing to show
         payload = _dict(att.get("payload"))
@@ -522,6 +530,19 @@ MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: Genesys's times st
 # Meta retries a webhook for 36 hours; an event older than the dedupe memory can only be
 # a replay of a webhook whose ids were forgotten, so it is refused rather than resent.
 REPLAY_HORIZON_MS = int(DEDUPE_RETENTION_SECONDS * 1000)
+# How far ahead of our clock a platform's time may be. Clocks are not a day apart (a
+# time-zone slip is at most 14 hours); a stamp further ahead is broken or forged, and is
+# refused (``future_timestamp``): stored, it would outlive its dedupe key and a replay of
+# it would never be old enough to be stale.
+MAX_AHEAD_MS = 86_400_000
+
+
+def replay_cutoff_ms(now_ms: int, horizon_ms: int) -> int:
+    """Platform times before this are replays (``stale``). An accepted time is at most
+    ``MAX_AHEAD_MS`` ahead of its arrival and its dedupe key lives ``REPLAY_HORIZON_MS``
+    from then: the horizon is shortened by the allowed lead, so every replay that dedupe
+    no longer catches is stale."""
+    return now_ms - min(horizon_ms, REPLAY_HORIZON_MS - MAX_AHEAD_MS)
 
 
 def _millis(value: Any, what: str) -> int | None:
@@ -727,19 +748,38 @@ def _unicode(text: str) -> bool:
 def _admit(
     parsed: InstagramEvent, raw_ms: int, now_ms: int, horizon_ms: int | None, test_entry: bool
 ) -> InstagramEvent | Skipped:
-    """The event as stored, or why it is not: a replay past the dedupe memory, or text
-    that is not Unicode. Its time is clamped to a little past now (Meta's clock may run
-    ahead of ours), so a far-future stamp cannot hold the 24-hour window open; its
-    dedupe key keeps the time as sent, so a replay of it is still a duplicate."""
-    if horizon_ms and not test_entry and raw_ms < now_ms - horizon_ms:
+    """The event as stored, or why it is not: a replay past the dedupe memory, a time
+    more than a day ahead, or text that is not Unicode. Its time is clamped to a little
+    past now (Meta's clock may run ahead of ours), so a stamp hours ahead cannot hold the
+    24-hour window open; its dedupe key keeps the time as sent, so a replay of it is
+    still a duplicate."""
+    if horizon_ms and not test_entry and raw_ms < replay_cutoff_ms(now_ms, horizon_ms):
         age_days = (now_ms - raw_ms) / 86_400_000
         return Skipped("stale", f"{parsed.dedupe_key[:80]} is {age_days:.1f} days old")
+    if not test_entry and raw_ms > now_ms + MAX_AHEAD_MS:
+        ahead_days = (raw_ms - now_ms) / 86_400_000
+        detail = f"{parsed.dedupe_key[:80]} is stamped {ahead_days:.1f} days ahead"
+        return Skipped("future_timestamp", detail)
     clamped = clamp_event_ms(raw_ms, now_ms)
     if clamped != raw_ms:
         parsed = dataclasses.replace(parsed, timestamp_ms=clamped)
     if not _encodable(parsed):
         return Skipped("invalid_unicode", f"{parsed.dedupe_key[:80]}")
     return parsed
+
+
+def _cap_attachments(event: InstagramEvent) -> tuple[InstagramEvent, int]:
+    """The event with at most ``MAX_ATTACHMENTS`` attachments in what is stored (its body
+    reads no more than that already), and how many were left out."""
+    message = event.data.get("message")
+    if not isinstance(message, dict):
+        return event, 0
+    attachments = message.get("attachments")
+    if not isinstance(attachments, list) or len(attachments) <= MAX_ATTACHMENTS:
+        return event, 0
+    kept = {**message, "attachments": attachments[:MAX_ATTACHMENTS]}
+    data = {**event.data, "message": kept}
+    return dataclasses.replace(event, data=data), len(attachments) - MAX_ATTACHMENTS
 
 
 def parse_webhook(
@@ -763,8 +803,10 @@ def parse_webhook(
     skipped (``standby``), or delivered marked when ``standby`` is ``"deliver"``.
 
     ``now_ms`` is the clock (read once per call): events older than ``horizon_ms`` by
-    Meta's timestamp are skipped as ``stale`` (None or 0: never), except the App
-    Dashboard's test events, whose sample times are years old.
+    Meta's timestamp (less the day a time may run ahead, ``replay_cutoff_ms``) are
+    skipped as ``stale`` (None or 0: never), and events more than a day ahead as
+    ``future_timestamp``, except the App Dashboard's test events, whose sample times are
+    years old.
     """
     result = ParseResult()
     if not isinstance(body, dict) or body.get("object") != "instagram":
@@ -815,9 +857,16 @@ def parse_webhook(
                     if key == "changes"
                     else _messaging_event(item, entry_id, entry_ms, None, standby=key == "standby")
                 )
+                dropped = 0
                 if isinstance(parsed, InstagramEvent):
+                    parsed, dropped = _cap_attachments(parsed)  # before anything encodes it
                     _check_urls(parsed.body)
                     parsed = _admit(parsed, parsed.timestamp_ms, now, horizon_ms, test_entry)
+                if dropped and isinstance(parsed, InstagramEvent):
+                    detail = f"{parsed.dedupe_key[:80]}: {dropped} attachments past the first"
+                    result.skipped.append(
+                        Skipped("too_many_attachments", f"{detail} {MAX_ATTACHMENTS}")
+                    )
             except _Refused as exc:
                 result.skipped.append(Skipped(exc.reason, str(exc)))
                 continue

@@ -131,7 +131,9 @@ class MediaProber:
         except Exception as exc:  # a failed check must never drop the message
             mime, note = None, f"error:{type(exc).__name__}"
         if mime is None:
-            log.info(
+            # One per attachment: counted in igbridge_media_probes_total{outcome}, so the
+            # line itself is for debugging only.
+            log.debug(
                 "media type unverified, the webhook's type will be used",
                 extra={"outcome": note, "host": _host(url), "declared": declared_type[:40]},
             )

@@ -3,7 +3,8 @@
 Stored durably and answered at once (Genesys waits 10 s, then retries); the outbound
 worker does the sending. What it could not send is refused here with a 400 and the
 reason (``genesys.outbound``): counted in ``igbridge_events_skipped_total`` as
-``genesys_malformed``, ``genesys_invalid_time`` or ``genesys_stale``.
+``genesys_malformed``, ``genesys_invalid_time``, ``genesys_stale`` or
+``genesys_future_timestamp`` (the same replay bounds as Instagram events').
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..genesys.outbound import Refused, message_time, parse_outbound
+from ..meta.events import MAX_AHEAD_MS, replay_cutoff_ms
 from ..records import OUTBOUND
 from ..store.base import NewJob, StoreUnavailable
 from .base import SignedWebhook, reject
@@ -45,8 +47,11 @@ class GenesysWebhook(SignedWebhook):
         if msg.type == "Receipt" or (msg.type == "Event" and not msg.events):
             self._metrics.not_forwarded.labels(f"genesys_{msg.type.lower()}").inc()
             return JSONResponse({"accepted": 0})
+        now_ms = int(time.time() * 1000)
         horizon_ms = self._settings.replay_horizon_seconds * 1000
-        order_ms = message_time(msg, int(time.time() * 1000), horizon_ms)
+        if horizon_ms:  # shortened as Instagram's: a replay dedupe forgot is always stale
+            horizon_ms = now_ms - replay_cutoff_ms(now_ms, horizon_ms)
+        order_ms = message_time(msg, now_ms, horizon_ms, MAX_AHEAD_MS)
         if isinstance(order_ms, Refused):
             self._metrics.skipped.labels(f"genesys_{order_ms.reason}").inc()
             log.warning("genesys webhook refused: %s", order_ms.detail)
