@@ -462,3 +462,14 @@ def test_high_availability_keeps_the_users_affinity_and_lease() -> None:
 def test_schema_rejects_bad_high_availability(bad: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         helm.Chart.load(CHART).validate_schema(bad)
+
+
+def test_troubleshooting_and_high_availability_kubectl_commands_name_their_namespace() -> None:
+    text = (ROOT / "README.md").read_text()
+    for heading in ("\n## Troubleshooting\n", "\n### Operator high availability\n"):
+        start = text.index(heading)
+        section = text[start : text.find("\n## ", start + len(heading))]
+        commands = kubectl_lines(section)
+        assert commands, heading
+        for command in commands:
+            assert re.search(r" -n \S+", command), f"no -n: {command}"
