@@ -411,8 +411,12 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
 
     async def client_gone(request: Request, _: Exception) -> Response:
         # The client left (or was cut off by the server's body deadline) before its body
-        # arrived: nothing was stored and nobody is left to answer.
-        log.info("request body not received: client gone", extra={"path": request.url.path})
+        # arrived: nothing was stored and nobody is left to answer. Not the relay's error,
+        # but worth a look when it happens often (a proxy cutting requests, an attack).
+        metrics.client_disconnects.inc()
+        log.warning(
+            "request body not received: client gone", extra={"path": request.url.path[:200]}
+        )
         return Response(status_code=400)
 
     app = Starlette(

@@ -89,6 +89,12 @@ class RelayMetrics:
             ["queue"],
             registry=r,
         )
+        self.client_disconnects = Counter(
+            "igbridge_http_client_disconnects",
+            "Requests whose client left (or was cut off at the body deadline) before its body "
+            "arrived: nothing was stored.",
+            registry=r,
+        )
         self.delivery_latency = Histogram(
             "igbridge_delivery_latency_seconds",
             "Time from a job's durable acceptance to its delivery.",
