@@ -27,7 +27,7 @@ from .delivery.outbound import OutboundDelivery
 from .delivery.worker import QueueWorker
 from .genesys.auth import TokenProvider
 from .genesys.client import GenesysClient
-from .health import RelayHealth, sqlite_disk_problem
+from .health import RelayHealth, StoreWrites, sqlite_disk_problem
 from .http import new_session
 from .link import DeliveryProcess
 from .meta.crm import CrmLookup
@@ -295,6 +295,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
     ``process``: this process answers webhooks and a child process delivers (``serve``)."""
     metrics = RelayMetrics()
     holder: dict[str, WebSide] = {}
+    writes = StoreWrites()  # the webhooks' writes, for /readyz
 
     def relay() -> WebSide:
         return holder["relay"]
@@ -356,13 +357,21 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         handler: InstagramWebhook = request.app.state.instagram_webhook
         return await handler.handshake(request)
 
+    def watched(response: Response) -> Response:
+        # A webhook route answers 503 only when the store refused its write.
+        if response.status_code == 503:
+            writes.refused()
+        elif response.status_code < 300:
+            writes.stored()
+        return response
+
     async def instagram_post(request: Request) -> Response:
         handler: InstagramWebhook = request.app.state.instagram_webhook
-        return await handler.receive(request)
+        return watched(await handler.receive(request))
 
     async def genesys_post(request: Request) -> Response:
         handler: GenesysWebhook = request.app.state.genesys_webhook
-        return await handler.receive(request)
+        return watched(await handler.receive(request))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -376,7 +385,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         r = relay()
         try:
             await r.store.ping()
-            store_problem = sqlite_disk_problem(settings.store_url)
+            store_problem = sqlite_disk_problem(settings.store_url) or writes.problem()
         except StoreUnavailable as exc:
             store_problem = str(exc)
         problems = r.problems()

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,12 @@ PLATFORMS = (GENESYS, INSTAGRAM)
 
 # Below this much free space SQLite cannot be trusted to commit a webhook's events.
 MIN_FREE_BYTES = 8 * 1024 * 1024
+# How long a webhook the store refused keeps the relay unready. Free space is not the
+# only way a write fails (a quota, a file-size limit, Redis refusing writes it cannot
+# persist): the refusal itself is the signal. Bounded, because a pod out of its Service
+# gets no webhooks to show the store works again; a kubelet probing every 10 s sees it
+# three times.
+WRITE_REFUSED_HOLD_SECONDS = 30.0
 
 
 def recheck_delay(failures: int, *, base: float = 1.0, cap: float = 300.0) -> float:
@@ -118,3 +125,29 @@ def sqlite_disk_problem(store_url: str) -> str | None:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"sqlite store {path} is not writable"
     return None
+
+
+class StoreWrites:
+    """Whether the store took the latest webhook: /readyz is not ready for
+    ``WRITE_REFUSED_HOLD_SECONDS`` after a refusal, unless a later write succeeds."""
+
+    def __init__(
+        self,
+        hold: float = WRITE_REFUSED_HOLD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hold = hold
+        self._clock = clock
+        self._refused_at: float | None = None
+
+    def refused(self) -> None:
+        self._refused_at = self._clock()
+
+    def stored(self) -> None:
+        self._refused_at = None
+
+    def problem(self) -> str | None:
+        at = self._refused_at
+        if at is None or self._clock() - at > self._hold:
+            return None
+        return "the store refused a webhook's write (disk full, quota, or Redis refusing writes)"
