@@ -98,12 +98,14 @@ def demo_stack(work: Path, port: int = 0) -> Iterator[DemoStack]:
         yield DemoStack(sb, relay, crm, crm_server, work)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``with`` unwinds and the temp dir goes."""
+
+
 @contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM ends the command like Ctrl-C: every ``with`` unwinds, the temp dir goes."""
-
     def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
@@ -146,5 +148,5 @@ def run_demo(
                         "them up; `--console` opens the live console."
                     )
                 return 0 if ok else 1
-        except KeyboardInterrupt:
-            return 130
+        except KeyboardInterrupt as stopped:  # before the story ended: say so by the code
+            return 128 + (signal.SIGTERM if isinstance(stopped, _Terminated) else signal.SIGINT)

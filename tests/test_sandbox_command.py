@@ -77,10 +77,19 @@ def test_an_occupied_port_is_one_line_and_exit_1() -> None:
             assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("mode", ["--console", "--keep-running"])
-def test_sigterm_stops_everything_and_removes_the_temp_dir(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "wanted", "code"),
+    [
+        (["--console"], "open http://127.0.0.1:", 0),  # how a console is meant to stop
+        ([], "igbridge sandbox: every server", 143),  # the story cut short
+    ],
+    ids=["console", "story"],
+)
+def test_sigterm_stops_everything_and_removes_the_temp_dir(
+    tmp_path: Path, mode: list[str], wanted: str, code: int
+) -> None:
     with subprocess.Popen(
-        [*COMMAND, mode],
+        [*COMMAND, *mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -88,7 +97,6 @@ def test_sigterm_stops_everything_and_removes_the_temp_dir(tmp_path: Path, mode:
     ) as proc:
         try:
             assert proc.stdout is not None
-            wanted = "open http://127.0.0.1:" if mode == "--console" else "Still running"
             seen = []
             for line in proc.stdout:  # ends at the wanted line, or when the process exits
                 seen.append(line)
@@ -97,7 +105,7 @@ def test_sigterm_stops_everything_and_removes_the_temp_dir(tmp_path: Path, mode:
             assert any(wanted in line for line in seen), "".join(seen)
             assert [p.name.startswith("igbridge-sandbox-") for p in tmp_path.iterdir()] == [True]
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0
+            assert proc.wait(timeout=30) == code
         finally:
             if proc.poll() is None:
                 proc.kill()
