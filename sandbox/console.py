@@ -199,6 +199,7 @@ class Console:
             "customers": customers,
             "threads": threads,
             "conversations": list(conversations.values()),
+            "refused": dict(self.refused),  # the console's 400s so far, by side
         }
 
     @staticmethod

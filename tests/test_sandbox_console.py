@@ -144,5 +144,6 @@ def test_bad_input_is_a_400_with_the_reason(console: Running) -> None:
     resp = httpx.post(f"{api}/customer/dm", content=b"{not json", timeout=10)
     assert resp.status_code == 400
     assert "Invalid JSON" in resp.json()["error"]
-    assert console.console.refused == {"customer": 6, "agent": 2}
+    state = httpx.get(f"{api}/state", timeout=10).json()
+    assert state["refused"] == {"customer": 6, "agent": 2}
     assert console.console.demo.sb.genesys.snapshot() == []  # nothing reached Genesys
