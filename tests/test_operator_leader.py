@@ -3,6 +3,7 @@ holder is killed, and a holder that stops cleanly hands the Lease over."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,6 +112,9 @@ def test_one_replica_acts_and_the_standby_takes_over_when_it_is_killed(
         wait_until(lambda: status_of(cluster, "Synced", "shop") == "True", what="shop Synced")
         assert len(sandbox.genesys.registry.created) == 1  # one integration, one actor
         assert not standby.acquired()
+        # Not even a reconcile that found the integration by name: the standby ran nothing.
+        wait_until(lambda: "reconcile_channel" in active.log.read_text(), what="handler logged")
+        assert "reconcile_channel" not in standby.log.read_text()
         assert holder(cluster) != ""
 
         active.proc.send_signal(signal.SIGKILL)
@@ -192,3 +196,25 @@ def test_parse_lease() -> None:
     for bad in ("", "/x", "x/", "a/b/c"):
         with pytest.raises(ValueError, match="NAMESPACE/NAME"):
             parse_lease(bad)
+
+
+def test_the_cluster_refuses_a_write_over_a_newer_version(cluster: Cluster) -> None:
+    """What the election relies on: of two candidates that read the same Lease, only the
+    first write wins."""
+    cluster.apply(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "race", "namespace": NAMESPACE},
+            "spec": {"holderIdentity": "", "leaseDurationSeconds": 15},
+        }
+    )
+    read = cluster.get("leases", NAMESPACE, "race") or {}
+    for candidate, succeeds in (("a", True), ("b", False)):
+        body = {**read, "spec": {**read["spec"], "holderIdentity": candidate}}
+        done = cluster.kubectl(
+            "replace", "--validate=false", "-f", "-", input_text=json.dumps(body)
+        )
+        assert (done.returncode == 0) is succeeds, done.stderr
+    assert "modified" in done.stderr
+    assert ((cluster.get("leases", NAMESPACE, "race") or {})["spec"])["holderIdentity"] == "a"
