@@ -163,9 +163,15 @@ class QueueWorker:
         ]
         if free > 0:
             ops.append(self._store.claim(self._queue, free, self._lease))
-        results = await asyncio.gather(*ops, return_exceptions=True)
+        try:
+            results = await asyncio.gather(*ops, return_exceptions=True)
+        except asyncio.CancelledError:
+            for item in settles:  # their jobs record them themselves
+                if not item.done.done():
+                    item.done.set_result(False)
+            raise
         for item, result in zip(settles, results, strict=False):
-            if item.done.done():  # its job task was cancelled meanwhile
+            if item.done.done():
                 continue
             if isinstance(result, BaseException):
                 item.done.set_exception(result)
