@@ -218,3 +218,26 @@ def test_the_cluster_refuses_a_write_over_a_newer_version(cluster: Cluster) -> N
         assert (done.returncode == 0) is succeeds, done.stderr
     assert "modified" in done.stderr
     assert ((cluster.get("leases", NAMESPACE, "race") or {})["spec"])["holderIdentity"] == "a"
+
+
+def test_a_holder_that_loses_the_lease_exits_at_once(cluster: Cluster, tmp_path: Path) -> None:
+    with replica(cluster, tmp_path, "a") as a:
+        wait_until(a.acquired, what="a holds the lease")
+        # Another candidate took the Lease (as after a partition that outlasted it).
+        for _ in range(10):
+            read = cluster.get("leases", NAMESPACE, LEASE) or {}
+            body = {
+                **read,
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "spec": {**read["spec"], "holderIdentity": "intruder"},
+            }
+            done = cluster.kubectl(
+                "replace", "--validate=false", "-f", "-", input_text=json.dumps(body)
+            )
+            if done.returncode == 0:
+                break  # else a renewal came in between: read again
+        assert done.returncode == 0, done.stderr
+        assert a.proc.wait(timeout=LEASE_SECONDS * 4) == 1
+        assert "lost lease" in a.log.read_text()
+    assert holder(cluster) == "intruder"  # never written over
