@@ -5,8 +5,9 @@ Deployment share a priority and would all act, and a newcomer acts before the ol
 paused. A Lease is the Kubernetes controllers' way (client-go, controller-runtime): a
 standby starts kopf only once the Lease is its own, and the holder that cannot renew in
 time exits at once, before the Lease can expire for anyone else. The election itself is
-kubernetes_asyncio's; this module bounds each of its calls, serves the standby's liveness,
-ends the process on a lost Lease and hands the Lease over on a clean exit.
+kubernetes_asyncio's; this module runs it on a thread of its own, bounds each of its
+calls, serves the standby's liveness, ends the process on a lost Lease and hands the Lease
+over on a clean exit.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 log = logging.getLogger("igbridge.operator.leader")
 
-# What the election calls have to finish in; aiohttp's own default is five minutes.
+# A call that fails so is a failed attempt, which the election retries; each call is also
+# bounded in time (aiohttp's own default is five minutes).
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
