@@ -489,3 +489,91 @@ def test_intake_jobs_an_older_version_left_move_into_the_log_at_open(
     backend.run(older_version)
     backend.run(upgraded)
     backend.run(upgraded)  # moved once
+
+
+def test_a_dead_letter_is_found_by_its_id_with_its_order_time(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 7)])
+        (a1,) = await store.claim(Q, 10, 30)
+        await store.dead_letter(a1, "HTTP 400")
+        (letter,) = await store.dead_letters(Q)
+        found = await store.find_dead_letter(Q, letter.id)
+        assert found == letter
+        assert (found.key, found.dedupe_key, found.order_ts) == ("a", "a1", 7)
+        assert found.payload == b'{"d":"a1"}'
+        assert await store.find_dead_letter(Q, letter.id + 1000) is None
+        assert await store.find_dead_letter("outbound", letter.id) is None
+
+    backend.run(body)
+
+
+def test_a_replayed_dead_letter_is_a_fresh_job_in_its_customers_order(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1)])
+        (a1,) = await store.claim(Q, 10, 30)
+        await store.retry(a1, 0, "HTTP 503")
+        (a1,) = await store.claim(Q, 10, 30)
+        await store.dead_letter(a1, "HTTP 400")
+        # The customer wrote again meanwhile; that message waits behind a leased one.
+        await store.enqueue(Q, [job("a", "a2", 2), job("a", "a3", 3)])
+        (a2,) = await store.claim(Q, 10, 30)
+        (letter,) = await store.dead_letters(Q)
+        clock.now += 10
+        assert await store.replay_dead_letter(Q, letter.id) is True
+        assert await store.dead_letters(Q) == []
+        assert await store.dead_letter_count(Q) == 0
+        assert await store.depth(Q) == 3
+        assert await store.claim(Q, 10, 30) == []  # a2 still holds the customer
+        await store.complete(a2)
+        # The replay goes before a3: its order time is the original one.
+        (again,) = await store.claim(Q, 10, 30)
+        assert (again.dedupe_key, again.attempts, again.payload) == ("a1", 0, b'{"d":"a1"}')
+        assert again.enqueued_at == clock.now
+        await store.complete(again)
+        (a3,) = await store.claim(Q, 10, 30)
+        assert a3.dedupe_key == "a3"
+        # Replayed once: a second replay of the same id finds nothing.
+        assert await store.replay_dead_letter(Q, letter.id) is False
+        # Its dedupe key is still remembered: a retry of the webhook is still a duplicate.
+        assert (await store.enqueue(Q, [job("a", "a1", 1)])).duplicates == 1
+
+    backend.run(body)
+
+
+def test_an_intake_dead_letter_is_not_replayed_as_a_job(backend: Backend) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        await store.append_intake([b"\xff{not json"])
+        batch = await store.read_intake(10)
+        bad = batch.entries[0]
+        await store.consume_intake(batch.position, bad.id, Q, [], unreadable=[(bad, "bad")])
+        (letter,) = await store.dead_letters(INTAKE)
+        assert await store.replay_dead_letter(INTAKE, letter.id) is False
+        assert await store.dead_letter_count(INTAKE) == 1
+        assert await store.depth(INTAKE) == 0
+
+    backend.run(body)
+
+
+def test_dead_letters_are_purged_by_id_by_age_or_all(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        for n in range(4):
+            await store.enqueue(Q, [job(f"k{n}", f"d{n}", n)])
+            (claimed,) = await store.claim(Q, 10, 30)
+            await store.dead_letter(claimed, "HTTP 400")
+            clock.now += 3600
+        await store.enqueue("outbound", [job("o", "o1", 1)])
+        (out,) = await store.claim("outbound", 10, 30)
+        await store.dead_letter(out, "HTTP 400")
+        ids = {d.dedupe_key: d.id for d in await store.dead_letters(Q)}
+        assert await store.purge_dead_letters(Q, ids=[ids["d3"], 99_999]) == 1
+        assert await store.purge_dead_letters(Q, ids=[ids["d3"]]) == 0
+        # d0 failed 4 h ago, d1 3 h ago, d2 2 h ago: older than 150 minutes are d0 and d1.
+        assert await store.purge_dead_letters(Q, older_than_seconds=150 * 60) == 2
+        assert [d.dedupe_key for d in await store.dead_letters(Q)] == ["d2"]
+        # An id together with an age: only if it is that old.
+        assert await store.purge_dead_letters(Q, ids=[ids["d2"]], older_than_seconds=86400) == 0
+        assert await store.purge_dead_letters(Q) == 1
+        assert await store.dead_letter_count(Q) == 0
+        assert await store.dead_letter_count("outbound") == 1  # other queues untouched
+
+    backend.run(body)

@@ -64,6 +64,7 @@ class DeadLetter:
     reason: str
     attempts: int
     failed_at: float
+    order_ts: int = 0  # the job's order time (0 for dead letters stored before it was kept)
 
 
 # The name intake entries that could not be split are dead-lettered under.
@@ -184,6 +185,25 @@ class Store(Protocol):
     async def prune_dead_letters(self, queue: str, older_than_seconds: float) -> int:
         """Forget dead letters older than this (they are for people to look at, not to keep
         forever); returns how many."""
+
+    async def find_dead_letter(self, queue: str, dead_id: int) -> DeadLetter | None:
+        """One dead letter of the queue by its id, or None."""
+
+    async def replay_dead_letter(self, queue: str, dead_id: int) -> bool:
+        """In one transaction, put the dead letter back into its queue as a fresh job
+        (attempts 0, due now, its key, dedupe key and order time, so the customer's order
+        holds; dedupe is not asked, it saw that key already) and remove the dead letter.
+        False when there is no such dead letter (or it is an ``INTAKE`` one: a raw webhook,
+        not a job)."""
+
+    async def purge_dead_letters(
+        self,
+        queue: str,
+        ids: Sequence[int] | None = None,
+        older_than_seconds: float | None = None,
+    ) -> int:
+        """Delete the queue's dead letters (only ``ids`` when given; only those failed more
+        than ``older_than_seconds`` ago when given); returns how many."""
 
     async def oldest_age(self, queue: str) -> float | None:
         """Seconds the oldest job in the queue has waited; None when it is empty."""

@@ -213,11 +213,11 @@ if mode == 'retry' then
   end
 else
   if mode == 'dead' then
-    local j = redis.call('HMGET', jk, 'dk', 'payload', 'attempts')
+    local j = redis.call('HMGET', jk, 'dk', 'payload', 'attempts', 'ots')
     if j[1] then
       local n = redis.call('INCR', base .. 'deadseq')
       redis.call('HSET', base .. 'dead:' .. n, 'key', key, 'dk', j[1], 'payload', j[2],
-        'reason', ARGV[6], 'attempts', tonumber(j[3]) + 1, 'at', ARGV[7])
+        'reason', ARGV[6], 'attempts', tonumber(j[3]) + 1, 'at', ARGV[7], 'ots', j[4])
       redis.call('ZADD', base .. 'deadidx', ARGV[7], n)
     end
   end
@@ -241,6 +241,47 @@ for _, n in ipairs(old) do
 end
 redis.call('ZREMRANGEBYSCORE', base .. 'deadidx', '-inf', '(' .. ARGV[2])
 return #old
+"""
+
+# ARGV: base, dead letter number, now. Puts the dead letter back as a fresh job of its
+# queue (attempts 0, due now, its key, dedupe key and order time; no dedupe check: the key
+# was seen already) and drops the dead letter, in one step. Returns 1, or 0 when there is
+# no such dead letter or it holds no job (an intake one: a raw webhook).
+REPLAY_DEAD = (
+    _SCHEDULE
+    + """
+local base, n, now = ARGV[1], ARGV[2], ARGV[3]
+local d = redis.call('HMGET', base .. 'dead:' .. n, 'key', 'dk', 'payload', 'ots')
+if not d[2] or d[1] == '' then return 0 end
+local key = d[1]
+local id = redis.call('INCR', base .. 'seq')
+redis.call('HSET', base .. 'job:' .. id, 'key', key, 'dk', d[2], 'ots', d[4] or 0,
+  'payload', d[3], 'attempts', 0, 'enq', now, 'due', now)
+redis.call('ZADD', base .. 'keyq:' .. key, d[4] or 0, string.format('%020d', id))
+redis.call('ZADD', base .. 'all', now, id)
+if not redis.call('ZSCORE', base .. 'leased', key) then
+  schedule(base, key)
+end
+redis.call('DEL', base .. 'dead:' .. n)
+redis.call('ZREM', base .. 'deadidx', n)
+return 1
+"""
+)
+
+# ARGV: base, cutoff (failed before it; 'inf': any), number*. Drops those dead letters
+# (each only if it failed before the cutoff); returns how many.
+PURGE_DEAD = """
+local base, cutoff = ARGV[1], tonumber(ARGV[2])
+local removed = 0
+for i = 3, #ARGV do
+  local at = redis.call('ZSCORE', base .. 'deadidx', ARGV[i])
+  if at and tonumber(at) < cutoff then
+    redis.call('DEL', base .. 'dead:' .. ARGV[i])
+    redis.call('ZREM', base .. 'deadidx', ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed
 """
 
 # KEYS: record, index, due index, set of record namespaces; ARGV: expected-present flag

@@ -147,6 +147,8 @@ class RedisStore:
             self._cas,
         ]
         self._prune_dead = self._redis.register_script(lua.PRUNE_DEAD)
+        self._replay_dead = self._redis.register_script(lua.REPLAY_DEAD)
+        self._purge_dead = self._redis.register_script(lua.PURGE_DEAD)
         self._prune_index = self._redis.register_script(lua.PRUNE_RECORD_INDEXES)
         self._upgrade_intake = self._redis.register_script(lua.UPGRADE_INTAKE)
         # Redis being down at start is like Redis going down later: the relay runs, is
@@ -412,20 +414,31 @@ class RedisStore:
         for n in ids:
             pipe.hgetall(base + "dead:" + _text(n))
         rows = await self._call(pipe.execute())
-        return [
-            DeadLetter(
-                id=int(n),
-                queue=queue,
-                key=_text(h[b"key"]),
-                dedupe_key=_text(h[b"dk"]),
-                payload=bytes(h[b"payload"]),
-                reason=_text(h[b"reason"]),
-                attempts=int(h[b"attempts"]),
-                failed_at=float(h[b"at"]),
-            )
-            for n, h in zip(ids, rows, strict=True)
-            if h
-        ]
+        return [_dead(queue, int(n), h) for n, h in zip(ids, rows, strict=True) if h]
+
+    async def find_dead_letter(self, queue: str, dead_id: int) -> DeadLetter | None:
+        fields = await self._call(self._r.hgetall(f"{self._base(queue)}dead:{dead_id}"))
+        return _dead(queue, dead_id, fields) if fields else None
+
+    async def replay_dead_letter(self, queue: str, dead_id: int) -> bool:
+        if queue == INTAKE:  # a raw webhook, not a job of a queue
+            return False
+        args: list[str | int | float] = [self._base(queue), dead_id, self._clock()]
+        return bool(await self._call(self._replay_dead(keys=[], args=args, client=self._r)))
+
+    async def purge_dead_letters(
+        self,
+        queue: str,
+        ids: Sequence[int] | None = None,
+        older_than_seconds: float | None = None,
+    ) -> int:
+        base = self._base(queue)
+        cutoff = "inf" if older_than_seconds is None else repr(self._clock() - older_than_seconds)
+        if ids is None:
+            removed = self._prune_dead(keys=[], args=[base, cutoff], client=self._r)
+            return int(await self._call(removed))
+        removed = self._purge_dead(keys=[], args=[base, cutoff, *ids], client=self._r)
+        return int(await self._call(removed))
 
     async def dead_letter_count(self, queue: str) -> int:
         return int(await self._call(self._r.zcard(self._base(queue) + "deadidx")))
@@ -569,6 +582,20 @@ def _entry(raw_id: object, fields: Any) -> IntakeEntry:
         id=int(_text(raw_id).split("-", 1)[0]),
         body=bytes(values[b"b"]),
         received_at=float(values[b"t"]),
+    )
+
+
+def _dead(queue: str, dead_id: int, h: Any) -> DeadLetter:
+    return DeadLetter(
+        id=dead_id,
+        queue=queue,
+        key=_text(h[b"key"]),
+        dedupe_key=_text(h[b"dk"]),
+        payload=bytes(h[b"payload"]),
+        reason=_text(h[b"reason"]),
+        attempts=int(h[b"attempts"]),
+        failed_at=float(h[b"at"]),
+        order_ts=int(_text(h.get(b"ots", b"0"))),
     )
 
 

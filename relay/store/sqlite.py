@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL,
     reason TEXT NOT NULL,
     attempts INTEGER NOT NULL,
-    failed_at REAL NOT NULL
+    failed_at REAL NOT NULL,
+    order_ts INTEGER
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_queue ON dead_letters (queue, id);
 CREATE TABLE IF NOT EXISTS windows (
@@ -239,6 +240,11 @@ def _connect(path: str, release_leases: bool, checkpoint: bool = True) -> sqlite
             for column in RECORD_COLUMNS_ADDED:
                 if column not in columns:
                     db.execute(f"ALTER TABLE records ADD COLUMN {column} REAL")
+        # Dead letters keep their job's order time (for a replay) since a later version;
+        # checked whatever the version number, a column is cheap to look for.
+        dead_columns = {str(r[1]) for r in db.execute("PRAGMA table_info(dead_letters)")}
+        if "order_ts" not in dead_columns:
+            db.execute("ALTER TABLE dead_letters ADD COLUMN order_ts INTEGER")
         db.executescript(INDEXES)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         if not checkpoint:
@@ -351,6 +357,10 @@ def _insert_all(
 
 def _one(rows: list[Any]) -> Any:
     return rows[0][0]
+
+
+def _dead(queue: str, r: Any) -> DeadLetter:
+    return DeadLetter(r[0], queue, r[1], r[2], bytes(r[3]), r[4], r[5], r[6], int(r[7] or 0))
 
 
 class SQLiteStore:
@@ -795,8 +805,8 @@ class SQLiteStore:
         def move(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO dead_letters (queue, key, dedupe_key, payload, reason, attempts,"
-                " failed_at) SELECT queue, key, dedupe_key, payload, ?, attempts + 1, ?"
-                " FROM jobs WHERE id = ?",
+                " failed_at, order_ts) SELECT queue, key, dedupe_key, payload, ?, attempts + 1,"
+                " ?, order_ts FROM jobs WHERE id = ?",
                 (reason[:1000], now, job.id),
             )
             db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
@@ -813,11 +823,65 @@ class SQLiteStore:
 
     async def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         rows = await self._read(
-            "SELECT id, key, dedupe_key, payload, reason, attempts, failed_at FROM dead_letters"
-            " WHERE queue = ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, key, dedupe_key, payload, reason, attempts, failed_at, order_ts"
+            " FROM dead_letters WHERE queue = ? ORDER BY id DESC LIMIT ?",
             (queue, limit),
         )
-        return [DeadLetter(r[0], queue, r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+        return [_dead(queue, r) for r in rows]
+
+    async def find_dead_letter(self, queue: str, dead_id: int) -> DeadLetter | None:
+        rows = await self._read(
+            "SELECT id, key, dedupe_key, payload, reason, attempts, failed_at, order_ts"
+            " FROM dead_letters WHERE queue = ? AND id = ?",
+            (queue, dead_id),
+        )
+        return _dead(queue, rows[0]) if rows else None
+
+    async def replay_dead_letter(self, queue: str, dead_id: int) -> bool:
+        if queue == INTAKE:  # a raw webhook, not a job of a queue
+            return False
+        now = self._clock()
+
+        def move(db: sqlite3.Connection) -> bool:
+            # Straight into jobs: its dedupe key is remembered already, so an enqueue would
+            # drop it as a duplicate.
+            cur = db.execute(
+                "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload, enqueued_at,"
+                " due_at) SELECT queue, key, dedupe_key, COALESCE(order_ts, 0), payload, ?, ?"
+                " FROM dead_letters WHERE queue = ? AND id = ?",
+                (now, now, queue, dead_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            db.execute("DELETE FROM dead_letters WHERE queue = ? AND id = ?", (queue, dead_id))
+            return True
+
+        return await self._tx(move)
+
+    async def purge_dead_letters(
+        self,
+        queue: str,
+        ids: Sequence[int] | None = None,
+        older_than_seconds: float | None = None,
+    ) -> int:
+        cutoff = None if older_than_seconds is None else self._clock() - older_than_seconds
+
+        def purge(db: sqlite3.Connection) -> int:
+            if ids is None:
+                return db.execute(
+                    "DELETE FROM dead_letters WHERE queue = ? AND (? IS NULL OR failed_at < ?)",
+                    (queue, cutoff, cutoff),
+                ).rowcount
+            return sum(
+                db.execute(
+                    "DELETE FROM dead_letters WHERE queue = ? AND id = ?"
+                    " AND (? IS NULL OR failed_at < ?)",
+                    (queue, n, cutoff, cutoff),
+                ).rowcount
+                for n in ids
+            )
+
+        return await self._tx(purge)
 
     async def dead_letter_count(self, queue: str) -> int:
         rows = await self._read("SELECT COUNT(*) FROM dead_letters WHERE queue = ?", (queue,))
