@@ -577,3 +577,177 @@ def test_dead_letters_are_purged_by_id_by_age_or_all(backend: Backend) -> None:
         assert await store.dead_letter_count("outbound") == 1  # other queues untouched
 
     backend.run(body)
+
+
+# -- privacy: erasure and dead letters' payloads ---------------------------------------
+CUSTOMER = "17841400000000001"
+OTHER = "17841499999999999"
+SECRET_TEXT = "my address is 12 Quiet Lane"
+
+
+def _event(customer: str, mid: str, text: str) -> bytes:
+    return f'{{"sender":"{customer}","mid":"{mid}","text":"{text}","dedupe":"{mid}"}}'.encode()
+
+
+def _webhook(customer: str, text: str) -> bytes:
+    return (
+        '{"object":"instagram","entry":[{"messaging":[{"sender":{"id":"'
+        + customer
+        + '"},"message":{"text":"'
+        + text
+        + '"}}]}]}'
+    ).encode()
+
+
+async def _dump_sqlite(path: Path) -> list[str]:
+    """Every row of every table of the main file and the intake log, as text."""
+    import sqlite3
+
+    from igbridge.relay.store.sqlite_intake import log_path
+
+    out: list[str] = []
+    for file in (str(path), log_path(str(path))):
+        db = sqlite3.connect(file)
+        try:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            for table in tables:
+                for row in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 (our names)
+                    out.append(f"{table}: " + " | ".join(_as_text(v) for v in row))
+        finally:
+            db.close()
+    return out
+
+
+async def _dump_redis(url: str, prefix: str) -> list[str]:
+    """Every key of the prefix with its whole value, whatever its type, as text."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    out: list[str] = []
+    try:
+        async for raw in r.scan_iter(match="{" + prefix + "}*", count=500):
+            key = raw.decode()
+            kind = _as_text(await r.type(key))
+            if kind == "string":
+                value: object = await r.get(key)
+            elif kind == "hash":
+                value = await r.hgetall(key)
+            elif kind == "zset":
+                value = await r.zrange(key, 0, -1, withscores=True)
+            elif kind == "set":
+                value = await r.smembers(key)
+            elif kind == "stream":
+                value = await r.xrange(key)
+            else:
+                value = await r.lrange(key, 0, -1)
+            out.append(f"{key}: {_as_text(value)}")
+    finally:
+        await r.aclose()
+    return out
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return " ".join(f"{_as_text(k)}={_as_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return " ".join(_as_text(v) for v in value)
+    return str(value)
+
+
+async def _dump(backend: Backend, tmp_path: Path) -> list[str]:
+    if backend.kind == "sqlite":
+        return await _dump_sqlite(tmp_path / "s.db")
+    return await _dump_redis(backend.redis_url(), backend.prefix)
+
+
+async def _store_everything_about(store: Store, customer: str, text: str) -> None:
+    """What the relay keeps about a customer: jobs both ways (one dead-lettered, one in
+    flight), their window, a dedupe key with their id, records keyed by them and one
+    mentioning them, an intake entry not yet split and an unreadable one."""
+    inbound = [
+        NewJob(
+            customer, f"mid-{customer[-3:]}-1", 1, _event(customer, f"mid-{customer[-3:]}-1", text)
+        ),
+        NewJob(
+            customer, f"mid-{customer[-3:]}-2", 2, _event(customer, f"mid-{customer[-3:]}-2", text)
+        ),
+        NewJob(customer, f"postback:{customer}:3", 3, _event(customer, "p3", text)),
+    ]
+    await store.enqueue(Q, inbound, {customer: 1_000})
+    await store.enqueue(
+        "outbound", [NewJob(customer, f"g-{customer[-3:]}", 4, _event(customer, "g", text))]
+    )
+    (first,) = await store.claim(Q, 1, 30)
+    await store.dead_letter(first, f"genesys refused the message of {customer}")
+    await store.claim(Q, 1, 30)  # the next one is in flight, leased
+    await store.put_record("conversation", customer, b'{"waiting_since_ms":1}', 3600, 5.0)
+    await store.put_record("loop_state", customer, f'{{"texts":["{text}"]}}'.encode())
+    await store.put_record(
+        "outbound_progress", f"g-{customer[-3:]}", f'{{"to":"{customer}"}}'.encode()
+    )
+    batch = await store.read_intake(10)
+    entry_ids = await store.append_intake(
+        [_webhook(customer, text), b"not json " + customer.encode()]
+    )
+    from igbridge.relay.store.base import IntakeEntry
+
+    unreadable = IntakeEntry(entry_ids[1], b"not json " + customer.encode(), 0.0)
+    await store.consume_intake(batch.position, entry_ids[1], Q, [], None, [(unreadable, "bad")])
+    await store.append_intake([_webhook(customer, text)])  # not split yet
+
+
+def test_forget_customer_leaves_no_trace_of_them_and_keeps_everyone_else(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        # The other customer first: the customer's last webhook is then still unsplit.
+        await _store_everything_about(store, OTHER, "other text")
+        await _store_everything_about(store, CUSTOMER, SECRET_TEXT)
+        before = "\n".join(await _dump(backend, tmp_path))
+        assert CUSTOMER in before  # the scan does see them
+        assert SECRET_TEXT in before
+
+        removed = await store.forget_customer(CUSTOMER)
+
+        assert removed["jobs"] == 3  # one waiting and one in flight inbound, one outbound
+        assert removed["dead_letters"] == 2  # their job's, and the unreadable webhook's
+        assert removed["windows"] == 1
+        assert removed["records"] == 3
+        assert removed["dedupe"] == 1  # only postback:<id>:3 contains the id
+        assert removed["intake"] >= 1
+        for line in await _dump(backend, tmp_path):
+            assert CUSTOMER not in line, line
+            assert SECRET_TEXT not in line, line
+        # The other customer is untouched: their jobs, window, dead letter and records.
+        assert await store.last_customer_message(OTHER) == 1_000
+        assert await store.get_record("conversation", OTHER) is not None
+        assert [d.key for d in await store.dead_letters(Q)] == [OTHER]
+        assert await store.depth("outbound") == 1
+        # Nothing about them is left to deliver, and erasing again finds nothing.
+        again = await store.forget_customer(CUSTOMER)
+        assert sum(again.values()) == 0
+
+    backend.run(body)
+
+
+def test_dead_letter_payloads_are_blanked_after_their_period_and_the_rest_kept(
+    backend: Backend,
+) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "old", 1), job("b", "new", 2)])
+        old, new = await store.claim(Q, 2, 30)
+        await store.dead_letter(old, "refused")
+        clock.now += 3 * 86400
+        await store.dead_letter(new, "refused too")
+        clock.now += 86400
+
+        assert await store.blank_dead_letter_payloads(Q, 2 * 86400) == 1
+        assert await store.blank_dead_letter_payloads(Q, 2 * 86400) == 0  # done once
+        letters = {d.dedupe_key: d for d in await store.dead_letters(Q)}
+        assert letters["old"].payload == b""
+        assert (letters["old"].key, letters["old"].reason) == ("a", "refused")
+        assert letters["new"].payload == b'{"d":"new"}'
+
+    backend.run(body)

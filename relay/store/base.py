@@ -262,3 +262,20 @@ class Store(Protocol):
     ) -> list[tuple[str, bytes]]:
         """Up to ``limit`` live records of a namespace whose ``due_at`` is at most ``until``,
         earliest first, read by the due index (records without one are never read)."""
+
+    async def blank_dead_letter_payloads(self, queue: str, older_than_seconds: float) -> int:
+        """Blank the payload (the customer's text, kept for a replay) of dead letters failed
+        longer ago than this; their ids, reason and times stay until pruned. Returns how
+        many were blanked now."""
+
+    async def forget_customer(self, igsid: str) -> dict[str, int]:
+        """Erase what is stored about one customer (privacy erasure): their jobs in every
+        queue, dead letters keyed by or mentioning them, their reply window, records keyed
+        by or mentioning them, dedupe keys containing their id, and intake-log entries
+        mentioning them (an entry is a whole webhook, so it goes with the other events it
+        carried). Matching is by substring: callers pass a full id. Returns how many of
+        each kind (``FORGOTTEN_KINDS``) went."""
+
+
+# What ``forget_customer`` counts, in the order it reports them.
+FORGOTTEN_KINDS = ("jobs", "dead_letters", "windows", "records", "dedupe", "intake")

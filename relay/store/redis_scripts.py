@@ -319,3 +319,35 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return #gone
 """
+
+# ARGV: base, cutoff. Blanks the payload of dead letters that failed before the cutoff
+# (their reason and ids stay); returns how many were blanked now.
+BLANK_DEAD_PAYLOADS = """
+local base = ARGV[1]
+local blanked = 0
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', base .. 'deadidx', '-inf', '(' .. ARGV[2])) do
+  local key = base .. 'dead:' .. n
+  if redis.call('HSTRLEN', key, 'payload') > 0 then
+    redis.call('HSET', key, 'payload', '')
+    blanked = blanked + 1
+  end
+end
+return blanked
+"""
+
+# ARGV: base, customer. Removes the customer's jobs from one queue as a settlement would
+# (job hashes, their order, the ready/leased/lease entries); returns how many.
+FORGET_JOBS = """
+local base, key = ARGV[1], ARGV[2]
+local ids = redis.call('ZRANGE', base .. 'keyq:' .. key, 0, -1)
+for _, padded in ipairs(ids) do
+  local id = tostring(tonumber(padded))
+  redis.call('DEL', base .. 'job:' .. id)
+  redis.call('ZREM', base .. 'all', id)
+end
+redis.call('DEL', base .. 'keyq:' .. key)
+redis.call('ZREM', base .. 'ready', key)
+redis.call('ZREM', base .. 'leased', key)
+redis.call('HDEL', base .. 'lease', key)
+return #ids
+"""

@@ -571,6 +571,94 @@ class RedisStore:
             removed += int(await self._call(pruned))
         return removed
 
+    async def blank_dead_letter_payloads(self, queue: str, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        script = self._r.register_script(lua.BLANK_DEAD_PAYLOADS)
+        return int(await self._call(script(keys=[], args=[self._base(queue), cutoff])))
+
+    async def forget_customer(self, igsid: str) -> dict[str, int]:
+        """Walks this channel's keys once (SCAN, in chunks): erasure is rare and must find
+        the customer wherever they are mentioned, not only where they are the key."""
+        if not igsid:
+            raise ValueError("forget_customer needs a customer id")
+        r = self._r
+        mentioned = igsid.encode()
+        counts = dict.fromkeys(("jobs", "dead_letters", "windows", "records", "dedupe"), 0)
+        pattern = _glob_escaped(self._tag) + ":*"
+        keys: list[str] = []
+        async for raw in r.scan_iter(match=pattern, count=FORGET_CHUNK):
+            keys.append(_text(raw))
+        bases = sorted(
+            {
+                k[: k.index(":", len(self._tag) + 3) + 1]
+                for k in keys
+                if k.startswith(f"{self._tag}:q:") and k.count(":") >= 3
+            }
+        )
+        forget_jobs = r.register_script(lua.FORGET_JOBS)
+        like = "*" + _glob_escaped(igsid) + "*"
+        for base in bases:
+            counts["jobs"] += int(await self._call(forget_jobs(keys=[], args=[base, igsid])))
+            counts["dead_letters"] += await self._forget_dead(base, igsid, mentioned)
+            async for member, _ in r.zscan_iter(base + "dedupe", match=like, count=FORGET_CHUNK):
+                counts["dedupe"] += int(await self._call(r.zrem(base + "dedupe", member)))
+        counts["windows"] = int(await self._call(r.zrem(self._windows, igsid)))
+        record_prefix = f"{self._tag}:rec:"
+        for key in keys:
+            if not key.startswith(record_prefix):
+                continue
+            namespace, _, record_key = key[len(record_prefix) :].partition(":")
+            value = await self._call(r.get(key))
+            if igsid in record_key or (value is not None and mentioned in bytes(value)):
+                counts["records"] += int(await self._call(r.delete(key)))
+                await self._call(r.zrem(self._record_index(namespace), record_key))
+                await self._call(r.zrem(self._due_index(namespace), record_key))
+        for key in keys:  # index entries of records already expired
+            if key.startswith((f"{self._tag}:recidx:", f"{self._tag}:recdue:")):
+                async for member, _ in r.zscan_iter(key, match=like, count=FORGET_CHUNK):
+                    await self._call(r.zrem(key, member))
+        counts["intake"] = await self._forget_intake(mentioned)
+        return counts
+
+    async def _forget_dead(self, base: str, igsid: str, mentioned: bytes) -> int:
+        r = self._r
+        ids = [_text(n) for n in await self._call(r.zrange(base + "deadidx", 0, -1))]
+        removed = 0
+        for start in range(0, len(ids), FORGET_CHUNK):
+            chunk = ids[start : start + FORGET_CHUNK]
+            pipe = r.pipeline(transaction=False)
+            for n in chunk:
+                pipe.hgetall(base + "dead:" + n)
+            rows = await self._call(pipe.execute())
+            for n, h in zip(chunk, rows, strict=True):
+                fields = (
+                    h.get(b"key", b""),
+                    h.get(b"dk", b""),
+                    h.get(b"payload", b""),
+                    h.get(b"reason", b""),
+                )
+                if h.get(b"key", b"") == mentioned or any(mentioned in f for f in fields):
+                    await self._call(r.delete(base + "dead:" + n))
+                    await self._call(r.zrem(base + "deadidx", n))
+                    removed += 1
+        return removed
+
+    async def _forget_intake(self, mentioned: bytes) -> int:
+        """Intake entries mentioning the customer leave the stream (its ids come from a
+        counter, so a gap is harmless), whether consumed or not."""
+        r, log_key = self._r, self._intake + "log"
+        removed, after = 0, "-"
+        while True:
+            rows = await self._call(r.xrange(log_key, after, "+", count=FORGET_CHUNK))
+            if not rows:
+                return removed
+            for raw_id, fields in rows:
+                if mentioned in bytes(fields.get(b"b", b"")):
+                    removed += int(await self._call(r.xdel(log_key, raw_id)))
+            after = "(" + _text(rows[-1][0])
+            if len(rows) < FORGET_CHUNK:
+                return removed
+
 
 def _entry(raw_id: object, fields: Any) -> IntakeEntry:
     """A stream entry ``<n>-0`` with its fields (b: body, t: time received), as redis-py
@@ -601,3 +689,12 @@ def _dead(queue: str, dead_id: int, h: Any) -> DeadLetter:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _glob_escaped(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+# Keys SCAN and XRANGE ask for per call while erasing (bounds each reply).
+FORGET_CHUNK = 500

@@ -982,3 +982,53 @@ class SQLiteStore:
             "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?",
             (self._clock(),),
         )
+
+    async def blank_dead_letter_payloads(self, queue: str, older_than_seconds: float) -> int:
+        cutoff = self._clock() - older_than_seconds
+        return await self._change(
+            "UPDATE dead_letters SET payload = X'' WHERE queue = ? AND failed_at < ?"
+            " AND length(payload) > 0",
+            (queue, cutoff),
+        )
+
+    async def forget_customer(self, igsid: str) -> dict[str, int]:
+        if not igsid:
+            raise ValueError("forget_customer needs a customer id")
+
+        def forget(db: sqlite3.Connection) -> dict[str, int]:
+            # Deleted rows are overwritten on disk, not only unlinked from their table.
+            db.execute("PRAGMA secure_delete=ON")
+            try:
+                return _forget_rows(db, igsid)
+            finally:
+                db.execute("PRAGMA secure_delete=OFF")
+
+        counts = await self._tx(forget)
+        counts["intake"] = await self._on_log(
+            lambda log_db: intake_log.erase_mentioning(log_db, igsid)
+        )
+        return counts
+
+
+def _forget_rows(db: sqlite3.Connection, igsid: str) -> dict[str, int]:
+    """Inside a write transaction: the main file's rows keyed by or mentioning ``igsid``."""
+    p = {"id": igsid}
+    jobs = db.execute("DELETE FROM jobs WHERE key = :id", p).rowcount
+    dead = db.execute(
+        "DELETE FROM dead_letters WHERE key = :id OR instr(dedupe_key, :id) > 0"
+        " OR instr(CAST(payload AS TEXT), :id) > 0 OR instr(reason, :id) > 0",
+        p,
+    ).rowcount
+    windows = db.execute("DELETE FROM windows WHERE key = :id", p).rowcount
+    recs = db.execute(
+        "DELETE FROM records WHERE instr(key, :id) > 0 OR instr(CAST(value AS TEXT), :id) > 0",
+        p,
+    ).rowcount
+    dedupe = db.execute("DELETE FROM dedupe WHERE instr(dedupe_key, :id) > 0", p).rowcount
+    return {
+        "jobs": jobs,
+        "dead_letters": dead,
+        "windows": windows,
+        "records": recs,
+        "dedupe": dedupe,
+    }

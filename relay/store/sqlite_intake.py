@@ -160,3 +160,17 @@ def trim(log: sqlite3.Connection, below: int) -> int:
     """Inside a write transaction on the log: forget consumed entries, keeping the one at
     the position (so the next id stays above it)."""
     return log.execute("DELETE FROM intake WHERE id < ?", (below,)).rowcount
+
+
+# What an erased entry's body becomes: a webhook with no events, which the splitter
+# consumes as such (no dead letter), keeping the entry's id and so the log's ids in order.
+ERASED_BODY = b'{"object":"instagram","entry":[]}'
+
+
+def erase_mentioning(log: sqlite3.Connection, text: str) -> int:
+    """Inside a write transaction on the log: blank the entries whose body mentions
+    ``text`` (a customer being forgotten); how many."""
+    return log.execute(
+        "UPDATE intake SET body = ? WHERE instr(CAST(body AS TEXT), ?) > 0 AND body != ?",
+        (ERASED_BODY, text, ERASED_BODY),
+    ).rowcount
