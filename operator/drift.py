@@ -28,9 +28,6 @@ class Repair:
     patch: dict[str, Any]
     flow: tuple[str, str] | None = None
 
-    def __bool__(self) -> bool:
-        return bool(self.patch) or self.flow is not None
-
 
 def secret_digest(secret: str) -> str:
     """What the status keeps of the signing secret last sent (never the secret)."""
