@@ -5,16 +5,24 @@ kubectl on the cluster emulator, with the Genesys simulator; the drift decision 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from igbridge.operator.drift import Repair, integration_repair, secret_digest
+from igbridge.operator.integrations import Integrations
 from igbridge.operator.plan import DesiredIntegration
+from igbridge.relay.genesys.auth import TokenProvider
+from igbridge.relay.genesys.rest import GenesysRest
 from igbridge.sandbox.faults import Fault
+from igbridge.sandbox.genesys_schema import violations
+from igbridge.sandbox.genesys_sim import GenesysSimulator
+from igbridge.sandbox.server import serve_in_thread
 from igbridge.sandbox.stack import Sandbox
 from tests.cluster import Cluster, run_cluster
 from tests.operator_harness import (
@@ -129,6 +137,37 @@ def test_no_create_once_deletion_has_begun(sandbox: Sandbox, cluster: Cluster) -
         sandbox.genesys.faults.clear()
     assert sandbox.genesys.registry.created == created  # nothing created after the delete
     assert sandbox.genesys.integrations == {}
+
+
+def test_the_recipient_flow_is_read_back_and_a_repair_is_a_valid_update() -> None:
+    """The client against the simulator on loopback: a recipient's flow reads None until
+    one is attached, the repair's PATCH is an OpenIntegrationUpdateRequest Genesys takes,
+    and a deleted integration's recipient is gone with it."""
+    sim = GenesysSimulator(create_delay=0.0)
+
+    async def walk(url: str) -> list[str | None]:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            tokens = TokenProvider(http, url, sim.client_id, sim.client_secret)
+            client = Integrations(GenesysRest(http, url, tokens))
+            created = await client.create("igbridge-shop", URL, SECRET)
+            iid, recipient = created["id"], created["recipient"]["id"]
+            seen = [await client.recipient_flow(recipient)]
+            repair = integration_repair(DESIRED, await client.wait_created(iid), seen[0], SENT)
+            assert violations("OpenIntegrationUpdateRequest", {**repair.patch, "name": "x"}) == []
+            await client.update(iid, repair.patch, name=created["name"])
+            assert repair.flow is not None
+            await client.attach_flow(*repair.flow)
+            seen.append(await client.recipient_flow(recipient))
+            await client.delete(iid)
+            seen.append(await client.recipient_flow(recipient))
+            return seen
+
+    with serve_in_thread(sim.app) as server:
+        assert asyncio.run(walk(server.url)) == [None, "flow-1", None]
+    (stored,) = sim.registry.created
+    assert stored not in sim.integrations
+    assert sim.flow_assignments == {}
 
 
 # -- the drift decision ----------------------------------------------------------------------
