@@ -14,6 +14,7 @@ from collections.abc import Callable
 import uvicorn
 import uvloop
 
+from . import dead_letters
 from .config import ConfigError, Settings, load_settings
 from .link import DELIVER_COMMAND, MULTIPROCESS_DIR
 from .logs import configure_logging
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "--console-port", type=int, default=0, help="console port (default: a free one)"
     )
     sandbox.set_defaults(func=_sandbox)
+    dead_letters.add_parser(sub)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
