@@ -7,9 +7,7 @@ be tested (and read) as plain data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from . import builders
 from .channel import Channel
@@ -74,36 +72,6 @@ def desired_integration(
         inbound_flow_id=gen.inbound_flow_id,
         enforce_name=bool(gen.integration_name),
     )
-
-
-def integration_drift(desired: DesiredIntegration, actual: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields to PATCH so that ``actual`` (as Genesys returns it) matches; empty when
-    nothing drifted.
-
-    Genesys usually leaves the signing secret out of what it returns, so it cannot be
-    compared then: it goes along with every repair, and alone when Genesys does return
-    one that differs."""
-    drift: dict[str, Any] = {}
-    if actual.get(WEBHOOK_URL) != desired.webhook_url:
-        drift[WEBHOOK_URL] = desired.webhook_url
-    if desired.enforce_name and actual.get("name") != desired.name:
-        drift["name"] = desired.name
-    if drift or actual.get(SIGNING_SECRET) not in (None, desired.signing_secret):
-        drift[SIGNING_SECRET] = desired.signing_secret
-    return drift
-
-
-def flow_to_attach(
-    desired: DesiredIntegration, actual: Mapping[str, Any], attached: object
-) -> tuple[str, str] | None:
-    """``(recipient id, flow id)`` when the spec's inbound flow is not the one last
-    attached (``attached``, as recorded in the status) and the integration has a
-    recipient to attach it to."""
-    flow = desired.inbound_flow_id
-    recipient = (actual.get("recipient") or {}).get("id")
-    if flow and recipient and attached != flow:
-        return str(recipient), flow
-    return None
 
 
 def owned_objects(
