@@ -39,13 +39,15 @@ from .metrics import RelayMetrics
 from .pipeline.guard import SpamFilter, parse_rules
 from .pipeline.inbound import InboundContext
 from .pipeline.loops import LoopBreaker
-from .records import INBOUND, OUTBOUND
+from .records import INBOUND, OUTBOUND, limit_customer_records
 from .store import open_store
 from .store.base import Store, StoreUnavailable
 from .tasks.credentials import CredentialsWatch
 from .tasks.maintenance import maintain, refresh_gauges
 from .tasks.sla import SlaClock, SlaSweeper
 from .tasks.status_report import StatusReporter
+from .web.deletion import ROUTE as DELETION_ROUTE
+from .web.deletion import DataDeletion
 from .web.genesys import GenesysWebhook
 from .web.instagram import InstagramWebhook
 
@@ -91,6 +93,7 @@ class Relay:
     async def start(cls, settings: Settings, metrics: RelayMetrics) -> Relay:
         store = open_store(settings.store_url, prefix=settings.store_key_prefix)
         await store.open()
+        limit_customer_records(settings.retention_records_seconds)
         http = new_session(
             timeout=settings.genesys_timeout,
             connect=5.0,
@@ -135,6 +138,7 @@ class Relay:
             mentions=graph,
             account_id=settings.instagram_account_id,
             crm=crm,
+            profile_attributes=frozenset(settings.profile_attributes),
         )
         parsed = JustStored()
         handler = InboundDelivery(
@@ -251,7 +255,7 @@ class Delivery:
             "intake-splitter": splitter.run(),
             "inbound-worker": r.inbound.run(),
             "outbound-worker": r.outbound.run(),
-            "store-maintenance": maintain(r.store),
+            "store-maintenance": maintain(r.store, settings.retention),
             "sla-sweeper": sweeper.run(),
             "credentials": watch.run(),
         }
@@ -291,18 +295,24 @@ DeliveryMode = Literal["inline", "process"]
 
 
 def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Starlette:
-    """The relay's ASGI app. ``inline``: everything in this process (the sandbox, tests);
-    ``process``: this process answers webhooks and a child process delivers (``serve``)."""
+    """The relay's webhook app. ``inline``: everything in this process (the sandbox, tests);
+    ``process``: this process answers webhooks and a child process delivers (``serve``).
+
+    ``app.state.admin`` is the admin app (``/healthz``, ``/readyz``, ``/metrics``), served
+    on a port of its own from the same event loop: metrics and readiness are not for the
+    internet, and probes must get through however many clients hold the webhook port. It
+    has no lifespan: before this app's start-up and from its shutdown on, it is not ready."""
     metrics = RelayMetrics()
     holder: dict[str, WebSide] = {}
     writes = StoreWrites()  # the webhooks' writes, for /readyz
 
-    def relay() -> WebSide:
-        return holder["relay"]
+    def relay() -> WebSide | None:
+        return holder.get("relay")
 
     def web_routes(app: Starlette, store: Store, wake_in: Wake, wake_out: Wake) -> None:
         app.state.instagram_webhook = InstagramWebhook(settings, store, metrics, wake_in)
         app.state.genesys_webhook = GenesysWebhook(settings, store, metrics, wake_out)
+        app.state.data_deletion = DataDeletion(settings, store, metrics)
 
     @asynccontextmanager
     async def inline(app: Starlette) -> AsyncIterator[None]:
@@ -315,6 +325,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         try:
             yield
         finally:
+            holder.clear()  # /readyz: not ready from here on
             await d.stop()
             await r.close()
             gc.unfreeze()  # several relays in one process (tests) take turns
@@ -346,6 +357,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         try:
             yield
         finally:
+            holder.clear()
             await child.stop()
             await store.close()
             gc.unfreeze()
@@ -383,6 +395,9 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         (Meta unsubscribes an account whose webhook keeps failing). The credentials task
         keeps ``health`` current; this route asks no platform anything."""
         r = relay()
+        if r is None:
+            not_running = {"relay": "starting or stopping"}
+            return JSONResponse({"status": "not ready", "problems": not_running}, status_code=503)
         try:
             await r.store.ping()
             store_problem = sqlite_disk_problem(settings.store_url) or writes.problem()
@@ -399,24 +414,41 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
     async def metrics_route(_: Request) -> Response:
         r = relay()
         # On a store error the gauges keep their last values; /readyz reports the store.
-        with contextlib.suppress(StoreUnavailable):
-            await refresh_gauges(r.store, metrics, settings.window_escalate_after)
+        if r is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await refresh_gauges(r.store, metrics, settings.window_escalate_after)
         return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
+
+    async def deletion_post(request: Request) -> Response:
+        handler: DataDeletion = request.app.state.data_deletion
+        return await handler.request(request)
+
+    async def deletion_status(request: Request) -> Response:
+        handler: DataDeletion = request.app.state.data_deletion
+        return await handler.status(request)
 
     webhooks = [
         Route("/webhooks/instagram", instagram_get, methods=["GET"]),
         Route("/webhooks/instagram", instagram_post, methods=["POST"]),
         Route("/webhooks/genesys", genesys_post, methods=["POST"]),
+        Route(DELETION_ROUTE, deletion_post, methods=["POST"]),
+        Route(DELETION_ROUTE + "/{code}", deletion_status, methods=["GET"]),
     ]
     routes: list[BaseRoute] = list(webhooks)
     if settings.base_path:
         # Behind a proxy that forwards https://host/<path>/webhooks/... unchanged.
         routes.append(Mount(settings.base_path, routes=webhooks))
-    routes += [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_route, methods=["GET"]),
-    ]
+    # /healthz on the webhook port too: cloud load balancers health-check the port they
+    # send traffic to (GKE's Ingress takes the readiness probe's path only when the probe is
+    # on that port, else asks for "/"). It says "alive" and nothing else.
+    routes.append(Route("/healthz", healthz, methods=["GET"]))
+    admin = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_route, methods=["GET"]),
+        ]
+    )
 
     async def client_gone(request: Request, _: Exception) -> Response:
         # The client left (or was cut off by the server's body deadline) before its body
@@ -432,4 +464,5 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         routes=routes, lifespan=lifespan, exception_handlers={ClientDisconnect: client_gone}
     )
     app.state.registry = metrics.registry  # the server's own counters join /metrics
+    app.state.admin = admin
     return app

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import uvicorn
 import uvloop
 
-from . import dead_letters
+from . import dead_letters, forget
 from .config import ConfigError, Settings, load_settings
 from .link import DELIVER_COMMAND, MULTIPROCESS_DIR
 from .logs import configure_logging
@@ -59,6 +60,36 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
+    admin_port: int = settings.admin_port if args.admin_port is None else args.admin_port
+    if admin_port == args.port:
+        print(
+            f"igbridge-relay: the admin port ({admin_port}) must differ from --port",
+            file=sys.stderr,
+        )
+        return 2
+    from .web.listen import PortInUse, bind_socket
+
+    try:
+        web_socket = bind_socket(args.host, args.port)
+    except PortInUse as exc:
+        print(f"igbridge-relay: {exc}", file=sys.stderr)
+        return 1
+    try:
+        admin_socket = bind_socket(args.host, admin_port)
+    except PortInUse as exc:
+        web_socket.close()
+        print(f"igbridge-relay: admin port: {exc}", file=sys.stderr)
+        return 1
+    with web_socket, admin_socket:
+        return _serve_on(args, settings, web_socket, admin_socket)
+
+
+def _serve_on(
+    args: argparse.Namespace,
+    settings: Settings,
+    web_socket: socket.socket,
+    admin_socket: socket.socket,
+) -> int:
     folder = None
     if args.delivery == "process":
         # Before prometheus_client is imported: both processes count into this folder.
@@ -69,14 +100,28 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"igbridge-relay: store error: {problem}", file=sys.stderr)
         return 1
     from .app import create_app
-    from .web.server import ConnectionGuard, fd_limit, plan_limits
+    from .web.server import (
+        ADMIN_MAX_CONNECTIONS,
+        ConnectionGuard,
+        RelayServer,
+        fd_limit,
+        plan_limits,
+        serve_pair,
+    )
 
     app = create_app(settings, delivery=args.delivery)
+    # The admin port's few connections come out of the open-files budget first.
+    admin_limits = plan_limits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=ADMIN_MAX_CONNECTIONS,
+        fd_limit=fd_limit(),
+    )
     limits = plan_limits(
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
         max_connections=settings.max_connections,
-        fd_limit=fd_limit(),
+        fd_limit=fd_limit() - admin_limits.hard_cap,
     )
     if limits.max_connections < settings.max_connections:
         log.warning(
@@ -84,11 +129,10 @@ def _serve(args: argparse.Namespace) -> int:
             extra={"max_connections": limits.max_connections, "fd_limit": fd_limit()},
         )
     guard = ConnectionGuard(limits, app.state.registry)
-    server = uvicorn.Server(
+    admin_guard = ConnectionGuard(admin_limits, closed=guard.closed)
+    server = RelayServer(
         uvicorn.Config(
             app,
-            host=args.host,
-            port=args.port,
             http=guard.protocol(),
             ws="none",  # no WebSocket routes: an Upgrade header is just a header
             timeout_keep_alive=settings.keep_alive_timeout,
@@ -97,10 +141,26 @@ def _serve(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=10,
         )
     )
+    admin = RelayServer(
+        uvicorn.Config(
+            app.state.admin,
+            http=admin_guard.protocol(),
+            ws="none",
+            lifespan="off",  # the webhook server runs the app's start-up and shutdown
+            timeout_keep_alive=settings.keep_alive_timeout,
+            log_config=None,
+            access_log=False,  # a line per probe and scrape would drown the rest
+            timeout_graceful_shutdown=5,
+        )
+    )
     # The app stops the server itself when its delivery process dies (then exit 1).
     app.state.stop_server = lambda: setattr(server, "should_exit", True)
+    log.info(
+        "listening",
+        extra={"port": web_socket.getsockname()[1], "admin_port": admin_socket.getsockname()[1]},
+    )
     try:
-        server.run()
+        uvloop.run(serve_pair(server, admin, web_socket, admin_socket))
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -147,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the relay (configured by IGBRIDGE_* variables)")
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")  # noqa: S104
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--port", type=int, default=8080, help="webhook port (default 8080)")
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="port of /healthz, /readyz and /metrics, same address "
+        "(default: IGBRIDGE_ADMIN_PORT, else 9090)",
+    )
     serve.add_argument(
         "--delivery",
         choices=("process", "inline"),
@@ -179,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sandbox.set_defaults(func=_sandbox)
     dead_letters.add_parser(sub)
+    forget.add_parser(sub)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)

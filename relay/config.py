@@ -26,6 +26,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .records import Retention
+
 ENV_PREFIX = "IGBRIDGE_"
 
 # Settings that may come from a file named by <NAME>_FILE: the secrets, plus values that
@@ -49,6 +51,18 @@ DEFAULT_MEDIA_HOSTS = (
     "*.fbcdn.net",
     "www.instagram.com",
 )
+
+
+# Profile fields that may become Genesys attributes (IGBRIDGE_PROFILE_ATTRIBUTES); all by
+# default. ProfileUrl and Source are always sent: routing and the agent's view need them.
+PROFILE_ATTRIBUTES = (
+    "InstagramUsername",
+    "FollowerCount",
+    "FollowerTier",
+    "FollowsBusiness",
+    "VerifiedUser",
+)
+DEFAULT_PROFILE_ATTRIBUTES = PROFILE_ATTRIBUTES
 
 
 class ConfigError(Exception):
@@ -120,6 +134,9 @@ class Settings(HandedOverSettings):
     body_timeout: float = Field(default=30.0, gt=0, le=600)
     keep_alive_timeout: int = Field(default=5, gt=0, le=300)
     max_connections: int = Field(default=1000, gt=0, le=1_000_000)
+    # /healthz, /readyz and /metrics: on this port (same address as the webhooks), not the
+    # webhook one; ``serve --admin-port`` overrides it.
+    admin_port: int = Field(default=9090, ge=1, le=65535)
     media_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MEDIA_HOSTS
     media_ca_file: Path | None = None
     media_timeout: float = Field(default=2.0, gt=0, le=30)
@@ -170,6 +187,72 @@ class Settings(HandedOverSettings):
 
     # The path of the public URL, when a proxy forwards it unchanged (e.g. /shop).
     base_path: str = ""
+    # The relay's public base URL (scheme, host, and base path if any), for links it hands
+    # out: the status URL of Meta's data-deletion callback. Unset: the request's own.
+    public_url: str | None = None
+
+    # Retention (the README's privacy table): how long each kind of stored data is kept.
+    # Dedupe keys must outlive Meta's 36 h of retries and the replay horizon.
+    retention_dedupe_seconds: float = Field(default=7 * 86400.0, ge=36 * 3600, le=90 * 86400)
+    retention_dead_letter_seconds: float = Field(default=30 * 86400.0, ge=3600, le=365 * 86400)
+    retention_dead_letter_payload_seconds: float = Field(default=7 * 86400.0, ge=0, le=365 * 86400)
+    # A customer's latest message time: Meta's longest reply (HUMAN_AGENT) is 7 days after.
+    retention_window_seconds: float = Field(default=7 * 86400.0, ge=86400, le=90 * 86400)
+    retention_records_seconds: float = Field(default=7 * 86400.0, ge=3600, le=90 * 86400)
+
+    # Which profile fields become Genesys attributes (names as pipeline/inbound.py sets);
+    # ProfileUrl and Source are always sent, routing depends on them.
+    profile_attributes: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PROFILE_ATTRIBUTES
+
+    @field_validator("profile_attributes", mode="before")
+    @classmethod
+    def _split_attributes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("profile_attributes")
+    @classmethod
+    def _known_attributes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in PROFILE_ATTRIBUTES]
+        if unknown:
+            known = ", ".join(PROFILE_ATTRIBUTES)
+            raise ValueError(f"unknown {', '.join(unknown)[:200]} (known: {known})")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _retention_order(self) -> Settings:
+        if self.retention_dead_letter_payload_seconds > self.retention_dead_letter_seconds:
+            raise ValueError(
+                "retention_dead_letter_payload_seconds: must not exceed"
+                " retention_dead_letter_seconds"
+            )
+        if self.retention_dedupe_seconds < self.replay_horizon_seconds:
+            raise ValueError(
+                "retention_dedupe_seconds: must cover replay_horizon_seconds (a replay past"
+                " the dedupe memory would be delivered again)"
+            )
+        return self
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(
+            dedupe_seconds=self.retention_dedupe_seconds,
+            dead_letter_seconds=self.retention_dead_letter_seconds,
+            dead_letter_payload_seconds=self.retention_dead_letter_payload_seconds,
+            window_seconds=self.retention_window_seconds,
+            records_seconds=self.retention_records_seconds,
+        )
 
     @field_validator("base_path")
     @classmethod

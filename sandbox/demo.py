@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from .crm_sim import CRM_TOKEN, CrmSimulator
+from .relay_server import RelayThread
 from .server import LOOPBACK, ThreadedServer, serve_in_thread
 from .stack import Sandbox, run_relay, run_sandbox
 
@@ -39,7 +40,7 @@ STORY_ASSET = "5002"
 @dataclass
 class DemoStack:
     sb: Sandbox
-    relay: ThreadedServer
+    relay: RelayThread
     crm: CrmSimulator
     crm_server: ThreadedServer
     work: Path

@@ -15,6 +15,7 @@ from igbridge.relay.config import load_settings
 
 from .genesys_sim import GenesysSimulator
 from .meta_sim import MetaSimulator
+from .relay_server import RelayThread
 from .server import ThreadedServer, serve_in_thread
 from .tls import TLSFiles, make_tls
 
@@ -73,6 +74,10 @@ def run_sandbox(workdir: Path) -> Iterator[Sandbox]:
 
 
 @contextmanager
-def run_relay(env: dict[str, str], port: int = 0) -> Iterator[ThreadedServer]:
-    with serve_in_thread(create_app(load_settings(env)), port=port) as server:
+def run_relay(env: dict[str, str], port: int = 0) -> Iterator[RelayThread]:
+    server = RelayThread(create_app(load_settings(env)), port=port)
+    server.start()
+    try:
         yield server
+    finally:
+        server.stop()

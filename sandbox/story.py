@@ -130,7 +130,7 @@ class Story:
         self.ok = self.ok and holds
 
     def metric(self, name: str, **labels: str) -> float:
-        text = httpx.get(f"{self.relay}/metrics", timeout=5).text
+        text = httpx.get(f"{self.demo.relay.admin_url}/metrics", timeout=5).text
         total = 0.0
         for found, value in re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE):
             if all(f'{k}="{v}"' in found for k, v in labels.items()):

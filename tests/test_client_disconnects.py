@@ -37,9 +37,9 @@ def test_fifty_clients_gone_mid_body_are_fifty_warnings_and_no_error(
             with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as sock:
                 sock.sendall(HEAD + b'{"object": "instagram", "en')  # then gone
         deadline = time.monotonic() + 10
-        while disconnects(relay.url) < CLIENTS and time.monotonic() < deadline:  # bounded
+        while disconnects(relay.admin_url) < CLIENTS and time.monotonic() < deadline:  # bounded
             time.sleep(0.05)
-        assert disconnects(relay.url) == CLIENTS
+        assert disconnects(relay.admin_url) == CLIENTS
         body = sandbox.meta.webhook([sandbox.meta.messaging("7301", {"text": "still here"})])
         resp = sandbox.meta.deliver_webhook(f"{relay.url}/webhooks/instagram", body)
         assert resp.status_code == 200, resp.text

@@ -86,10 +86,10 @@ def test_refused_genesys_credentials_keep_the_relay_in_service_and_the_dm_is_del
     )
     working = refuse_client(sandbox.genesys)
     with run_relay(env) as relay:
-        wait_until(lambda: "genesys" in problems(relay.url), "the refusal to be reported")
-        assert "IGBRIDGE_GENESYS_CLIENT_SECRET" in problems(relay.url)["genesys"]
-        assert credentials_ok(relay.url, "genesys") == 0
-        assert credentials_ok(relay.url, "instagram") == 1
+        wait_until(lambda: "genesys" in problems(relay.admin_url), "the refusal to be reported")
+        assert "IGBRIDGE_GENESYS_CLIENT_SECRET" in problems(relay.admin_url)["genesys"]
+        assert credentials_ok(relay.admin_url, "genesys") == 0
+        assert credentials_ok(relay.admin_url, "instagram") == 1
         dm(sandbox, relay.url, "is my order on its way?")
 
         def reported() -> str:
@@ -102,8 +102,8 @@ def test_refused_genesys_credentials_keep_the_relay_in_service_and_the_dm_is_del
         sandbox.genesys.client_secret = working  # fixed in Genesys; the relay is not touched
         (msg,) = sandbox.genesys.wait_for_messages(1, timeout=20)
         assert msg.text == "is my order on its way?"
-        wait_until(lambda: problems(relay.url) == {}, "the problem to clear")
-        assert credentials_ok(relay.url, "genesys") == 1
+        wait_until(lambda: problems(relay.admin_url) == {}, "the problem to clear")
+        assert credentials_ok(relay.admin_url, "genesys") == 1
         wait_until(lambda: reported() == "None", "the channel's status to clear")
     assert sandbox.genesys.wait_for(2, timeout=0.5) is False  # delivered once
 
@@ -112,10 +112,10 @@ def test_probing_readyz_asks_genesys_for_no_tokens(sandbox: Sandbox, tmp_path: P
     env = sandbox.relay_env(tmp_path / "r.db")
     refuse_client(sandbox.genesys)
     with run_relay(env) as relay:
-        wait_until(lambda: "genesys" in problems(relay.url), "the refusal to be reported")
+        wait_until(lambda: "genesys" in problems(relay.admin_url), "the refusal to be reported")
         before = sandbox.genesys.token_requests
         for _ in range(100):
-            assert "genesys" in problems(relay.url)
+            assert "genesys" in problems(relay.admin_url)
         # Only the re-check task asks, after 1, 2, 4 ... seconds: a handful at most.
         assert sandbox.genesys.token_requests - before <= 3
     assert sandbox.genesys.token_grants == 0
@@ -133,19 +133,19 @@ def test_a_revoked_instagram_token_recovers_without_an_agent_send(
     with run_relay(env) as relay:
         dm(sandbox, relay.url, "hello")
         sandbox.genesys.wait_for_messages(1)
-        assert problems(relay.url) == {}
+        assert problems(relay.admin_url) == {}
         token.valid = False  # a password change at Meta, say
         reply = sandbox.genesys.build_agent_message(CUSTOMER, "Hi!")
         sent = sandbox.genesys.post_agent_message(
             f"{relay.url}/webhooks/genesys", reply, WEBHOOK_SECRET
         )
         assert sent.status_code == 200
-        wait_until(lambda: "instagram" in problems(relay.url), "the 190 to be reported")
-        assert "code 190" in problems(relay.url)["instagram"]
-        assert credentials_ok(relay.url, "instagram") == 0
+        wait_until(lambda: "instagram" in problems(relay.admin_url), "the 190 to be reported")
+        assert "code 190" in problems(relay.admin_url)["instagram"]
+        assert credentials_ok(relay.admin_url, "instagram") == 0
         token.valid = True  # Meta takes the token again
-        wait_until(lambda: problems(relay.url) == {}, "the problem to clear")
-        assert credentials_ok(relay.url, "instagram") == 1
+        wait_until(lambda: problems(relay.admin_url) == {}, "the problem to clear")
+        assert credentials_ok(relay.admin_url, "instagram") == 1
     assert sandbox.meta.sent == []  # recovered without any further send
 
 
@@ -164,14 +164,16 @@ def test_rotated_secret_files_are_picked_up_without_a_restart(
     )
     del env["IGBRIDGE_GENESYS_CLIENT_SECRET"], env["IGBRIDGE_META_ACCESS_TOKEN"]
     with run_relay(env) as relay:
-        wait_until(lambda: set(problems(relay.url)) == {"genesys", "instagram"}, "both refusals")
+        wait_until(
+            lambda: set(problems(relay.admin_url)) == {"genesys", "instagram"}, "both refusals"
+        )
         dm(sandbox, relay.url, "anyone there?")
         # The Secrets are updated: Kubernetes swaps the mounted files.
         secret_file.write_text(sandbox.genesys.client_secret + "\n")
         token_file.write_text(sandbox.meta.access_token + "\n")
         (msg,) = sandbox.genesys.wait_for_messages(1, timeout=20)
         assert msg.text == "anyone there?"
-        wait_until(lambda: problems(relay.url) == {}, "both problems to clear")
+        wait_until(lambda: problems(relay.admin_url) == {}, "both problems to clear")
         reply = sandbox.genesys.build_agent_message(CUSTOMER, "Yes, here!")
         sandbox.genesys.post_agent_message(f"{relay.url}/webhooks/genesys", reply, WEBHOOK_SECRET)
         wait_until(lambda: len(sandbox.meta.sent) == 1, "the reply to go out with the new token")

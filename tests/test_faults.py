@@ -54,7 +54,7 @@ def test_a_storm_of_429s_is_paced_by_retry_after_and_then_delivered(
     with run_relay(sandbox.relay_env(tmp_path / "r.db")) as relay:
         sent = send_all(sandbox, relay.url, customers, per_customer)
         sandbox.genesys.wait_for_messages(customers * per_customer, timeout=60)
-        metrics = httpx.get(f"{relay.url}/metrics").text
+        metrics = httpx.get(f"{relay.admin_url}/metrics").text
     assert received_by_customer(sandbox) == sent
     assert sandbox.genesys.faults.injected == storm
     # Retry-After: 1 means each customer waits a second before trying again; with one
@@ -71,7 +71,7 @@ def test_genesys_down_for_a_while_then_back_delivers_all_in_order_once(
     with run_relay(env) as relay:
         sent = send_all(sandbox, relay.url, customers=6, per_customer=5)
         assert sandbox.genesys.wait_for(lambda: sandbox.genesys.faults.injected >= 18, 20)
-        assert httpx.get(f"{relay.url}/readyz").status_code == 200  # down is not broken
+        assert httpx.get(f"{relay.admin_url}/readyz").status_code == 200  # down is not broken
         assert sandbox.genesys.messages == []
         sandbox.genesys.faults.clear()
         sandbox.genesys.wait_for_messages(30, timeout=60)

@@ -137,12 +137,12 @@ def test_mutated_webhooks_leave_no_job_behind_and_block_no_customer(
 
         def drained() -> bool:
             return all(
-                metric_sum(relay.url, "igbridge_queue_depth", f'queue="{q}"') == 0
+                metric_sum(relay.admin_url, "igbridge_queue_depth", f'queue="{q}"') == 0
                 for q in ("intake", INBOUND, OUTBOUND)
             )
 
         assert wait_until(drained, 20), "jobs left in a queue"
-        assert metric_sum(relay.url, "igbridge_handler_errors_total") == 0
+        assert metric_sum(relay.admin_url, "igbridge_handler_errors_total") == 0
 
     async def dead_letters() -> list[tuple[str, str]]:
         store = open_store(f"sqlite:///{db}")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from igbridge.sandbox.genesys_sim import sign_genesys
 from igbridge.sandbox.meta_sim import sign_meta
-from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.relay_server import RelayThread
 from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay, run_sandbox
 
 KEYS = [
@@ -154,7 +154,7 @@ bodies = st.one_of(
 @pytest.fixture(scope="module")
 def relay(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Sandbox, ThreadedServer, httpx.Client]]:
+) -> Iterator[tuple[Sandbox, RelayThread, httpx.Client]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     with (
         run_sandbox(tmp) as sb,
@@ -179,8 +179,8 @@ def stored_ever(sb: Sandbox) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM dedupe").fetchone()[0])
 
 
-def depth(client: httpx.Client) -> float:
-    text = client.get("/metrics").text
+def depth(admin_url: str) -> float:
+    text = httpx.get(f"{admin_url}/metrics", timeout=10).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith("igbridge_queue_depth{"):
@@ -196,7 +196,7 @@ FUZZ = settings(
 @FUZZ
 @given(body=bodies, signed=st.sampled_from(["none", "wrong", "right"]))
 def test_instagram_route_never_fails_or_stores_unsigned(
-    relay: tuple[Sandbox, ThreadedServer, httpx.Client], body: bytes | Huge, signed: str
+    relay: tuple[Sandbox, RelayThread, httpx.Client], body: bytes | Huge, signed: str
 ) -> None:
     body = bytes(body)
     sb, _, client = relay
@@ -216,7 +216,7 @@ def test_instagram_route_never_fails_or_stores_unsigned(
 @FUZZ
 @given(body=bodies, signed=st.sampled_from(["none", "wrong", "right"]))
 def test_genesys_route_never_fails_or_stores_unsigned(
-    relay: tuple[Sandbox, ThreadedServer, httpx.Client], body: bytes | Huge, signed: str
+    relay: tuple[Sandbox, RelayThread, httpx.Client], body: bytes | Huge, signed: str
 ) -> None:
     body = bytes(body)
     sb, _, client = relay
@@ -234,16 +234,16 @@ def test_genesys_route_never_fails_or_stores_unsigned(
 
 
 def test_whatever_was_accepted_was_handled_without_a_handler_error(
-    relay: tuple[Sandbox, ThreadedServer, httpx.Client],
+    relay: tuple[Sandbox, RelayThread, httpx.Client],
 ) -> None:
     """Runs after the fuzzing above (same module relay): everything signed and accepted was
     decodable by the workers and ended delivered, ignored or dead-lettered with a reason,
     never in a handler failure (a bug) or as an undecodable payload."""
-    _, _, client = relay
+    _, server, _ = relay
     deadline = time.monotonic() + 60
-    while depth(client) > 0 and time.monotonic() < deadline:
+    while depth(server.admin_url) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    metrics = client.get("/metrics").text
+    metrics = httpx.get(f"{server.admin_url}/metrics", timeout=10).text
     assert 'reason="handler_error"' not in metrics
     assert 'reason="undecodable"' not in metrics
-    assert depth(client) == 0
+    assert depth(server.admin_url) == 0

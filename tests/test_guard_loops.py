@@ -135,7 +135,7 @@ def test_loop_with_a_scripted_auto_responder_is_broken(sandbox: Sandbox, tmp_pat
         for t in threads:
             t.join(5)
         bot_sends = [s for s in sandbox.meta.sent if s["recipient"].get("id") == CUSTOMER]
-        metrics = httpx.get(f"{relay.url}/metrics").text
+        metrics = httpx.get(f"{relay.admin_url}/metrics").text
         assert len(bot_sends) <= 5  # broken within a bounded number of bot messages
         assert "igbridge_loops_detected_total 1.0" in metrics
         flagged = [m for m in sandbox.genesys.snapshot() if m.attributes.get("LoopSuspected")]

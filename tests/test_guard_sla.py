@@ -53,7 +53,7 @@ def test_escalates_once_with_an_alert(sandbox: Sandbox, tmp_path: Path) -> None:
             (msg,) = sandbox.genesys.wait_for_messages(1)
             assert sandbox.genesys.wait_for(lambda: len(sandbox.genesys.priority_changes) == 1)
             time.sleep(0.6)  # several more sweeps: still once
-            metrics = httpx.get(f"{relay.url}/metrics").text
+            metrics = httpx.get(f"{relay.admin_url}/metrics").text
     assert sandbox.genesys.priority_changes == [(msg.conversation_id, 750)]
     assert 'igbridge_sla_escalations_total{outcome="escalated"} 1.0' in metrics
     (alert,) = alerts

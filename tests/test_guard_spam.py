@@ -155,7 +155,7 @@ def test_spam_is_kept_out_of_genesys_or_flagged(
         expected = 1 if action == "drop" else 2
         got = sandbox.genesys.wait_for_messages(expected)
         sandbox.genesys.wait_for(lambda: len(sandbox.genesys.messages) > expected, timeout=0.5)
-        metrics = httpx.get(f"{relay.url}/metrics").text
+        metrics = httpx.get(f"{relay.admin_url}/metrics").text
     texts = [m.text for m in sandbox.genesys.snapshot()]
     if action == "drop":
         assert texts == ["Where is my order? 📦"]
@@ -217,7 +217,7 @@ def test_a_retried_delivery_is_not_counted_twice(sandbox: Sandbox, tmp_path: Pat
         url = f"{relay.url}/webhooks/instagram"
         assert sandbox.meta.deliver_webhook(url, body).status_code == 200
         (msg,) = sandbox.genesys.wait_for_messages(1, timeout=20)
-        metrics = httpx.get(f"{relay.url}/metrics").text
+        metrics = httpx.get(f"{relay.admin_url}/metrics").text
     assert msg.text == "hello?"
     assert "Spam" not in msg.attributes
     assert sandbox.genesys.faults.injected == 2  # it was retried twice

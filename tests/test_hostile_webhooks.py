@@ -65,9 +65,9 @@ def test_a_lone_surrogate_entry_id_is_skipped_and_the_rest_of_the_batch_arrives(
         [message] = sandbox.genesys.wait_for_messages(1)
         assert message.body["text"] == "here"
         skipped = "igbridge_events_skipped_total"
-        wait_for_metric(relay.url, skipped, 'reason="invalid_unicode"', 1)
-        assert metric(relay.url, "igbridge_handler_errors_total", 'queue="intake"') == 0
-        assert metric(relay.url, skipped, 'reason="other_account"') == 0
+        wait_for_metric(relay.admin_url, skipped, 'reason="invalid_unicode"', 1)
+        assert metric(relay.admin_url, "igbridge_handler_errors_total", 'queue="intake"') == 0
+        assert metric(relay.admin_url, skipped, 'reason="other_account"') == 0
 
 
 def test_a_replay_past_the_dedupe_memory_is_stale_and_not_resent(
@@ -82,7 +82,7 @@ def test_a_replay_past_the_dedupe_memory_is_stale_and_not_resent(
         assert resp.status_code == 200, resp.text
         [message] = sandbox.genesys.wait_for_messages(1)
         assert message.body["text"] == "said now"
-        wait_for_metric(relay.url, "igbridge_events_skipped_total", 'reason="stale"', 1)
+        wait_for_metric(relay.admin_url, "igbridge_events_skipped_total", 'reason="stale"', 1)
         assert len(sandbox.genesys.snapshot()) == 1
 
 
@@ -111,9 +111,9 @@ def test_genesys_messages_with_impossible_or_stale_times_are_refused_with_a_reas
             assert why in resp.json()["error"]
         for label in ("genesys_invalid_time", "genesys_stale"):
             expected = sum(1 for lab, _ in cases.values() if lab == label)
-            assert metric(relay.url, "igbridge_events_skipped_total", f'reason="{label}"') == (
-                expected
-            )
+            assert metric(
+                relay.admin_url, "igbridge_events_skipped_total", f'reason="{label}"'
+            ) == (expected)
         fresh = sandbox.genesys.post_agent_message(
             url, agent_message(sandbox, time=genesys_time()), WEBHOOK_SECRET
         )
@@ -142,7 +142,7 @@ def test_genesys_structured_items_of_the_wrong_shape_are_refused_at_the_door(
             assert resp.status_code == 400, (item, resp.text)
             assert "content.0" in resp.json()["error"]
         labels = 'reason="genesys_malformed"'
-        assert metric(relay.url, "igbridge_events_skipped_total", labels) == len(items)
+        assert metric(relay.admin_url, "igbridge_events_skipped_total", labels) == len(items)
 
 
 def test_ten_thousand_attachments_are_capped_with_one_skip_and_no_line_each(
@@ -164,8 +164,8 @@ def test_ten_thousand_attachments_are_capped_with_one_skip_and_no_line_each(
         assert resp.status_code == 200, resp.text
         [message] = sandbox.genesys.wait_for_messages(1)
         skipped = "igbridge_events_skipped_total"
-        wait_for_metric(relay.url, skipped, 'reason="too_many_attachments"', 1)
-        assert metric(relay.url, skipped, 'reason="too_many_attachments"') == 1
+        wait_for_metric(relay.admin_url, skipped, 'reason="too_many_attachments"', 1)
+        assert metric(relay.admin_url, skipped, 'reason="too_many_attachments"') == 1
     # The work done was for the first MAX_ATTACHMENTS only: that many CDN checks, that
     # many attachments delivered, one log line for the rest.
     checked = [i for i in range(known) if sandbox.meta.media[f"pic{i}"].requests]
@@ -188,7 +188,9 @@ def test_an_instagram_event_stamped_more_than_a_day_ahead_is_refused(
         assert resp.status_code == 200, resp.text
         [message] = sandbox.genesys.wait_for_messages(1)
         assert message.body["text"] == "a clock a little fast"
-        wait_for_metric(relay.url, "igbridge_events_skipped_total", 'reason="future_timestamp"', 1)
+        wait_for_metric(
+            relay.admin_url, "igbridge_events_skipped_total", 'reason="future_timestamp"', 1
+        )
         assert len(sandbox.genesys.snapshot()) == 1
 
 
@@ -203,4 +205,4 @@ def test_a_genesys_message_stamped_more_than_a_day_ahead_is_refused_at_the_door(
         assert resp.status_code == 400, resp.text
         assert "days ahead" in resp.json()["error"]
         labels = 'reason="genesys_future_timestamp"'
-        assert metric(relay.url, "igbridge_events_skipped_total", labels) == 1
+        assert metric(relay.admin_url, "igbridge_events_skipped_total", labels) == 1

@@ -107,4 +107,4 @@ def test_the_gauge_leaves_out_an_answered_customer(sandbox: Sandbox, tmp_path: P
         sandbox.genesys.post_agent_message(f"{relay.url}/webhooks/genesys", reply, WEBHOOK_SECRET)
         assert sandbox.genesys.wait_for(lambda: len(sandbox.genesys.receipts) == 1)
         # Both wrote two hours ago (past the one-hour threshold); only 7002 still waits.
-        assert sandbox.genesys.wait_for(lambda: gauge(relay.url) == 1.0)
+        assert sandbox.genesys.wait_for(lambda: gauge(relay.admin_url) == 1.0)

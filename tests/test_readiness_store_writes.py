@@ -43,7 +43,7 @@ def test_a_refused_write_turns_readiness_false_with_free_space_on_the_disk(
         webhook = f"{relay.url}/webhooks/instagram"
         small = sandbox.meta.webhook([sandbox.meta.messaging("7401", {"text": "fits"})])
         assert sandbox.meta.deliver_webhook(webhook, small).status_code == 200
-        assert httpx.get(f"{relay.url}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"{relay.admin_url}/readyz", timeout=5).status_code == 200
 
         # Larger than the files may grow: the store cannot take it.
         big = sandbox.meta.webhook(
@@ -51,14 +51,14 @@ def test_a_refused_write_turns_readiness_false_with_free_space_on_the_disk(
         )
         refused = sandbox.meta.deliver_webhook(webhook, big)
         assert refused.status_code == 503, refused.text
-        ready = httpx.get(f"{relay.url}/readyz", timeout=5)
+        ready = httpx.get(f"{relay.admin_url}/readyz", timeout=5)
         assert ready.status_code == 503
         assert "refused a webhook's write" in ready.json()["problems"]["store"]
         assert httpx.get(f"{relay.url}/healthz", timeout=5).status_code == 200
 
         # A webhook the store takes again makes the relay ready again.
         assert sandbox.meta.deliver_webhook(webhook, small).status_code == 200
-        assert httpx.get(f"{relay.url}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"{relay.admin_url}/readyz", timeout=5).status_code == 200
     finally:
         relay.stop()
 

@@ -16,7 +16,7 @@ from igbridge.sandbox.faults import Fault
 from igbridge.sandbox.genesys_agent import card, link_button, postback_button, quick_reply
 from igbridge.sandbox.genesys_schema import violations
 from igbridge.sandbox.genesys_sim import RecordedMessage
-from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.relay_server import RelayThread
 from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 
 CUSTOMER = "8001"
@@ -24,13 +24,13 @@ STRUCTURED = "structured/response"
 
 
 @pytest.fixture
-def relay(sandbox: Sandbox, tmp_path: Path) -> Iterator[ThreadedServer]:
+def relay(sandbox: Sandbox, tmp_path: Path) -> Iterator[RelayThread]:
     env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_BACKOFF_CAP="0.2")
     with run_relay(env) as server:
         yield server
 
 
-def customer_sends(sb: Sandbox, relay: ThreadedServer, body: dict[str, Any]) -> RecordedMessage:
+def customer_sends(sb: Sandbox, relay: RelayThread, body: dict[str, Any]) -> RecordedMessage:
     """Deliver a webhook and return what Genesys received for it."""
     before = len(sb.genesys.snapshot())
     resp = sb.meta.deliver_webhook(f"{relay.url}/webhooks/instagram", body)
@@ -38,7 +38,7 @@ def customer_sends(sb: Sandbox, relay: ThreadedServer, body: dict[str, Any]) -> 
     return sb.genesys.wait_for_messages(before + 1)[before]
 
 
-def agent_offers(sb: Sandbox, relay: ThreadedServer, **extra: Any) -> str:
+def agent_offers(sb: Sandbox, relay: RelayThread, **extra: Any) -> str:
     """The agent's Structured message, sent through the relay; returns its Genesys id."""
     body = sb.genesys.build_agent_message(CUSTOMER, extra.pop("text", None), **extra)
     resp = sb.genesys.post_agent_message(f"{relay.url}/webhooks/genesys", body, WEBHOOK_SECRET)
@@ -50,23 +50,23 @@ def agent_offers(sb: Sandbox, relay: ThreadedServer, **extra: Any) -> str:
     return message_id
 
 
-def answers_counted(relay: ThreadedServer, outcome: str) -> float:
+def answers_counted(relay: RelayThread, outcome: str) -> float:
     """``igbridge_answers_total{outcome=...}`` as the relay's /metrics shows it."""
-    text = httpx.get(f"{relay.url}/metrics", timeout=5).text
+    text = httpx.get(f"{relay.admin_url}/metrics", timeout=5).text
     prefix = f'igbridge_answers_total{{outcome="{outcome}"}} '
     found = [line for line in text.splitlines() if line.startswith(prefix)]
     return float(found[0][len(prefix) :]) if found else 0.0
 
 
 @pytest.fixture
-def conversation(sandbox: Sandbox, relay: ThreadedServer) -> Sandbox:
+def conversation(sandbox: Sandbox, relay: RelayThread) -> Sandbox:
     """The customer wrote: the agent may answer."""
     customer_sends(sandbox, relay, sandbox.meta.webhooks.text(CUSTOMER, "hi"))
     return sandbox
 
 
 def test_a_quick_reply_tap_names_the_agent_message(
-    conversation: Sandbox, relay: ThreadedServer
+    conversation: Sandbox, relay: RelayThread
 ) -> None:
     sb = conversation
     offered = agent_offers(
@@ -91,7 +91,7 @@ def test_a_quick_reply_tap_names_the_agent_message(
 
 
 def test_a_card_button_tap_names_the_agent_message(
-    conversation: Sandbox, relay: ThreadedServer
+    conversation: Sandbox, relay: RelayThread
 ) -> None:
     sb = conversation
     sneakers = card(
@@ -114,7 +114,7 @@ def test_a_card_button_tap_names_the_agent_message(
     assert got.attributes["PostbackPayload"] == "MORE"
 
 
-def test_taps_on_two_offers_name_each_its_own(conversation: Sandbox, relay: ThreadedServer) -> None:
+def test_taps_on_two_offers_name_each_its_own(conversation: Sandbox, relay: RelayThread) -> None:
     sb = conversation
     first = agent_offers(
         sb, relay, text="Size?", type="Structured", content=[quick_reply("42"), quick_reply("43")]
@@ -133,7 +133,7 @@ def test_taps_on_two_offers_name_each_its_own(conversation: Sandbox, relay: Thre
 
 
 def test_an_answer_without_a_known_origin_arrives_as_text(
-    sandbox: Sandbox, relay: ThreadedServer
+    sandbox: Sandbox, relay: RelayThread
 ) -> None:
     # A quick reply from before the relay labelled its options, and an ice breaker.
     legacy = sandbox.meta.webhooks.quick_reply(CUSTOMER, "Track my order", "TRACK_ORDER")
@@ -150,7 +150,7 @@ def test_an_answer_without_a_known_origin_arrives_as_text(
 
 
 def test_an_answer_genesys_refuses_as_structured_arrives_as_text(
-    conversation: Sandbox, relay: ThreadedServer
+    conversation: Sandbox, relay: RelayThread
 ) -> None:
     sb = conversation
     agent_offers(sb, relay, text="Sure?", type="Structured", content=[quick_reply("Yes", "Y")])

@@ -1,8 +1,8 @@
 """Clients that never finish a request, or hold connections open, cannot take the relay
 offline: through ``igbridge-relay serve`` as a real process under a 256 open-files limit,
-slow and idle connections are closed after their timeouts and /healthz answers
-throughout; the limits themselves are planned from the configured ones and the files
-limit."""
+slow and idle connections are closed after their timeouts and the admin port's probes
+answer throughout; the limits themselves are planned from the configured ones and the
+files limit."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def counter(url: str, reason: str) -> float:
     return 0.0
 
 
-def test_slow_and_idle_connections_are_closed_and_healthz_answers_throughout(
+def test_slow_and_idle_connections_are_closed_and_probes_answer_throughout(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     # Long enough for this test to open all its connections and look around before the
@@ -113,13 +113,18 @@ def test_slow_and_idle_connections_are_closed_and_healthz_answers_throughout(
         ]
         held = slow_bodies + idle + slow_heads
         assert len(held) > FD_LIMIT
-        assert healthy(relay.url)
+        # The webhook port is past its hard cap; the admin port has connections of its own.
+        assert healthy(relay.admin_url)
         # Over the connection limit webhooks are turned away with a time to come back,
         # while the probes are answered.
         busy = httpx.post(webhook, content=body, timeout=5)
         assert busy.status_code == 503
         assert busy.headers["retry-after"] == "5"
-        assert httpx.get(f"{relay.url}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"{relay.admin_url}/readyz", timeout=5).status_code == 200
+        assert (
+            "igbridge_http_connections_closed_total"
+            in httpx.get(f"{relay.admin_url}/metrics", timeout=5).text
+        )
 
         closed = drain_until_closed(held, seconds=15)
         assert len(closed) == len(held), "connections still open past their timeouts"
@@ -130,11 +135,11 @@ def test_slow_and_idle_connections_are_closed_and_healthz_answers_throughout(
             assert closed[sock].startswith(b"HTTP/1.1 408 ")
         assert all(closed[sock] == b"" for sock in idle)
 
-        assert healthy(relay.url)
+        assert healthy(relay.admin_url)
         signed = sandbox.meta.webhook([sandbox.meta.messaging("7201", {"text": "after"})])
         assert sandbox.meta.deliver_webhook(webhook, signed).status_code == 200
         for reason in ("header_timeout", "body_timeout", "evicted", "over_limit"):
-            assert counter(relay.url, reason) > 0, reason
+            assert counter(relay.admin_url, reason) > 0, reason
         log = relay.log_path.read_text()
         assert "closed client connections to protect the server" in log
         assert "Traceback" not in log  # requests cut off are not server errors

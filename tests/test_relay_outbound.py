@@ -13,7 +13,7 @@ import regex
 
 from igbridge.sandbox.faults import Fault
 from igbridge.sandbox.genesys_sim import sign_genesys
-from igbridge.sandbox.server import ThreadedServer
+from igbridge.sandbox.relay_server import RelayThread
 from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_relay
 
 HOUR_MS = 3600 * 1000
@@ -30,13 +30,13 @@ WINDOW_ERROR = {
 
 
 @pytest.fixture
-def relay(sandbox: Sandbox, tmp_path: Path) -> Iterator[ThreadedServer]:
+def relay(sandbox: Sandbox, tmp_path: Path) -> Iterator[RelayThread]:
     env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_BACKOFF_CAP="0.2")
     with run_relay(env) as server:
         yield server
 
 
-def customer_writes(sb: Sandbox, relay: ThreadedServer, ago_ms: int, who: str = CUSTOMER) -> None:
+def customer_writes(sb: Sandbox, relay: RelayThread, ago_ms: int, who: str = CUSTOMER) -> None:
     """The customer's last message, ``ago_ms`` ago by Meta's clock."""
     ts = int(time.time() * 1000) - ago_ms
     body = sb.meta.webhook([sb.meta.messaging(who, {"text": "hello?"}, ts_ms=ts)])
@@ -48,7 +48,7 @@ def customer_writes(sb: Sandbox, relay: ThreadedServer, ago_ms: int, who: str = 
 
 def agent_says(
     sb: Sandbox,
-    relay: ThreadedServer,
+    relay: RelayThread,
     text: str | None = "Hi, this is Sam from support 🙂",
     to: str = CUSTOMER,
     **extra: Any,
@@ -76,7 +76,7 @@ def sends_to(sb: Sandbox, who: str = CUSTOMER) -> list[dict[str, Any]]:
 
 
 def test_reply_inside_the_window_is_delivered_untagged(
-    sandbox: Sandbox, relay: ThreadedServer
+    sandbox: Sandbox, relay: RelayThread
 ) -> None:
     customer_writes(sandbox, relay, ago_ms=24 * HOUR_MS - 60_000)  # 23 h 59 m
     body = agent_says(sandbox, relay)
@@ -88,7 +88,7 @@ def test_reply_inside_the_window_is_delivered_untagged(
 
 
 def test_after_24h_a_human_reply_uses_the_human_agent_tag(
-    sandbox: Sandbox, relay: ThreadedServer
+    sandbox: Sandbox, relay: RelayThread
 ) -> None:
     customer_writes(sandbox, relay, ago_ms=25 * HOUR_MS)
     body = agent_says(sandbox, relay)
@@ -111,7 +111,7 @@ def test_after_24h_without_the_tag_the_agent_is_told(sandbox: Sandbox, tmp_path:
     assert sends_to(sandbox) == []
 
 
-def test_a_bot_cannot_use_the_human_agent_tag(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_a_bot_cannot_use_the_human_agent_tag(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=25 * HOUR_MS)
     body = agent_says(sandbox, relay, originatingEntity="Bot")
     receipt = receipt_for(sandbox, body["id"])
@@ -120,7 +120,7 @@ def test_a_bot_cannot_use_the_human_agent_tag(sandbox: Sandbox, relay: ThreadedS
     assert sends_to(sandbox) == []
 
 
-def test_after_8_days_nothing_is_sent(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_after_8_days_nothing_is_sent(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=8 * 24 * HOUR_MS)
     body = agent_says(sandbox, relay)
     receipt = receipt_for(sandbox, body["id"])
@@ -130,9 +130,7 @@ def test_after_8_days_nothing_is_sent(sandbox: Sandbox, relay: ThreadedServer) -
     assert sends_to(sandbox) == []
 
 
-def test_metas_window_error_switches_to_the_tag_once(
-    sandbox: Sandbox, relay: ThreadedServer
-) -> None:
+def test_metas_window_error_switches_to_the_tag_once(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=HOUR_MS)
     sandbox.meta.faults.add(Fault(status=400, body=WINDOW_ERROR, path_prefix=SEND_PATH))
     body = agent_says(sandbox, relay)
@@ -158,7 +156,7 @@ def test_metas_window_error_without_the_tag_fails_without_a_retry_loop(
 
 
 def test_a_3000_byte_emoji_reply_is_split_on_grapheme_boundaries(
-    sandbox: Sandbox, relay: ThreadedServer
+    sandbox: Sandbox, relay: RelayThread
 ) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     text = "👨‍👩‍👧‍👦🇧🇷👍🏾❤️‍🔥é" * 60
@@ -173,7 +171,7 @@ def test_a_3000_byte_emoji_reply_is_split_on_grapheme_boundaries(
     assert [g for p in parts for g in regex.findall(r"\X", p)] == graphemes  # none split
 
 
-def test_a_duplicate_genesys_delivery_is_sent_once(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_a_duplicate_genesys_delivery_is_sent_once(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     body = sandbox.genesys.build_agent_message(CUSTOMER, "only once")
     for _ in range(3):
@@ -187,7 +185,7 @@ def test_a_duplicate_genesys_delivery_is_sent_once(sandbox: Sandbox, relay: Thre
     assert len([r for r in sandbox.genesys.receipts if r["id"] == body["id"]]) == 1
 
 
-def test_attachments_and_refused_media(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_attachments_and_refused_media(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     image = {
         "contentType": "Attachment",
@@ -249,7 +247,7 @@ def test_attachments_and_refused_media(sandbox: Sandbox, relay: ThreadedServer) 
     assert len(sends_to(sandbox)) == 3
 
 
-def test_a_notification_template_arrives_filled_in(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_a_notification_template_arrives_filled_in(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     text = "Hi {{1}}, order {{2}} has shipped."
     buttons = [{"type": "QuickReply", "text": "Thanks!", "payload": "THANKS"}]
@@ -281,7 +279,7 @@ def test_a_notification_template_arrives_filled_in(sandbox: Sandbox, relay: Thre
     assert len(sends_to(sandbox)) == 1  # neither refused message sent a part
 
 
-def test_another_app_controlling_the_thread(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_another_app_controlling_the_thread(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     sandbox.meta.other_app_threads.add(CUSTOMER)
     body = agent_says(sandbox, relay)
@@ -292,7 +290,7 @@ def test_another_app_controlling_the_thread(sandbox: Sandbox, relay: ThreadedSer
     assert [code for _, code, _ in sandbox.meta.refused] == [10]  # refused once, not retried
 
 
-def test_structured_messages(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_structured_messages(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     quick = [
         {"contentType": "QuickReply", "quickReply": {"text": t, "payload": p, "action": "Message"}}
@@ -344,7 +342,7 @@ def test_structured_messages(sandbox: Sandbox, relay: ThreadedServer) -> None:
     assert "• Option number 2 is long" in texts[1]
 
 
-def test_typing_indicator(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_typing_indicator(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     agent_says(
         sandbox,
@@ -358,9 +356,7 @@ def test_typing_indicator(sandbox: Sandbox, relay: ThreadedServer) -> None:
     assert sends_to(sandbox)[0] == {"recipient": {"id": CUSTOMER}, "sender_action": "typing_on"}
 
 
-def test_comment_conversation_gets_one_private_reply(
-    sandbox: Sandbox, relay: ThreadedServer
-) -> None:
+def test_comment_conversation_gets_one_private_reply(sandbox: Sandbox, relay: RelayThread) -> None:
     comment = {
         "field": "comments",
         "value": {
@@ -384,7 +380,7 @@ def test_comment_conversation_gets_one_private_reply(
 
 
 def test_a_private_reply_that_needs_two_messages_is_refused_whole(
-    sandbox: Sandbox, relay: ThreadedServer
+    sandbox: Sandbox, relay: RelayThread
 ) -> None:
     comment = {
         "field": "comments",
@@ -446,7 +442,7 @@ def test_invalid_token_fails_fast_and_is_reported_while_the_relay_stays_ready(
         customer_writes(sandbox, relay, ago_ms=60_000)
         body = agent_says(sandbox, relay)
         receipt = receipt_for(sandbox, body["id"])
-        ready = httpx.get(f"{relay.url}/readyz")
+        ready = httpx.get(f"{relay.admin_url}/readyz")
     assert receipt["reasons"][0]["code"] == "GeneralError"
     assert "IGBRIDGE_META_ACCESS_TOKEN" in receipt["reasons"][0]["message"]
     assert ready.status_code == 200  # webhooks keep coming in and are kept
@@ -479,7 +475,7 @@ def test_throttling_retries_then_delivers_or_reports_rate_limited(
     assert [s["message"]["text"] for s in sends_to(sandbox)] == ["after two throttles"]
 
 
-def test_never_wrote_means_no_window(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_never_wrote_means_no_window(sandbox: Sandbox, relay: RelayThread) -> None:
     body = agent_says(sandbox, relay, to="999999")
     assert sandbox.genesys.wait_for(
         lambda: any(r["id"] == body["id"] for r in sandbox.genesys.receipts)
@@ -489,9 +485,7 @@ def test_never_wrote_means_no_window(sandbox: Sandbox, relay: ThreadedServer) ->
     assert sandbox.meta.sent == []
 
 
-def test_unreachable_user_is_an_invalid_destination(
-    sandbox: Sandbox, relay: ThreadedServer
-) -> None:
+def test_unreachable_user_is_an_invalid_destination(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     gone = {
         "error": {
@@ -508,9 +502,7 @@ def test_unreachable_user_is_an_invalid_destination(
     assert sandbox.meta.faults.injected == 1
 
 
-def test_instagram_outage_is_retried_then_delivered(
-    sandbox: Sandbox, relay: ThreadedServer
-) -> None:
+def test_instagram_outage_is_retried_then_delivered(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     sandbox.meta.faults.add(Fault(status=503, count=2, path_prefix=SEND_PATH))
     # A request that times out on the relay's side and then fails at Meta's. (One that
@@ -522,7 +514,7 @@ def test_instagram_outage_is_retried_then_delivered(
     assert [s["message"]["text"] for s in sends_to(sandbox)] == ["despite the outage"]
 
 
-def test_genesys_webhook_signature_and_bad_input(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_genesys_webhook_signature_and_bad_input(sandbox: Sandbox, relay: RelayThread) -> None:
     url = f"{relay.url}/webhooks/genesys"
     raw = b'{"id": "x1", "type": "Text", "channel": {"to": {"id": "1"}}, "text": "hi"}'
     assert httpx.post(url, content=raw).status_code == 401
@@ -541,7 +533,7 @@ def test_genesys_webhook_signature_and_bad_input(sandbox: Sandbox, relay: Thread
     assert sandbox.meta.sent == []
 
 
-def test_the_relays_own_echoes_are_recognised(sandbox: Sandbox, relay: ThreadedServer) -> None:
+def test_the_relays_own_echoes_are_recognised(sandbox: Sandbox, relay: RelayThread) -> None:
     customer_writes(sandbox, relay, ago_ms=60_000)
     body = agent_says(sandbox, relay, text="ours")
     receipt_for(sandbox, body["id"])
@@ -555,7 +547,7 @@ def test_the_relays_own_echoes_are_recognised(sandbox: Sandbox, relay: ThreadedS
         )
         echo["recipient"] = {"id": CUSTOMER}
         assert sandbox.meta.deliver_webhook(url, sandbox.meta.webhook([echo])).status_code == 200
-    metrics = httpx.get(f"{relay.url}/metrics").text
+    metrics = httpx.get(f"{relay.admin_url}/metrics").text
     assert 'igbridge_events_not_forwarded_total{reason="own_echo"} 1.0' in metrics
     assert 'igbridge_events_not_forwarded_total{reason="echo"} 1.0' in metrics
     assert len(sandbox.genesys.snapshot()) == 1  # only the customer's own message

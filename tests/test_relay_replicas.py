@@ -104,7 +104,7 @@ def test_redis_restarted_mid_stream_webhooks_wait_nothing_lost_or_doubled(
             sender = load.start()
             assert wait_until(lambda: load.accepted >= load.total // 3, timeout=30)
             redis.kill()  # SIGKILL: only what Redis fsynced survives
-            ready = relays[0].url + "/readyz"
+            ready = relays[0].admin_url + "/readyz"
             assert wait_until(lambda: httpx.get(ready, timeout=5).status_code == 503, 15)
             body = sandbox.meta.webhook([sandbox.meta.messaging("9999", {"text": "hi"})])
             refused = sandbox.meta.deliver_webhook(f"{relays[1].url}/webhooks/instagram", body)
@@ -169,7 +169,7 @@ def test_a_relay_started_before_redis_waits_not_ready_then_serves(
 ) -> None:
     redis = RedisServer(tmp_path / "redis")  # not started yet
     with relay_replicas(sandbox, redis.url, tmp_path, 1) as (relay,):
-        ready = f"{relay.url}/readyz"
+        ready = f"{relay.admin_url}/readyz"
         not_ready = httpx.get(ready, timeout=10)
         assert not_ready.status_code == 503
         assert "redis store" in not_ready.text

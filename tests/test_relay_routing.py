@@ -130,7 +130,7 @@ def test_another_accounts_events_never_reach_this_channel(sandbox: Sandbox, tmp_
     with run_relay(sandbox.relay_env(tmp_path / "r.db")) as relay:
         counts = deliver(sandbox, relay.url, body)
         (msg,) = sandbox.genesys.wait_for_messages(1)
-        assert skipped_metric(relay.url, "other_account") == "2.0"
+        assert skipped_metric(relay.admin_url, "other_account") == "2.0"
     # The ack stores the webhook as it came; the other account's items are skipped when
     # it is split into events, so only this account's message reaches Genesys.
     assert counts == {"stored": True}
@@ -158,7 +158,7 @@ def test_standby_threads_are_skipped_by_default(sandbox: Sandbox, tmp_path: Path
         counts = deliver(sandbox, relay.url, hooks.standby(hooks.text("5005", "anyone there?")))
         deliver(sandbox, relay.url, hooks.text("5005", "to this channel"))
         (msg,) = sandbox.genesys.wait_for_messages(1)
-        assert skipped_metric(relay.url, "standby") == "1.0"
+        assert skipped_metric(relay.admin_url, "standby") == "1.0"
     assert counts == {"stored": True}
     assert msg.text == "to this channel"
     assert "Standby" not in msg.attributes

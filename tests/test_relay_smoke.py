@@ -17,4 +17,4 @@ def test_text_reaches_genesys(sandbox: Sandbox, tmp_path: Path) -> None:
         (msg,) = sandbox.genesys.wait_for_messages(1)
         assert msg.text == "Olá 👋🏽"
         print(msg.body)
-        print(httpx.get(f"{relay.url}/readyz").text)
+        print(httpx.get(f"{relay.admin_url}/readyz").text)

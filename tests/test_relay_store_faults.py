@@ -154,7 +154,7 @@ def test_a_store_file_deleted_under_the_relay_turns_webhooks_and_readiness_to_50
         webhook = f"{relay.url}/webhooks/instagram"
         first = sandbox.meta.webhook([sandbox.meta.messaging("7101", {"text": "one"})])
         assert sandbox.meta.deliver_webhook(webhook, first).status_code == 200
-        assert httpx.get(f"{relay.url}/readyz").status_code == 200
+        assert httpx.get(f"{relay.admin_url}/readyz").status_code == 200
 
         (tmp_path / deleted).unlink()  # the main file, or the intake log beside it
 
@@ -163,7 +163,7 @@ def test_a_store_file_deleted_under_the_relay_turns_webhooks_and_readiness_to_50
             return sandbox.meta.deliver_webhook(webhook, body).status_code == 503
 
         assert wait_for(refused), "a webhook was acked into a deleted file"
-        ready = httpx.get(f"{relay.url}/readyz")
+        ready = httpx.get(f"{relay.admin_url}/readyz")
         assert ready.status_code == 503
         assert f"{deleted}: the file was deleted" in ready.json()["problems"]["store"]
         assert httpx.get(f"{relay.url}/healthz").status_code == 200  # alive, not ready

@@ -59,7 +59,7 @@ def test_signatures_and_bad_input_are_refused_and_nothing_is_stored(
             resp = sandbox.meta.deliver_webhook(url, bad, secret="new-secret")
             assert resp.status_code == 400, bad
             assert resp.json()["error"]
-        assert metric(relay.url, "igbridge_queue_depth", 'queue="inbound"') == 0
+        assert metric(relay.admin_url, "igbridge_queue_depth", 'queue="inbound"') == 0
         # A rotated-out secret still verifies during rotation.
         assert sandbox.meta.deliver_webhook(url, body, secret="old-secret").status_code == 200
         assert len(sandbox.genesys.wait_for_messages(1)) == 1
@@ -75,7 +75,7 @@ def test_duplicates_reach_genesys_once(sandbox: Sandbox, tmp_path: Path) -> None
         sandbox.genesys.wait_for(lambda: len(sandbox.genesys.messages) > 1, timeout=1.0)
         assert len(sandbox.genesys.snapshot()) == 1
         # Dropped when the webhook is split into events, by the event's id.
-        assert metric(relay.url, "igbridge_duplicates_total", 'queue="inbound"') == 2
+        assert metric(relay.admin_url, "igbridge_duplicates_total", 'queue="inbound"') == 2
 
 
 def _text(sandbox: Sandbox, sender: str, text: str, ts: int) -> dict[str, object]:
@@ -108,7 +108,9 @@ def test_429_retry_after_is_honoured(sandbox: Sandbox, tmp_path: Path) -> None:
         assert msg.text == "hello"
         assert waited >= 2.0  # two Retry-After: 1 answers, each waited out
         assert (
-            metric(relay.url, "igbridge_delivery_retries_total", 'queue="inbound",reason="429"')
+            metric(
+                relay.admin_url, "igbridge_delivery_retries_total", 'queue="inbound",reason="429"'
+            )
             == 2
         )
 
@@ -125,14 +127,20 @@ def test_5xx_and_timeouts_back_off_then_deliver(sandbox: Sandbox, tmp_path: Path
         sandbox.genesys.wait_for(lambda: len(sandbox.genesys.messages) > 1, timeout=2.0)
         assert [m.text for m in sandbox.genesys.snapshot()] == ["eventually"]
         assert (
-            metric(relay.url, "igbridge_delivery_retries_total", 'queue="inbound",reason="5xx"')
+            metric(
+                relay.admin_url, "igbridge_delivery_retries_total", 'queue="inbound",reason="5xx"'
+            )
             == 2
         )
         assert (
-            metric(relay.url, "igbridge_delivery_retries_total", 'queue="inbound",reason="network"')
+            metric(
+                relay.admin_url,
+                "igbridge_delivery_retries_total",
+                'queue="inbound",reason="network"',
+            )
             == 1
         )
-        assert metric(relay.url, "igbridge_delivered_total", 'queue="inbound"') == 1
+        assert metric(relay.admin_url, "igbridge_delivered_total", 'queue="inbound"') == 1
 
 
 def test_permanent_rejection_is_dead_lettered_and_the_customer_moves_on(
@@ -148,9 +156,11 @@ def test_permanent_rejection_is_dead_lettered_and_the_customer_moves_on(
         sandbox.meta.deliver_webhook(url, _text(sandbox, "504", "next one", 2))
         got = sandbox.genesys.wait_for_messages(1)
         assert [m.text for m in got] == ["next one"]
-        assert metric(relay.url, "igbridge_dead_letters", 'queue="inbound"') == 1
+        assert metric(relay.admin_url, "igbridge_dead_letters", 'queue="inbound"') == 1
         assert (
-            metric(relay.url, "igbridge_dead_lettered_total", 'queue="inbound",reason="http_400"')
+            metric(
+                relay.admin_url, "igbridge_dead_lettered_total", 'queue="inbound",reason="http_400"'
+            )
             == 1
         )
 
@@ -168,7 +178,9 @@ def test_token_is_cached_and_refreshed_once_on_401(sandbox: Sandbox, tmp_path: P
         assert [m.text for m in got] == ["one", "two", "three"]
         assert sandbox.genesys.token_grants == 2
         assert (
-            metric(relay.url, "igbridge_delivery_retries_total", 'queue="inbound",reason="auth"')
+            metric(
+                relay.admin_url, "igbridge_delivery_retries_total", 'queue="inbound",reason="auth"'
+            )
             == 0
         )
 
@@ -176,12 +188,12 @@ def test_token_is_cached_and_refreshed_once_on_401(sandbox: Sandbox, tmp_path: P
 def test_health_readiness_and_metrics(sandbox: Sandbox, tmp_path: Path) -> None:
     with run_relay(sandbox.relay_env(tmp_path / "r.db")) as relay:
         assert httpx.get(f"{relay.url}/healthz").status_code == 200
-        assert httpx.get(f"{relay.url}/readyz").json() == {"status": "ready"}
+        assert httpx.get(f"{relay.admin_url}/readyz").json() == {"status": "ready"}
         sandbox.meta.deliver_webhook(
             f"{relay.url}/webhooks/instagram", _text(sandbox, "507", "measured", 1)
         )
         sandbox.genesys.wait_for_messages(1)
-        text = httpx.get(f"{relay.url}/metrics").text
+        text = httpx.get(f"{relay.admin_url}/metrics").text
         for name in (
             "igbridge_events_received_total",
             "igbridge_delivered_total",
@@ -196,7 +208,7 @@ def test_wrong_genesys_credentials_keep_the_relay_ready_and_the_reason_is_given(
 ) -> None:
     env = sandbox.relay_env(tmp_path / "r.db", IGBRIDGE_GENESYS_CLIENT_SECRET="wrong-secret-x")
     with run_relay(env) as relay:
-        ready = f"{relay.url}/readyz"
+        ready = f"{relay.admin_url}/readyz"
         assert sandbox.genesys.wait_for(lambda: "problems" in httpx.get(ready).json())
         resp = httpx.get(ready)
         # Still in the Service: leaving it would lose Meta's and Genesys's webhooks.

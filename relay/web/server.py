@@ -20,17 +20,25 @@ httptools protocol:
 
 Deadlines are checked by one timer per server, a few times per timeout, not one timer per
 request: the webhook ack path pays two dictionary updates.
+
+``serve`` runs two such servers in one event loop: the webhook port and the admin port
+(``/healthz``, ``/readyz``, ``/metrics``). Each has its own connections and its own guard,
+so the probes and the scrape answer however many clients hold the webhook port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
+import socket
 from collections import Counter as Tally
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+import uvicorn
 from prometheus_client import CollectorRegistry, Counter
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -45,6 +53,8 @@ MAX_HEAD_BYTES = 64 * 1024
 # the store's files, the delivery link, connections to Genesys and Meta, logs.
 RESERVED_FDS = 64
 RETRY_AFTER_SECONDS = 5
+# The admin port's connections: the kubelet's probes and a scraper or two need a handful.
+ADMIN_MAX_CONNECTIONS = 32
 
 
 def _plain(status: bytes, text: bytes) -> bytes:
@@ -88,7 +98,13 @@ def fd_limit() -> int:
 class ConnectionGuard:
     """The deadlines and counts of one server's connections."""
 
-    def __init__(self, limits: Limits, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        registry: CollectorRegistry | None = None,
+        *,
+        closed: Counter | None = None,
+    ) -> None:
         self.limits = limits
         # Connections waiting for a request head / reading a body, each with its
         # deadline; insertion order is deadline order (one timeout each), so the sweep
@@ -97,7 +113,8 @@ class ConnectionGuard:
         self.reading: dict[GuardedProtocol, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tally: Tally[str] = Tally()
-        self.closed = Counter(
+        # A second server's guard shares the first one's counter (one name per registry).
+        self.closed = closed or Counter(
             "igbridge_http_connections_closed",
             "Client connections the relay closed or refused to protect itself, by reason "
             "(header_timeout, body_timeout, head_too_large, evicted, refused, over_limit).",
@@ -264,3 +281,45 @@ class GuardedProtocol(HttpToolsProtocol):
         if unanswered:
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
+
+
+class RelayServer(uvicorn.Server):
+    """uvicorn's server, saying when it serves; ``serve_pair`` handles the signals."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.serving = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.serving.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_pair(
+    web: RelayServer, admin: RelayServer, web_socket: socket.socket, admin_socket: socket.socket
+) -> None:
+    """Serve the webhook port and the admin port from this loop until ``web`` stops.
+
+    The admin port opens once the webhook server serves (the app's start-up has run, so its
+    ``/healthz`` means the relay is up) and closes after that server's shutdown (the probes
+    answer during a graceful shutdown). SIGTERM and SIGINT stop the webhook server as they
+    stop uvicorn alone, and are raised again at the end (main thread only)."""
+    with uvicorn.Server.capture_signals(web):
+        web_task = asyncio.create_task(web.serve([web_socket]))
+        serving = asyncio.create_task(web.serving.wait())
+        await asyncio.wait({web_task, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():  # the start-up failed or was stopped
+            serving.cancel()
+            admin_socket.close()
+            await web_task
+            return
+        admin_task = asyncio.create_task(admin.serve([admin_socket]))
+        try:
+            await web_task
+        finally:
+            admin.should_exit = True
+            await admin_task

@@ -26,12 +26,17 @@ class RelayProcess:
         self.env = env
         self.serve_args = serve_args  # e.g. ("--delivery", "inline")
         self.port = port or free_port()
+        self.admin_port = free_port()  # /healthz, /readyz, /metrics
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 30.0) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env}
@@ -47,6 +52,8 @@ class RelayProcess:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    "--admin-port",
+                    str(self.admin_port),
                     *self.serve_args,
                 ],
                 env=env,
@@ -58,7 +65,8 @@ class RelayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"relay exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                # The admin port opens once the webhook port serves.
+                if httpx.get(f"{self.admin_url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
