@@ -57,6 +57,27 @@ COMMENT_ORIGIN_TTL_SECONDS = 7 * 86400.0
 #   answered it only keeps the conversation id for their next message, a week as well;
 CONVERSATION_TTL_SECONDS = 7 * 86400.0
 # - spam and loop state: their own rules' windows (pipeline/guard.py, pipeline/loops.py).
+# The dead letters' text (the payload a replay needs) is kept this long, then blanked;
+# the dead letter itself (ids, reason, times) stays for DEAD_LETTER_RETENTION_SECONDS.
+DEAD_LETTER_PAYLOAD_RETENTION_SECONDS = 7 * 86400.0
+# The longest any record about a customer lives after its last change, whatever its own
+# time to live (guard state, SLA state, comment origins, delivery progress, own ids).
+CUSTOMER_RECORD_RETENTION_SECONDS = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each kind of stored data is kept (the README's privacy table; settings
+    ``IGBRIDGE_RETENTION_*``). Delivered jobs are deleted at once; the intake log's
+    entries once split."""
+
+    dedupe_seconds: float = DEDUPE_RETENTION_SECONDS
+    dead_letter_seconds: float = DEAD_LETTER_RETENTION_SECONDS
+    dead_letter_payload_seconds: float = DEAD_LETTER_PAYLOAD_RETENTION_SECONDS
+    window_seconds: float = WINDOW_RETENTION_SECONDS
+    records_seconds: float = CUSTOMER_RECORD_RETENTION_SECONDS
+
+
 # Attempts at a compare-and-set before giving up (only heavy contention on one key, which
 # per-customer ordering makes rare, exhausts them).
 CAS_ATTEMPTS = 20
@@ -224,6 +245,42 @@ SPAM_STATE: Record[SenderActivity] = Record("spam_state", _load_sender, _dump_se
 LOOP_STATE: Record[LoopActivity] = Record("loop_state", _load_loop, _dump_loop)
 
 
+# Per confirmation code: a data-deletion request's outcome, for the status URL Meta shows
+# the person. It names no one (counts and times only), so it outlives the erasure.
+class DeletionStatus(_Value):
+    status: str = "completed"
+    requested_at: float = 0.0
+    removed: dict[str, int] = {}
+
+
+DELETION_STATUS_TTL_SECONDS = 90 * 86400.0
+DELETIONS: Record[DeletionStatus] = _model_record(
+    "deletion_request", DeletionStatus, DELETION_STATUS_TTL_SECONDS
+)
+
+# Namespaces holding data about customers: their lifetime is capped by the retention in
+# force (channel totals and the splitter's lead are about the relay, not about anyone).
+CUSTOMER_NAMESPACES = frozenset(
+    r.namespace
+    for r in (COMMENT_ORIGIN, OWN_MESSAGES, PROGRESS, CONVERSATIONS, SPAM_STATE, LOOP_STATE)
+)
+# Set once at start from the settings (``limit_customer_records``); one relay per process,
+# and every relay of a process reads the same environment.
+_customer_record_cap = [CUSTOMER_RECORD_RETENTION_SECONDS]
+
+
+def limit_customer_records(seconds: float) -> None:
+    _customer_record_cap[0] = seconds
+
+
+def lifetime(namespace: str, ttl_seconds: float | None) -> float | None:
+    """A record's time to live as written: its own, capped for customers' data."""
+    if namespace not in CUSTOMER_NAMESPACES:
+        return ttl_seconds
+    cap = _customer_record_cap[0]
+    return cap if ttl_seconds is None else min(ttl_seconds, cap)
+
+
 # -- access ------------------------------------------------------------------------------
 async def get(store: Store, record: Record[T], key: str) -> T | None:
     raw = await store.get_record(record.namespace, key)
@@ -235,7 +292,7 @@ async def put(store: Store, record: Record[T], key: str, value: T) -> None:
         record.namespace,
         key,
         record.dump(value),
-        ttl_seconds=record.ttl_seconds,
+        ttl_seconds=lifetime(record.namespace, record.ttl_seconds),
         due_at=record.due_at(value),
     )
 
@@ -264,7 +321,7 @@ async def change(
     ``fn`` may run more than once, so it must only compute: the inbound and outbound
     workers, on any replica, may change one key at once. A value that encodes to the bytes
     already stored is not written again."""
-    ttl = record.ttl_seconds if ttl_seconds is None else ttl_seconds
+    ttl = lifetime(record.namespace, record.ttl_seconds if ttl_seconds is None else ttl_seconds)
     for _ in range(CAS_ATTEMPTS):
         raw = await store.get_record(record.namespace, key)
         new = fn(None if raw is None else record.load(raw))

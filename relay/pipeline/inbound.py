@@ -110,6 +110,8 @@ class InboundContext:
     mentions: MentionLookup
     account_id: str
     crm: CrmCheck | None = None
+    # Profile attributes (PROFILE_FIELDS) that may reach Genesys; None: all of them.
+    profile_attributes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ class Facts:
     media: Mapping[str, MediaInfo] = dataclasses.field(default_factory=dict)  # checks, by URL
     mentioned: MentionedComment | None = None  # the comment a mention points at, if found
     crm: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the CRM's fields
+    profile_attributes: frozenset[str] | None = None  # the attribute policy in force
 
 
 AttachmentRole = Literal["unsupported", "story_mention", "media", "share"]
@@ -169,7 +172,12 @@ async def gather(event: InstagramEvent, ctx: InboundContext) -> Facts:
     mentioned = None
     if isinstance(body, Mention):
         mentioned = await ctx.mentions.get_mentioned_comment(ctx.account_id, body.comment_id)
-    facts = Facts(profile=profile, media=media, mentioned=mentioned)
+    facts = Facts(
+        profile=profile,
+        media=media,
+        mentioned=mentioned,
+        profile_attributes=ctx.profile_attributes,
+    )
     if ctx.crm is None:
         return facts
     # The CRM is asked only about what will be forwarded, by the username the message shows.
@@ -185,6 +193,8 @@ def build(event: InstagramEvent, facts: Facts) -> CustomerMessage | NotForwarded
     result = _build(event, facts)
     if event.standby and not isinstance(result, NotForwarded):
         result = _standby(result)
+    if facts.profile_attributes is not None and not isinstance(result, NotForwarded):
+        result = _only_allowed(result, facts.profile_attributes)
     if isinstance(result, NotForwarded) or not facts.crm:
         return result
     # CRM fields enrich; they never overwrite what the relay itself says (Source, ...).
@@ -197,6 +207,23 @@ def build(event: InstagramEvent, facts: Facts) -> CustomerMessage | NotForwarded
 
 async def translate(event: InstagramEvent, ctx: InboundContext) -> CustomerMessage | NotForwarded:
     return build(event, await gather(event, ctx))
+
+
+# The attributes made of the customer's profile, which the attribute policy governs
+# (ProfileUrl and Source stay whatever it says: routing depends on them).
+PROFILE_FIELDS = frozenset(
+    {"InstagramUsername", "FollowerCount", "FollowerTier", "FollowsBusiness", "VerifiedUser"}
+)
+
+
+def _only_allowed(message: CustomerMessage, allowed: frozenset[str]) -> CustomerMessage:
+    attrs = {
+        k: v for k, v in _attributes(message).items() if k not in PROFILE_FIELDS or k in allowed
+    }
+    channel = message.channel.model_copy(
+        update={"metadata": ChannelMetadata(custom_attributes=attrs)}
+    )
+    return message.model_copy(update={"channel": channel})
 
 
 def _standby(message: CustomerMessage) -> CustomerMessage:

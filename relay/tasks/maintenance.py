@@ -12,12 +12,10 @@ from ..metrics import RelayMetrics
 from ..pipeline.window import WINDOW_MS, near_window_end
 from ..records import (
     CONVERSATIONS,
-    DEAD_LETTER_RETENTION_SECONDS,
     DEAD_LETTER_SOURCES,
-    DEDUPE_RETENTION_SECONDS,
     INTAKE,
     QUEUES,
-    WINDOW_RETENTION_SECONDS,
+    Retention,
 )
 from ..store.base import Store, StoreUnavailable
 
@@ -26,25 +24,36 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL_SECONDS = 3600.0
 
 
-async def maintain(store: Store) -> None:
-    """Every hour: prune old dedupe keys, dead letters, customers' message times past
-    their retention and expired records. (The intake log trims itself as it is split.)"""
+async def maintain(store: Store, retention: Retention | None = None) -> None:
+    """Every hour: apply the retention in force (``prune``). The intake log trims itself as
+    it is split; delivered jobs are deleted when delivered."""
     while True:
-        try:
-            for source in DEAD_LETTER_SOURCES:
-                await store.prune_dead_letters(source, DEAD_LETTER_RETENTION_SECONDS)
-            for queue in QUEUES:
-                pruned = await store.prune_dedupe(queue, DEDUPE_RETENTION_SECONDS)
-                if pruned:
-                    log.info("pruned old dedupe keys", extra={"queue": queue, "count": pruned})
-        except StoreUnavailable as exc:
-            log.warning("dedupe pruning skipped: %s", exc)
-        try:
-            await store.prune_windows(WINDOW_RETENTION_SECONDS)
-            await store.prune_records()
-        except StoreUnavailable as exc:
-            log.warning("record pruning skipped: %s", exc)
+        await prune(store, retention or Retention())
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+
+
+async def prune(store: Store, retention: Retention) -> dict[str, int]:
+    """One round: forget dedupe keys, dead letters, customers' message times and records
+    past their retention, and blank dead letters' text past its shorter period. Returns
+    how many of each went; a store outage skips the rest of the round (the next tries)."""
+    done = {"dead_letter_payloads": 0, "dead_letters": 0, "dedupe": 0, "windows": 0}
+    try:
+        for source in DEAD_LETTER_SOURCES:
+            done["dead_letters"] += await store.prune_dead_letters(
+                source, retention.dead_letter_seconds
+            )
+            done["dead_letter_payloads"] += await store.blank_dead_letter_payloads(
+                source, retention.dead_letter_payload_seconds
+            )
+        for queue in QUEUES:
+            done["dedupe"] += await store.prune_dedupe(queue, retention.dedupe_seconds)
+        done["windows"] = await store.prune_windows(retention.window_seconds)
+        done["records"] = await store.prune_records()
+    except StoreUnavailable as exc:
+        log.warning("store pruning skipped: %s", exc)
+    if any(done.values()):
+        log.info("retention applied", extra={"pruned": done})
+    return done
 
 
 async def refresh_gauges(store: Store, m: RelayMetrics, escalate_after: float) -> None:
