@@ -20,6 +20,8 @@ from igbridge.relay.channel_status import API_VERSION, GROUP, KIND, PLURAL
 from .spec import ChannelSpec
 
 RELAY_PORT = 8080
+# /healthz, /readyz, /metrics: the probes and the scrape, never routed from the internet.
+ADMIN_PORT = 9090
 # Paths and key names, not secrets.
 SECRET_MOUNT = "/var/run/igbridge"  # noqa: S105
 DATA_DIR = "/data"
@@ -234,19 +236,31 @@ def build_deployment(
 ) -> Manifest:
     pods = pods or PodOptions()
     volumes, mounts = _volumes(channel, spec)
-    probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
+    probe = {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10}
     container = {
         "name": "relay",
         "image": spec.relay.image or image,
         **({"imagePullPolicy": pods.image_pull_policy} if pods.image_pull_policy else {}),
         # The pod's own address space: the Service and the probes reach it from outside.
-        "command": ["igbridge-relay", "serve", "--host", "0.0.0.0", "--port", str(RELAY_PORT)],  # noqa: S104
-        "ports": [{"name": "http", "containerPort": RELAY_PORT, "protocol": "TCP"}],
+        "command": [
+            "igbridge-relay",
+            "serve",
+            "--host",
+            "0.0.0.0",  # noqa: S104
+            "--port",
+            str(RELAY_PORT),
+            "--admin-port",
+            str(ADMIN_PORT),
+        ],
+        "ports": [
+            {"name": "http", "containerPort": RELAY_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
         "env": _env(spec, integration_id),
         "volumeMounts": mounts,
         "livenessProbe": {**probe, "failureThreshold": 3},
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
+            "httpGet": {"path": "/readyz", "port": "admin"},
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
@@ -330,7 +344,11 @@ def build_service(channel: str, namespace: str, uid: str) -> Manifest:
         "metadata": _meta(relay_name(channel), namespace, channel, uid),
         "spec": {
             "selector": _pod_selector(channel),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            # The Ingress routes to "http"; the chart's ServiceMonitor scrapes "admin".
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"},
+            ],
         },
     }
 

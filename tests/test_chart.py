@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from igbridge.operator.builders import relay_name
+from igbridge.operator.builders import build_service, relay_name
 from igbridge.operator.conditions import Conditions
 from igbridge.operator.settings import load_operator_settings
 
@@ -185,6 +185,14 @@ def test_monitoring_is_off_by_default_and_renders_when_asked() -> None:
     }
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    # The relays' metrics: on the port their Services name for the admin port (the
+    # webhook port serves no /metrics), and those Services are the ones selected.
+    service = build_service("shop", "igbridge", "uid-1")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    (scraped,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert scraped["targetPort"] == "admin"
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
     # The operator's own metrics, scraped from the port its Deployment names.
     (operator,) = by_kind(docs, "PodMonitor")
     (deployment,) = by_kind(docs, "Deployment")

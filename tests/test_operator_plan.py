@@ -172,6 +172,32 @@ def test_owned_objects_on_redis_with_an_ingress() -> None:
 REDIS_STORE = {"redisSecretRef": {"name": "r"}}
 
 
+def test_probes_and_scrape_use_the_admin_port_and_the_ingress_the_webhook_port() -> None:
+    ingress_options = builders.IngressOptions(class_name="nginx", annotations={})
+    objects = plan.owned_objects(
+        CHANNEL, spec(), integration_id="i-1", checksum="c", image="img:1", ingress=ingress_options
+    )
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # What the relay is told to listen on is what the pod declares.
+    command = container["command"]
+    assert ports == {
+        "http": int(command[command.index("--port") + 1]),
+        "admin": int(command[command.index("--admin-port") + 1]),
+    }
+    assert ports["http"] != ports["admin"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    # The Service names both (the ServiceMonitor scrapes "admin"); the internet gets "http".
+    targets = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert targets == {"http": "http", "admin": "admin"}
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["port"] == {"name": "http"}
+
+
 def test_one_replica_gets_no_disruption_budget_and_an_old_one_is_retired() -> None:
     objects = plan.owned_objects(
         CHANNEL,
