@@ -118,7 +118,7 @@ class Relay:
         health = RelayHealth(metrics.credentials_ok)
         rules = parse_rules(settings.guard)
         # Replicas share the loop state through Redis; one relay keeps it in memory.
-        shared = settings.store_url.startswith(("redis://", "rediss://"))
+        shared = settings.store_url.startswith(("redis://", "rediss://", "redis+sentinel://"))
         loops = LoopBreaker(rules.loops, store=store if shared else None)
         # One relay's delivery process alone moves its customers' SLA clocks: it may
         # remember them instead of reading them per message.
@@ -237,7 +237,7 @@ class Delivery:
             metrics,
             r.inbound.wake,
             lease_seconds=settings.lease_seconds,
-            shared=settings.store_url.startswith(("redis://", "rediss://")),
+            shared=settings.store_url.startswith(("redis://", "rediss://", "redis+sentinel://")),
             parsed=r.parsed,
         )
         sweeper = SlaSweeper(

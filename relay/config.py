@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from .records import Retention
+from .redis_url import SENTINEL_SCHEME, is_redis, parse_sentinel
 
 ENV_PREFIX = "IGBRIDGE_"
 
@@ -309,9 +310,15 @@ class Settings(HandedOverSettings):
     @field_validator("store_url")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if not (value.startswith("sqlite:///") or value.startswith(("redis://", "rediss://"))):
-            raise ValueError("must be sqlite:///PATH or redis://HOST:PORT/DB")
+        if not (value.startswith("sqlite:///") or is_redis(value)):
+            raise ValueError(
+                "must be sqlite:///PATH, redis://HOST:PORT/DB or"
+                " redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE/DB"
+            )
         if value.startswith("sqlite:///"):
+            return value
+        if value.startswith(SENTINEL_SCHEME):
+            parse_sentinel(value)  # its ValueError names the part, never the URL
             return value
         # Checked here, not when the store connects: a bad port would otherwise end
         # start-up with the Redis client's traceback. No part of the URL is echoed: it may

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..redis_url import is_redis
 from .base import DeadLetter, EnqueueResult, Job, NewJob, Store, StoreUnavailable
 from .redis_store import RedisStore
 from .sqlite import SQLiteStore, sqlite_path
@@ -28,6 +29,9 @@ def open_store(url: str, *, prefix: str = "igbridge", claims: bool = True) -> St
     the SQLite WAL to that process too."""
     if url.startswith("sqlite:///"):
         return SQLiteStore(sqlite_path(url), release_leases_at_open=claims, checkpoint=claims)
-    if url.startswith(("redis://", "rediss://")):
+    if is_redis(url):
         return RedisStore(url, prefix=prefix)
-    raise ValueError("IGBRIDGE_STORE_URL: must be sqlite:///PATH or redis://HOST:PORT/DB")
+    raise ValueError(
+        "IGBRIDGE_STORE_URL: must be sqlite:///PATH, redis://HOST:PORT/DB"
+        " or redis+sentinel://HOST:PORT[,HOST:PORT…]/SERVICE/DB"
+    )

@@ -24,14 +24,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from .. import redis_url
 from . import redis_scripts as lua
 from .base import (
     INTAKE,
@@ -61,10 +62,7 @@ class _Op:
 
 def redacted(url: str) -> str:
     """``redis://user:pw@host:6379/0`` → ``redis://host:6379/0``: for logs and errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return redis_url.redacted(url)
 
 
 class RedisStore:
@@ -82,6 +80,7 @@ class RedisStore:
         self._clock = clock
         self._timeout = timeout
         self._redis: Redis | None = None
+        self._sentinel: Sentinel | None = None
         self._ops: list[_Op] = []
         self._sender: asyncio.Task[None] | None = None
         self.round_trips = 0  # shared round trips sent: fewer than operations under load
@@ -123,13 +122,16 @@ class RedisStore:
     async def open(self) -> None:
         # A short timeout and one quick retry: a webhook must get its 503 in seconds,
         # and a connection broken by a Redis restart is replaced on the retry.
-        self._redis = Redis.from_url(
-            self._url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-            health_check_interval=15,
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": self._timeout,
+            "socket_connect_timeout": self._timeout,
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+            "health_check_interval": 15,
+        }
+        if self._url.startswith(redis_url.SENTINEL_SCHEME):
+            self._redis = self._primary(redis_url.parse_sentinel(self._url), options)
+        else:
+            self._redis = Redis.from_url(self._url, **options)
         self._enqueue = self._redis.register_script(lua.ENQUEUE)
         self._append_intake = self._redis.register_script(lua.APPEND_INTAKE)
         self._consume_intake = self._redis.register_script(lua.CONSUME_INTAKE)
@@ -171,6 +173,27 @@ class RedisStore:
         if moved:
             log.info("intake jobs moved into the intake log", extra={"count": int(moved)})
 
+    def _primary(self, target: redis_url.SentinelTarget, options: dict[str, Any]) -> Redis:
+        """A client of the primary the sentinels name: each new connection asks them, so
+        after a failover (the old connections fail, the retry reconnects) it is the new
+        primary's, and one to a primary demoted to replica is dropped rather than read."""
+        asked: dict[str, Any] = {
+            "socket_timeout": self._timeout,
+            "socket_connect_timeout": self._timeout,
+        }
+        if target.sentinel_password is not None:
+            asked["password"] = target.sentinel_password
+        self._sentinel = Sentinel(target.sentinels, sentinel_kwargs=asked)
+        primary: Redis = self._sentinel.master_for(
+            target.service,
+            redis_class=Redis,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            **options,
+        )
+        return primary
+
     async def _check_persistence(self) -> None:
         try:
             config = await self._r.config_get("append*")
@@ -192,6 +215,10 @@ class RedisStore:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()
+            self._sentinel = None
 
     async def _call(self, awaitable: Any) -> Any:
         try:
