@@ -143,6 +143,7 @@ class Story:
         meta = sb.meta
         say("igbridge sandbox: every server below listens on 127.0.0.1 only")
         say(f"  relay             {self.relay}  (store: SQLite in {self.demo.work})")
+        say(f"  relay admin       {self.demo.relay.admin_url}  (/metrics, /readyz, /healthz)")
         say(f"  Meta Graph sim    {sb.graph.url}")
         say(f"  Meta CDN sim      {sb.cdn.url}  (HTTPS, throwaway CA)")
         say(f"  Genesys Cloud sim {sb.genesys_server.url}")
