@@ -89,6 +89,9 @@ def show_document(letter: DeadLetter) -> dict[str, Any]:
         "failedAt": _when(letter.failed_at),
         "reason": letter.reason,
     }
+    if not letter.payload:
+        doc["payload"] = None  # blanked after its retention period
+        return doc
     try:
         doc["payload"] = json.loads(letter.payload)
     except ValueError:
@@ -147,6 +150,12 @@ async def _replay(store: Store, args: argparse.Namespace, out: TextIO) -> int:
             raise _err(
                 f"dead letter {letter.id} is a webhook that could not be read, not a message:"
                 " it cannot be replayed (show it, then purge it)",
+                USAGE,
+            )
+        if not letter.payload:
+            raise _err(
+                f"dead letter {letter.id}'s message was blanked after its retention period:"
+                " it cannot be replayed (purge it)",
                 USAGE,
             )
         if not await store.replay_dead_letter(letter.queue, letter.id):

@@ -54,3 +54,8 @@ def test_show_parses_a_json_payload_and_keeps_other_bytes_readable() -> None:
         "2026-01-01T00:00:00Z",
     )
     assert show_document(UNREADABLE)["payloadRaw"] == "\\xff{not json"
+
+
+def test_show_says_when_the_text_was_blanked() -> None:
+    blanked = DeadLetter(3, "inbound", "9071", "mid.3", b"", "HTTP 400", 1, 0.0)
+    assert show_document(blanked)["payload"] is None

@@ -751,3 +751,18 @@ def test_dead_letter_payloads_are_blanked_after_their_period_and_the_rest_kept(
         assert letters["new"].payload == b'{"d":"new"}'
 
     backend.run(body)
+
+
+def test_a_dead_letter_whose_text_was_blanked_is_not_replayed(backend: Backend) -> None:
+    async def body(store: Store, clock: Clock) -> None:
+        await store.enqueue(Q, [job("a", "a1", 1)])
+        (a1,) = await store.claim(Q, 10, 30)
+        await store.dead_letter(a1, "HTTP 400")
+        clock.now += 8 * 86400
+        assert await store.blank_dead_letter_payloads(Q, 7 * 86400) == 1
+        (letter,) = await store.dead_letters(Q)
+        assert await store.replay_dead_letter(Q, letter.id) is False
+        assert await store.depth(Q) == 0
+        assert await store.dead_letter_count(Q) == 1  # still there to look at, or purge
+
+    backend.run(body)

@@ -193,8 +193,8 @@ class Store(Protocol):
         """In one transaction, put the dead letter back into its queue as a fresh job
         (attempts 0, due now, its key, dedupe key and order time, so the customer's order
         holds; dedupe is not asked, it saw that key already) and remove the dead letter.
-        False when there is no such dead letter (or it is an ``INTAKE`` one: a raw webhook,
-        not a job)."""
+        False when there is no such dead letter, it is an ``INTAKE`` one (a raw webhook, not
+        a job) or its payload was blanked (retention): nothing to deliver."""
 
     async def purge_dead_letters(
         self,

@@ -246,13 +246,14 @@ return #old
 # ARGV: base, dead letter number, now. Puts the dead letter back as a fresh job of its
 # queue (attempts 0, due now, its key, dedupe key and order time; no dedupe check: the key
 # was seen already) and drops the dead letter, in one step. Returns 1, or 0 when there is
-# no such dead letter or it holds no job (an intake one: a raw webhook).
+# no such dead letter, it holds no job (an intake one: a raw webhook) or its text was
+# blanked (retention).
 REPLAY_DEAD = (
     _SCHEDULE
     + """
 local base, n, now = ARGV[1], ARGV[2], ARGV[3]
 local d = redis.call('HMGET', base .. 'dead:' .. n, 'key', 'dk', 'payload', 'ots')
-if not d[2] or d[1] == '' then return 0 end
+if not d[2] or d[1] == '' or d[3] == '' then return 0 end
 local key = d[1]
 local id = redis.call('INCR', base .. 'seq')
 redis.call('HSET', base .. 'job:' .. id, 'key', key, 'dk', d[2], 'ots', d[4] or 0,

@@ -848,7 +848,7 @@ class SQLiteStore:
             cur = db.execute(
                 "INSERT INTO jobs (queue, key, dedupe_key, order_ts, payload, enqueued_at,"
                 " due_at) SELECT queue, key, dedupe_key, COALESCE(order_ts, 0), payload, ?, ?"
-                " FROM dead_letters WHERE queue = ? AND id = ?",
+                " FROM dead_letters WHERE queue = ? AND id = ? AND length(payload) > 0",
                 (now, now, queue, dead_id),
             )
             if cur.rowcount == 0:
