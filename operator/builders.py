@@ -130,6 +130,8 @@ def _env(spec: ChannelSpec, integration_id: str) -> list[dict[str, Any]]:
         "IGBRIDGE_LOG_LEVEL": relay.log_level,
         "IGBRIDGE_BASE_PATH": urlsplit(spec.base_url).path.rstrip("/"),
         "IGBRIDGE_GUARD": spec.guard_json,
+        "IGBRIDGE_PUBLIC_URL": spec.base_url,
+        **spec.retention.env(),
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env.append(store)

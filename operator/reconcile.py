@@ -184,7 +184,9 @@ class Reconciler:
             status["webhookUrls"] = {
                 "instagram": spec.instagram_webhook_url,
                 "genesys": spec.genesys_webhook_url,
+                "dataDeletion": spec.data_deletion_url,
             }
+            status["retention"] = spec.retention.status()
             await self._reconcile(channel, spec, turn, conds, status, emit)
         except SpecProblem as problem:
             _record(conds, problem)

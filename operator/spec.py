@@ -22,6 +22,7 @@ from pydantic import (
 
 from igbridge.relay.config import derive_login_url
 from igbridge.relay.pipeline.guard import GuardRules
+from igbridge.relay.records import Retention
 
 from .problems import invalid_spec
 
@@ -141,6 +142,73 @@ class WindowSpec(_Spec):
     human_agent_tag: bool = Field(default=True, alias="humanAgentTag")
 
 
+_DEFAULT_RETENTION = Retention()
+
+
+class RetentionSpec(_Spec):
+    """How long the relay keeps each kind of data (seconds; the README's privacy table).
+    The bounds are the relay's own (IGBRIDGE_RETENTION_*): a value it would refuse at
+    start is refused here."""
+
+    dedupe_seconds: float = Field(
+        default=_DEFAULT_RETENTION.dedupe_seconds,
+        alias="dedupeSeconds",
+        ge=36 * 3600,
+        le=90 * 86400,
+    )
+    dead_letter_seconds: float = Field(
+        default=_DEFAULT_RETENTION.dead_letter_seconds,
+        alias="deadLetterSeconds",
+        ge=3600,
+        le=365 * 86400,
+    )
+    dead_letter_payload_seconds: float = Field(
+        default=_DEFAULT_RETENTION.dead_letter_payload_seconds,
+        alias="deadLetterPayloadSeconds",
+        ge=0,
+        le=365 * 86400,
+    )
+    window_seconds: float = Field(
+        default=_DEFAULT_RETENTION.window_seconds, alias="windowSeconds", ge=86400, le=90 * 86400
+    )
+    records_seconds: float = Field(
+        default=_DEFAULT_RETENTION.records_seconds, alias="recordsSeconds", ge=3600, le=90 * 86400
+    )
+
+    @model_validator(mode="after")
+    def _payload_within_dead_letters(self) -> RetentionSpec:
+        if self.dead_letter_payload_seconds > self.dead_letter_seconds:
+            raise ValueError("deadLetterPayloadSeconds must not exceed deadLetterSeconds")
+        return self
+
+    def env(self) -> dict[str, str]:
+        """The relay's IGBRIDGE_RETENTION_* variables."""
+        return {
+            "IGBRIDGE_RETENTION_DEDUPE_SECONDS": _number(self.dedupe_seconds),
+            "IGBRIDGE_RETENTION_DEAD_LETTER_SECONDS": _number(self.dead_letter_seconds),
+            "IGBRIDGE_RETENTION_DEAD_LETTER_PAYLOAD_SECONDS": _number(
+                self.dead_letter_payload_seconds
+            ),
+            "IGBRIDGE_RETENTION_WINDOW_SECONDS": _number(self.window_seconds),
+            "IGBRIDGE_RETENTION_RECORDS_SECONDS": _number(self.records_seconds),
+        }
+
+    def status(self) -> dict[str, float]:
+        """As ``status.retention`` shows it (the spec's names)."""
+        return {
+            "dedupeSeconds": self.dedupe_seconds,
+            "deadLetterSeconds": self.dead_letter_seconds,
+            "deadLetterPayloadSeconds": self.dead_letter_payload_seconds,
+            "windowSeconds": self.window_seconds,
+            "recordsSeconds": self.records_seconds,
+        }
+
+
+def _number(value: float) -> str:
+    # 604800, not 604800.0: the env stays as written, so an operator upgrade rolls nothing.
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 class ChannelSpec(_Spec):
     public_url: str = Field(alias="publicUrl")
     instagram: InstagramSpec
@@ -150,6 +218,7 @@ class ChannelSpec(_Spec):
     # crash-loops on it.
     guard: GuardRules = Field(default_factory=GuardRules)
     window: WindowSpec = Field(default_factory=WindowSpec)
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
     deletion_policy: Literal["Delete", "Orphan"] = Field(default="Delete", alias="deletionPolicy")
     _guard_json: str = PrivateAttr(default="")
 
@@ -180,6 +249,11 @@ class ChannelSpec(_Spec):
     @property
     def genesys_webhook_url(self) -> str:
         return f"{self.base_url}/webhooks/genesys"
+
+    @property
+    def data_deletion_url(self) -> str:
+        """Meta's data-deletion request callback (App Dashboard → Settings → Basic)."""
+        return f"{self.base_url}/webhooks/instagram/data-deletion"
 
 
 def parse_spec(raw: Mapping[str, Any]) -> ChannelSpec:

@@ -86,7 +86,9 @@ def test_create_to_ready_with_every_owned_object(
     assert status["webhookUrls"] == {
         "instagram": "https://shop.example.com/ig/webhooks/instagram",
         "genesys": "https://shop.example.com/ig/webhooks/genesys",
+        "dataDeletion": "https://shop.example.com/ig/webhooks/instagram/data-deletion",
     }
+    assert status["retention"]["deadLetterPayloadSeconds"] == 7 * 86400
     assert status["relay"]["pod"] == "shop-relay-0"
     assert status["relay"]["ready"] is True
     assert status["relay"]["queueDepth"] == 0
