@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -766,3 +767,23 @@ def test_a_dead_letter_whose_text_was_blanked_is_not_replayed(backend: Backend) 
         assert await store.dead_letter_count(Q) == 1  # still there to look at, or purge
 
     backend.run(body)
+
+
+def test_a_delivered_jobs_text_is_not_kept_and_an_erased_webhook_splits_into_nothing(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async def body(store: Store, _: Clock) -> None:
+        await store.enqueue(Q, [NewJob(CUSTOMER, "m1", 1, _event(CUSTOMER, "m1", SECRET_TEXT))])
+        (claimed,) = await store.claim(Q, 1, 30)
+        await store.complete(claimed)
+        assert not any(SECRET_TEXT in line for line in await _dump(backend, tmp_path))
+
+    backend.run(body)
+
+
+def test_an_erased_intake_entry_is_a_webhook_without_events() -> None:
+    from igbridge.relay.meta.events import parse_webhook
+    from igbridge.relay.store.sqlite_intake import ERASED_BODY
+
+    parsed = parse_webhook(json.loads(ERASED_BODY), "17841400000000001")
+    assert (parsed.events, parsed.skipped) == ([], [])
