@@ -631,15 +631,16 @@ class RedisStore:
                 counts["dedupe"] += int(await self._call(r.zrem(base + "dedupe", member)))
         counts["windows"] = int(await self._call(r.zrem(self._windows, igsid)))
         record_prefix = f"{self._tag}:rec:"
-        for key in keys:
-            if not key.startswith(record_prefix):
-                continue
-            namespace, _, record_key = key[len(record_prefix) :].partition(":")
-            value = await self._call(r.get(key))
-            if igsid in record_key or (value is not None and mentioned in bytes(value)):
-                counts["records"] += int(await self._call(r.delete(key)))
-                await self._call(r.zrem(self._record_index(namespace), record_key))
-                await self._call(r.zrem(self._due_index(namespace), record_key))
+        record_keys = [k for k in keys if k.startswith(record_prefix)]
+        for start in range(0, len(record_keys), FORGET_CHUNK):
+            chunk = record_keys[start : start + FORGET_CHUNK]
+            values = await self._call(r.mget(chunk))
+            for key, value in zip(chunk, values, strict=True):
+                namespace, _, record_key = key[len(record_prefix) :].partition(":")
+                if igsid in record_key or (value is not None and mentioned in bytes(value)):
+                    counts["records"] += int(await self._call(r.delete(key)))
+                    await self._call(r.zrem(self._record_index(namespace), record_key))
+                    await self._call(r.zrem(self._due_index(namespace), record_key))
         for key in keys:  # index entries of records already expired
             if key.startswith((f"{self._tag}:recidx:", f"{self._tag}:recdue:")):
                 async for member, _ in r.zscan_iter(key, match=like, count=FORGET_CHUNK):

@@ -169,8 +169,13 @@ ERASED_BODY = b'{"object":"instagram","entry":[]}'
 
 def erase_mentioning(log: sqlite3.Connection, text: str) -> int:
     """Inside a write transaction on the log: blank the entries whose body mentions
-    ``text`` (a customer being forgotten); how many."""
-    return log.execute(
-        "UPDATE intake SET body = ? WHERE instr(CAST(body AS TEXT), ?) > 0 AND body != ?",
-        (ERASED_BODY, text, ERASED_BODY),
-    ).rowcount
+    ``text`` (a customer being forgotten); how many. The old bodies' pages are overwritten
+    on disk, not only unlinked."""
+    log.execute("PRAGMA secure_delete=ON")
+    try:
+        return log.execute(
+            "UPDATE intake SET body = ? WHERE instr(CAST(body AS TEXT), ?) > 0 AND body != ?",
+            (ERASED_BODY, text, ERASED_BODY),
+        ).rowcount
+    finally:
+        log.execute("PRAGMA secure_delete=OFF")
