@@ -32,8 +32,6 @@ from .store.base import INTAKE
 
 ALL_QUEUES = (*QUEUES, INTAKE)
 OK, NOT_FOUND, USAGE = 0, 1, 2
-# Dead letters handled per store call by --all (bounds one call's time and memory).
-BATCH = 500
 # What a reason may show in ``list``: one line, and never a whole error body.
 REASON_CHARS = 160
 
@@ -162,18 +160,22 @@ async def _replay(store: Store, args: argparse.Namespace, out: TextIO) -> int:
             raise _err(f"no dead letter {letter.id} in queue {letter.queue}", NOT_FOUND)
         print(f"replayed {letter.queue} {letter.id}", file=out)
         return OK
-    total = 0
+    total = skipped = 0
     for queue in (args.queue,) if args.queue else QUEUES:
         if queue == INTAKE:
             raise _err("intake dead letters are unreadable webhooks: none can be replayed", USAGE)
-        # Bounded: one round per BATCH dead letters there were at the start, plus one.
-        for _ in range(await store.dead_letter_count(queue) // BATCH + 1):
-            letters = await store.dead_letters(queue, BATCH)
-            replayed = [d for d in letters if await store.replay_dead_letter(queue, d.id)]
-            total += len(replayed)
-            if len(letters) < BATCH:
-                break
-    print(f"replayed {total}", file=out)
+        # Oldest first: the relay may deliver the first replayed before the next is back,
+        # so a customer's replays must go back in the order they failed.
+        letters = await store.dead_letters(queue, max(1, await store.dead_letter_count(queue)))
+        for letter in reversed(letters):
+            if await store.replay_dead_letter(queue, letter.id):
+                total += 1
+            else:
+                skipped += 1  # its text was blanked (retention), or it went meanwhile
+    print(
+        f"replayed {total}" + (f", {skipped} not replayable (purge them)" if skipped else ""),
+        file=out,
+    )
     return OK
 
 

@@ -17,6 +17,7 @@ import pytest
 from igbridge.sandbox.faults import Fault
 from igbridge.sandbox.stack import Sandbox
 from tests.harness.process import RelayProcess
+from tests.harness.redis_server import RedisServer
 
 CUSTOMER = "9071"
 TEXT = "my order number is 4471, please help 🙏"
@@ -59,9 +60,15 @@ def dead_letter_one(sandbox: Sandbox, relay: RelayProcess, text: str) -> None:
     assert sandbox.meta.deliver_webhook(f"{relay.url}/webhooks/instagram", body).status_code == 200
 
 
-@pytest.fixture
-def running(sandbox: Sandbox, tmp_path: Path) -> Iterator[tuple[dict[str, str], RelayProcess]]:
+@pytest.fixture(params=["sqlite", "redis"])
+def running(
+    request: pytest.FixtureRequest, sandbox: Sandbox, tmp_path: Path
+) -> Iterator[tuple[dict[str, str], RelayProcess]]:
     env = sandbox.relay_env(tmp_path / "relay.db")
+    if request.param == "redis":
+        redis: RedisServer = request.getfixturevalue("redis_server")
+        env["IGBRIDGE_STORE_URL"] = redis.url
+        env["IGBRIDGE_STORE_PREFIX"] = f"dl-{tmp_path.name}"
     relay = RelayProcess(env, tmp_path / "relay.log")
     relay.start()
     yield env, relay
@@ -123,3 +130,23 @@ def test_purge_by_id_and_all_and_the_exit_codes(
     assert broken.returncode == 2
     assert "IGBRIDGE_STORE_URL" in broken.stderr
     assert "hunter2" not in broken.stderr
+
+
+def test_replay_all_delivers_a_customers_messages_in_their_order(
+    sandbox: Sandbox, running: tuple[dict[str, str], RelayProcess]
+) -> None:
+    env, relay = running
+    sandbox.genesys.faults.add(Fault(status=400, body=INVALID, count=3, path_prefix=MESSAGES))
+    texts = [f"part {n} of my question" for n in range(3)]
+    for n, text in enumerate(texts):
+        body = sandbox.meta.webhook(
+            [sandbox.meta.messaging(CUSTOMER, {"text": text}, ts_ms=int(time.time() * 1000) + n)]
+        )
+        resp = sandbox.meta.deliver_webhook(f"{relay.url}/webhooks/instagram", body)
+        assert resp.status_code == 200
+    assert len(wait_listed(env, 3)) == 3
+    replayed = command(env, "replay", "--all", "--queue", "inbound")
+    assert (replayed.returncode, replayed.stdout.strip()) == (0, "replayed 3")
+    got = sandbox.genesys.wait_for_messages(3, timeout=30)
+    assert [m.text for m in got] == texts
+    assert listed(env) == []
