@@ -131,7 +131,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def run(world: World, event: InstagramEvent) -> CustomerMessage | NotForwarded:
     async def go() -> CustomerMessage | NotForwarded:
-        media = MediaProber(("127.0.0.1",), timeout=2.0, ca_file=world.tls.ca)
+        cdn_host = world.cdn.removeprefix("https://")  # host:port: only 443 needs no port
+        media = MediaProber((cdn_host,), timeout=2.0, ca_file=world.tls.ca)
         graph = GraphClient(world.graph, TOKEN, timeout=2.0)
         try:
             return await translate(event, InboundContext(media, graph, graph, ACCOUNT))
