@@ -147,6 +147,14 @@ class RelayMetrics:
             ["reason"],
             registry=r,
         )
+        self.dead_letter_receipts = Counter(
+            "igbridge_dead_letter_receipts",
+            "Final receipts for dead-lettered agent messages, by result: sent, not_sent "
+            "(Genesys unreachable or refusing; not retried), receipt_refused (the dead "
+            "letter was Genesys refusing the receipt itself), unaddressable (no message id).",
+            ["result"],
+            registry=r,
+        )
         self.outbound_tagged = Counter(
             "igbridge_outbound_tagged",
             "Agent messages sent after 24 h with the HUMAN_AGENT tag.",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from igbridge.relay.delivery.retry import HANDLER_ERROR_ATTEMPTS, HANDLER_ERROR_RETRY_SECONDS
-from igbridge.relay.delivery.worker import Delivered, Outcome, QueueWorker
+from igbridge.relay.delivery.worker import DeadLetter, Delivered, Outcome, QueueWorker
 from igbridge.relay.metrics import RelayMetrics
 from igbridge.relay.store.base import Job, NewJob
 from igbridge.relay.store.sqlite import SQLiteStore
@@ -126,6 +126,55 @@ def test_each_finished_job_is_settled_in_the_same_transaction_as_the_next_claim(
         assert await store.depth("inbound") == 0
         jobs = customers * per_customer
         assert store.write_commits - commits_before <= jobs + 1  # claims ride with settles
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+class Reporting:
+    """A delivery that gives up on "bad" (its own verdict) and raises on "bug"; its report
+    of a dead letter fails once, to show that the dead letter is recorded all the same."""
+
+    def __init__(self) -> None:
+        self.reported: list[tuple[str, str]] = []
+
+    async def __call__(self, job: Job) -> Outcome:
+        if job.dedupe_key == "bad":
+            return DeadLetter("undecodable", "cannot be read")
+        raise RuntimeError("a bug")
+
+    async def dead_lettered(self, job: Job, outcome: DeadLetter) -> None:
+        self.reported.append((job.dedupe_key, outcome.reason))
+        if len(self.reported) == 1:
+            raise ConnectionError("far side away")
+
+
+def test_every_dead_letter_is_reported_once_before_it_is_recorded(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        store = SQLiteStore(str(tmp_path / "w.db"), clock=clock)
+        await store.open()
+        deliver = Reporting()
+        worker = QueueWorker(store, "outbound", deliver, RelayMetrics(), idle_poll=0.02)
+        await store.enqueue(
+            "outbound", [NewJob("c1", "bad", 1, b"{}"), NewJob("c2", "bug", 1, b"{}")]
+        )
+        task = asyncio.create_task(worker.run())
+        try:
+            for _ in range(200):  # bounded: 10 s; each step makes due the retries recorded
+                if len(deliver.reported) == 2:
+                    break
+                await asyncio.sleep(0.05)
+                clock.now += HANDLER_ERROR_RETRY_SECONDS + 1
+            assert len(deliver.reported) == 2
+            await _until(lambda: worker.inflight == 0)
+        finally:
+            await worker.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert sorted(deliver.reported) == [("bad", "undecodable"), ("bug", "handler_error")]
+        dead = await store.dead_letters("outbound")
+        assert sorted(d.dedupe_key for d in dead) == ["bad", "bug"]
         await store.close()
 
     asyncio.run(scenario())

@@ -10,6 +10,7 @@ facts they need and carries out their answers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -36,13 +37,14 @@ from ..pipeline.receipts import (
     SendContext,
     SwitchRoute,
     after_send_error,
+    dead_lettered,
     refused,
     window_closed,
 )
 from ..pipeline.timefmt import format_time
 from ..pipeline.window import CommentOrigin, Route, decide, typing_allowed
 from ..records import COMMENT_ORIGIN, OWN_MESSAGES, PROGRESS, Progress
-from ..store.base import Job, Store
+from ..store.base import Job, Store, StoreUnavailable
 from ..tasks.sla import SlaClock
 from .retry import AUTH_RETRY_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
@@ -314,6 +316,52 @@ class OutboundDelivery:
             )
         return Delivered()
 
+    async def dead_lettered(self, job: Job, outcome: DeadLetter) -> None:
+        """The worker gives up on this message: one final receipt, so the agent learns it
+        was not delivered (the status already decided, when there is one). One attempt:
+        a receipt that cannot be sent is logged and counted, never retried."""
+        counted = self._metrics.dead_letter_receipts
+        if outcome.reason.startswith("receipt_"):
+            counted.labels("receipt_refused").inc()  # Genesys refused this very receipt
+            return
+        address = _address(job.payload)
+        if address is None:
+            counted.labels("unaddressable").inc()
+            log.error("dead-lettered agent message has no id to report", extra={"job": job.id})
+            return
+        message_id, customer, typing = address
+        if typing:
+            return  # a typing indicator has no receipt
+        try:
+            progress = await self._load(message_id)
+        except StoreUnavailable:
+            progress = Progress()  # parts sent unknown: the sentence then names none
+        if progress.status is None:
+            failed = dead_lettered(progress.sent)
+            progress.fail(failed.code, failed.message)
+        try:
+            await self._genesys.send_receipt(
+                message_id,
+                customer,
+                progress.status or "Failed",
+                time=format_time(_now_ms()),
+                reasons=progress.reasons or None,
+            )
+        except Exception as exc:  # every failure alike: there is no second attempt
+            counted.labels("not_sent").inc()
+            log.error(
+                "receipt for a dead-lettered agent message not sent",
+                extra={"message_id": message_id, "job": job.id, "error": type(exc).__name__},
+            )
+            return
+        counted.labels("sent").inc()
+        if progress.status == "Failed":
+            self._metrics.outbound_failed.labels(progress.reasons[0]["code"]).inc()
+        log.warning(
+            "dead-lettered agent message reported",
+            extra={"message_id": message_id, "job": job.id, "status": progress.status},
+        )
+
     async def _typing(self, msg: OutboundMessage, job: Job) -> Outcome:
         if time.time() - job.enqueued_at > TYPING_MAX_AGE_SECONDS:
             return Ignored("stale_typing")
@@ -332,3 +380,16 @@ class OutboundDelivery:
 
     async def _save(self, message_id: str, progress: Progress) -> None:
         await records.put(self._store, PROGRESS, message_id, progress)
+
+
+def _address(payload: bytes) -> tuple[str, str, bool] | None:
+    """The message id, the customer and whether it is a typing event, read leniently: a
+    stored message the model refuses may still name whom to tell."""
+    try:
+        body = json.loads(payload)
+        message_id, customer = body["id"], body["channel"]["to"]["id"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not (isinstance(message_id, str) and isinstance(customer, str)):
+        return None
+    return message_id, customer, body.get("type") == "Event"

@@ -9,6 +9,10 @@ outcome to the claim loop, which asks the store for every outcome waiting and th
 jobs in one go (both backends run operations asked for together in one transaction or
 round trip, in order), so a busy worker spends one store write per round of finished jobs,
 not a settle and a claim per job.
+
+A delivery that must tell someone when it gives up (an agent's reply: a ``Failed``
+receipt) has a ``dead_lettered`` method (``ReportsDeadLetters``); the worker calls it,
+bounded in time, before recording any dead letter, whoever decided on it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..metrics import RelayMetrics
 from ..store.base import Job, Store, StoreUnavailable
@@ -57,6 +61,19 @@ class DeadLetter:
 Outcome = Delivered | Ignored | Retry | DeadLetter
 Deliver = Callable[[Job], Awaitable[Outcome]]
 
+# A report of a dead letter gets this long; a stuck one must not hold the job's slot.
+DEAD_LETTER_REPORT_SECONDS = 30.0
+
+
+@runtime_checkable
+class ReportsDeadLetters(Protocol):
+    """A delivery that tells the far side when one of its jobs is dead-lettered."""
+
+    async def __call__(self, job: Job) -> Outcome: ...
+
+    async def dead_lettered(self, job: Job, outcome: DeadLetter) -> None:
+        """Once, before the dead letter is recorded; handles its own failures."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Settle:
@@ -89,6 +106,7 @@ class QueueWorker:
         # The lease is renewed while the job runs, so the timeout may exceed it.
         self._job_timeout = job_timeout
         self._idle_poll = idle_poll
+        self._report = deliver.dead_lettered if isinstance(deliver, ReportsDeadLetters) else None
         # Bound once: labels() is a lookup (and, across processes, a file write check) per call.
         self._delivered = metrics.delivered.labels(queue)
         self._latency = metrics.delivery_latency.labels(queue)
@@ -234,8 +252,28 @@ class QueueWorker:
                 outcome = DeadLetter("handler_error", f"handler failed: {detail}")
             else:
                 outcome = Retry(HANDLER_ERROR_RETRY_SECONDS, "handler_error", detail)
+        if isinstance(outcome, DeadLetter):
+            try:
+                await self._report_dead_letter(job, outcome)
+            except asyncio.CancelledError:
+                self._delivering -= 1
+                await asyncio.shield(self._settle(job, outcome))  # decided: recorded anyway
+                raise
         self._delivering -= 1
         await self._settle(job, outcome, together=self._claiming)
+
+    async def _report_dead_letter(self, job: Job, outcome: DeadLetter) -> None:
+        # Before the dead letter is recorded: a crash in between reports it twice (the
+        # same final receipt again) rather than never.
+        if self._report is None:
+            return
+        try:
+            async with asyncio.timeout(DEAD_LETTER_REPORT_SECONDS):
+                await self._report(job, outcome)
+        except Exception:  # the dead letter is recorded all the same
+            log.exception(
+                "reporting a dead letter failed", extra={"queue": self._queue, "job": job.id}
+            )
 
     async def _after_delivery(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -106,6 +106,20 @@ def refused(refusal: Refusal, sent: int = 0) -> Failed:
     return Failed(refusal.code, _earlier_parts(refusal.message, sent))
 
 
+def dead_lettered(sent: int) -> Failed:
+    """The relay gave up on the message (it could not be handled, and was set aside for an
+    administrator): the agent must not wait for it. The cause stays in the relay's log
+    and dead-letter record, not in the agent's sentence (it may quote internals)."""
+    return refused(
+        Refusal(
+            GENERAL_ERROR,
+            "Not delivered: the relay could not process this reply and set it aside for an "
+            "administrator (dead-lettered). Send it again, or answer the customer another way.",
+        ),
+        sent,
+    )
+
+
 def window_closed(decision: Decision) -> Failed:
     """``decide`` found no route: nothing was sent."""
     return Failed(MESSAGE_EXPIRED, decision.reason)
