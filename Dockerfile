@@ -41,7 +41,7 @@ RUN --mount=type=bind,from=build,source=/app,target=/app \
     && python -m pip uninstall -y pip setuptools wheel
 USER 10001:10001
 WORKDIR /data
-EXPOSE 8080 8081
+EXPOSE 8080 8081 9090
 # The relay by default; the operator's Deployment runs `igbridge-operator`.
 ENTRYPOINT []
 CMD ["igbridge-relay", "serve", "--host", "0.0.0.0", "--port", "8080"]
