@@ -336,6 +336,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         store = open_store(settings.store_url, prefix=settings.store_key_prefix, claims=False)
         await store.open()  # first: the schema exists before the delivery process opens it
         child = await DeliveryProcess.spawn()
+        metrics.delivery_pid = child.pid  # its CPU and memory on /metrics
 
         def delivery_died(code: int) -> None:
             # A relay that acks webhooks nobody delivers is worse than one that restarts.

@@ -3,13 +3,28 @@
 When the relay runs as two processes (``serve``: one answers webhooks, one delivers),
 ``PROMETHEUS_MULTIPROC_DIR`` names a folder both write their values to and ``/metrics``
 shows the sum (gauges: the latest value set, by whichever process set it).
+
+Process and Python series (``process_*``, ``python_info``, ``python_gc_*``) describe the
+process serving ``/metrics``: they are read when scraped, so cannot go through the shared
+folder. The delivery process's CPU and memory are read from its ``/proc`` entry by the web
+process (its parent) instead, as ``igbridge_delivery_process_*``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .link import MULTIPROCESS_DIR
@@ -23,6 +38,9 @@ class RelayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The delivery process's id, once the web process started it (``serve``).
+        self.delivery_pid: int | None = None
+        _add_runtime_collectors(r)
         self.build_info = Gauge(
             "igbridge_build_info",
             "Always 1; the version label says which igbridge this relay runs.",
@@ -210,4 +228,21 @@ class RelayMetrics:
             return self.registry
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+        _add_runtime_collectors(merged)
+        if self.delivery_pid is not None:
+            # Gone (exited, restarting): the collector then reports nothing.
+            ProcessCollector(
+                namespace="igbridge_delivery", pid=_constant(self.delivery_pid), registry=merged
+            )
         return merged
+
+
+def _add_runtime_collectors(registry: CollectorRegistry) -> None:
+    """This process's CPU, memory, file descriptors and start time, Python's version and
+    its garbage collector: the default registry's collectors, shared (they hold no state)."""
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
