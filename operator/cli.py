@@ -93,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         namespace, name = lease
         asyncio.run(
             run_while_leading(
-                operate, namespace=namespace, name=name, timing=timing, liveness=args.liveness
+                operate,
+                namespace=namespace,
+                name=name,
+                timing=timing,
+                liveness=args.liveness,
+                metrics_port=config.operator_metrics_port,
             )
         )
     return 0

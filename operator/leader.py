@@ -6,8 +6,9 @@ paused. A Lease is the Kubernetes controllers' way (client-go, controller-runtim
 standby starts kopf only once the Lease is its own, and the holder that cannot renew in
 time exits at once, before the Lease can expire for anyone else. The election itself is
 kubernetes_asyncio's; this module runs it on a thread of its own, bounds each of its
-calls, serves the standby's liveness, ends the process on a lost Lease and hands the Lease
-over on a clean exit.
+calls, serves the standby's liveness and metrics (``igbridge_operator_leader`` 0: a
+scrape that fails means a replica down, not one standing by), ends the process on a lost
+Lease and hands the Lease over on a clean exit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+from wsgiref.simple_server import WSGIServer
 
 import aiohttp
 import aiohttp.web
@@ -33,6 +35,9 @@ from kubernetes_asyncio.leaderelection.electionconfig import Config
 from kubernetes_asyncio.leaderelection.leaderelection import LeaderElection
 from kubernetes_asyncio.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
+from prometheus_client import start_http_server
+
+from . import metrics
 
 log = logging.getLogger("igbridge.operator.leader")
 
@@ -163,6 +168,21 @@ async def serve_standby_liveness(url: str) -> aiohttp.web.AppRunner:
     return runner
 
 
+def serve_standby_metrics(port: int) -> WSGIServer | None:
+    """The operator's /metrics while standing by, on the port the leader's kopf startup
+    serves them on (0: not served), so Prometheus scrapes every replica alike."""
+    if not port:
+        return None
+    server, _thread = start_http_server(port, registry=metrics.REGISTRY)
+    return server
+
+
+def _stop_serving(server: WSGIServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()  # the port is free for kopf's startup to bind
+
+
 def _exit_now(code: int) -> None:
     """No cleanup: kopf's graceful stop could let a handler act after the Lease is gone."""
     logging.shutdown()
@@ -255,6 +275,7 @@ async def run_while_leading(
     name: str,
     timing: LeaseTiming,
     liveness: str,
+    metrics_port: int = 0,
 ) -> None:
     """Wait as a standby until the Lease is ours, then ``operate`` while it stays ours.
     A lost Lease ends the process (exit 1; the pod restarts as a standby); ``operate``
@@ -269,13 +290,20 @@ async def run_while_leading(
     def on_acquired() -> None:
         loop.call_soon_threadsafe(resolve)
 
+    metrics.LEADER.set(0)
     standby = await serve_standby_liveness(liveness)
+    standby_metrics = serve_standby_metrics(metrics_port)
     elector = Elector(namespace, name, timing, on_acquired)
     elector.start()
     try:
         await acquired
-        await standby.cleanup()  # kopf serves the liveness endpoint from now on
+        # kopf serves the liveness endpoint from now on, and its startup the metrics.
+        await standby.cleanup()
+        await asyncio.to_thread(_stop_serving, standby_metrics)
+        standby_metrics = None
+        metrics.LEADER.set(1)
         await operate()
     finally:
         await standby.cleanup()
+        await asyncio.to_thread(_stop_serving, standby_metrics)
         await asyncio.to_thread(elector.stop)

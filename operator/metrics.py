@@ -1,6 +1,6 @@
 """The operator's own Prometheus metrics: what only the operator knows, such as when each
 channel's Meta token runs out, and how its reconciles go (the alerts on them live in the
-chart's PrometheusRule)."""
+chart's PrometheusRule), and the usual process and Python series (CPU, memory, version)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,23 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 from igbridge.relay.version import VERSION
 
 from .problems import RetryLater, SpecProblem
 
 REGISTRY = CollectorRegistry()
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)  # stateless: shared with the default registry
 BUILD_INFO = Gauge(
     "igbridge_build_info",
     "Always 1; the version label says which igbridge this operator runs.",
@@ -22,6 +32,13 @@ BUILD_INFO = Gauge(
     registry=REGISTRY,
 )
 BUILD_INFO.labels(VERSION).set(1)
+LEADER = Gauge(
+    "igbridge_operator_leader",
+    "1 while this replica acts (it holds the Lease, or runs without highAvailability), "
+    "0 while it stands by.",
+    registry=REGISTRY,
+)
+LEADER.set(1)  # without a Lease the one replica acts; a standby sets 0 until it leads
 TOKEN_EXPIRY = Gauge(
     "igbridge_instagram_token_expiry_timestamp_seconds",
     "When the channel's Meta access token runs out (Unix time), as Meta last said",

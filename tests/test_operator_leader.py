@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from igbridge.operator.leader import MIN_LEASE_SECONDS, LeaseTiming, parse_lease
 from igbridge.sandbox.server import free_port
@@ -40,6 +41,7 @@ class Replica:
     proc: subprocess.Popen[bytes]
     log: Path
     liveness: str
+    metrics: str
 
     def acquired(self) -> bool:
         text = self.log.read_text(errors="replace")
@@ -57,9 +59,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 @contextmanager
 def replica(cluster: Cluster, tmp_path: Path, name: str) -> Iterator[Replica]:
     """``igbridge-operator`` as the chart runs it with highAvailability on."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log_path = tmp_path / f"{name}.log"
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "IGBRIDGE_OPERATOR_METRICS_PORT": str(metrics_port),
+    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -74,7 +80,12 @@ def replica(cluster: Cluster, tmp_path: Path, name: str) -> Iterator[Replica]:
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            yield Replica(proc, log_path, f"http://127.0.0.1:{port}/healthz")
+            yield Replica(
+                proc,
+                log_path,
+                f"http://127.0.0.1:{port}/healthz",
+                f"http://127.0.0.1:{metrics_port}/metrics",
+            )
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -91,6 +102,19 @@ def alive(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def leading(r: Replica) -> float | None:
+    """``igbridge_operator_leader`` on the replica's /metrics; None: no answer."""
+    try:
+        text = httpx.get(r.metrics, timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "igbridge_operator_leader":
+                return s.value
+    return None
 
 
 def create(sandbox: Sandbox, cluster: Cluster, name: str) -> None:
@@ -142,10 +166,17 @@ def test_a_holder_stopped_cleanly_hands_the_lease_over(
         first = holder(cluster)
         b = stack.enter_context(replica(cluster, tmp_path, "b"))
         wait_until(lambda: alive(b.liveness), what="the standby's probe")
+        # Both are scraped; the gauge says which one acts.
+        assert leading(b) == 0
+        wait_until(lambda: leading(a) == 1, what="the holder's metrics")
+        text = httpx.get(b.metrics, timeout=2).text
+        assert "process_resident_memory_bytes" in text
+        assert "python_info" in text
         a.proc.send_signal(signal.SIGTERM)  # what Kubernetes sends on a rolling update
         assert a.proc.wait(timeout=30) == 0
         assert "released lease" in a.log.read_text()
         wait_until(b.acquired, timeout=30, what="b holds the lease")
+        wait_until(lambda: leading(b) == 1, what="b's metrics say it acts")
         assert holder(cluster) not in ("", first)
         create(sandbox, cluster, "shop")
         wait_until(lambda: status_of(cluster, "Synced", "shop") == "True", what="shop Synced")

@@ -107,6 +107,11 @@ def test_a_refused_token_shows_on_the_operators_metrics(sandbox: Sandbox, cluste
         )
         seen = scrape(port)
     assert seen[("igbridge_build_info", frozenset({("version", VERSION)}))] == 1
+    # The process's own series, as every Python exporter has them.
+    assert seen[("process_cpu_seconds_total", frozenset())] > 0
+    assert seen[("process_resident_memory_bytes", frozenset())] > 10_000_000
+    assert [v for (name, _), v in seen.items() if name == "python_info"] == [1]
+    assert seen[("igbridge_operator_leader", frozenset())] == 1  # no Lease: it acts
     spec_problems = [
         value
         for (name, labels), value in seen.items()
