@@ -7,10 +7,12 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 import uvloop
@@ -159,8 +161,14 @@ def _serve_on(
         "listening",
         extra={"port": web_socket.getsockname()[1], "admin_port": admin_socket.getsockname()[1]},
     )
+    # uvicorn raises SIGTERM/SIGINT again once it has shut down gracefully; with the
+    # default handlers the process would die of it before the clean-up below.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _exit_quietly)
     try:
         uvloop.run(serve_pair(server, admin, web_socket, admin_socket))
+    except SystemExit:
+        pass  # a stop signal after the graceful shutdown: a clean exit
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -168,6 +176,10 @@ def _serve_on(
         print("igbridge-relay: the delivery process exited; stopped", file=sys.stderr)
         return 1
     return 0
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _deliver(args: argparse.Namespace) -> int:

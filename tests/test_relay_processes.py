@@ -143,3 +143,16 @@ def test_a_dead_delivery_process_stops_the_relay_with_an_error(
         assert "delivery process exited unexpectedly" in relay.log_path.read_text()
     finally:
         relay.stop()
+
+
+def test_a_stopped_relay_leaves_no_metrics_folder_behind(sandbox: Sandbox, tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**sandbox.relay_env(tmp_path / "r.db"), "TMPDIR": str(scratch)}
+    relay = RelayProcess(env, tmp_path / "relay.log")
+    relay.start()
+    assert [p.name[:17] for p in scratch.iterdir()] == ["igbridge-metrics-"]
+    relay.stop()  # SIGTERM, as Kubernetes stops a pod
+    assert relay.proc is not None
+    assert relay.proc.returncode == 0
+    assert list(scratch.iterdir()) == []
