@@ -229,7 +229,7 @@ class Delivery:
             settings.instagram_account_id,
             tuple(settings.instagram_entry_ids),
             settings.standby,
-            settings.replay_horizon_seconds * 1000,
+            settings.replay_horizon_ms,
         )
         splitter = IntakeSplitter(
             r.store,

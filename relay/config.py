@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .meta.events import MAX_AHEAD_MS
 from .records import Retention
 from .redis_url import SENTINEL_SCHEME, is_redis, parse_sentinel
 
@@ -244,6 +245,14 @@ class Settings(HandedOverSettings):
                 " the dedupe memory would be delivered again)"
             )
         return self
+
+    @property
+    def replay_horizon_ms(self) -> int:
+        """How old a platform time may be before its event is a replay (0: no check): the
+        configured horizon, shortened so that a time accepted up to ``MAX_AHEAD_MS`` ahead
+        is stale before its dedupe key is forgotten."""
+        remembered = int(self.retention_dedupe_seconds * 1000) - MAX_AHEAD_MS
+        return min(self.replay_horizon_seconds * 1000, remembered)
 
     @property
     def retention(self) -> Retention:

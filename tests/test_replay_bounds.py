@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from igbridge.relay.config import load_settings
 from igbridge.relay.genesys.outbound import Refused, message_time, parse_outbound
 from igbridge.relay.meta.events import (
     MAX_AHEAD_MS,
@@ -18,6 +19,7 @@ from igbridge.relay.meta.events import (
     parse_webhook,
 )
 from tests.fixtures_loader import ACCOUNT_ID, CUSTOMER
+from tests.test_config import BASE_ENV
 
 NOW = 1_780_000_000_000
 DAY = 86_400_000
@@ -89,3 +91,27 @@ def test_attachments_past_the_cap_are_not_read_nor_stored() -> None:
     assert len(stored.data["message"]["attachments"]) == MAX_ATTACHMENTS
     assert [s.reason for s in result.skipped] == ["too_many_attachments"]
     assert "480 attachments" in result.skipped[0].detail
+
+
+@pytest.mark.parametrize(
+    ("dedupe_hours", "horizon_hours", "effective_hours"),
+    [
+        pytest.param(168, 168, 144, id="defaults: a week less the day ahead"),
+        pytest.param(36, 36, 12, id="short dedupe memory: its length less the day ahead"),
+        pytest.param(720, 48, 48, id="long dedupe memory: the configured horizon"),
+        pytest.param(168, 0, 0, id="horizon off"),
+    ],
+)
+def test_the_replay_horizon_follows_the_configured_dedupe_memory(
+    dedupe_hours: int, horizon_hours: int, effective_hours: int
+) -> None:
+    settings = load_settings(
+        {
+            **BASE_ENV,
+            "IGBRIDGE_RETENTION_DEDUPE_SECONDS": str(dedupe_hours * 3600),
+            "IGBRIDGE_REPLAY_HORIZON_SECONDS": str(horizon_hours * 3600),
+        }
+    )
+    assert settings.replay_horizon_ms == effective_hours * 3_600_000
+    if effective_hours:  # the latest time accepted is stale before dedupe forgets it
+        assert settings.replay_horizon_ms + MAX_AHEAD_MS <= dedupe_hours * 3_600_000

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..genesys.outbound import Refused, message_time, parse_outbound
-from ..meta.events import MAX_AHEAD_MS, replay_cutoff_ms
+from ..meta.events import MAX_AHEAD_MS
 from ..records import OUTBOUND
 from ..store.base import NewJob, StoreUnavailable
 from .base import SignedWebhook, reject
@@ -48,9 +48,7 @@ class GenesysWebhook(SignedWebhook):
             self._metrics.not_forwarded.labels(f"genesys_{msg.type.lower()}").inc()
             return JSONResponse({"accepted": 0})
         now_ms = int(time.time() * 1000)
-        horizon_ms = self._settings.replay_horizon_seconds * 1000
-        if horizon_ms:  # shortened as Instagram's: a replay dedupe forgot is always stale
-            horizon_ms = now_ms - replay_cutoff_ms(now_ms, horizon_ms)
+        horizon_ms = self._settings.replay_horizon_ms
         order_ms = message_time(msg, now_ms, horizon_ms, MAX_AHEAD_MS)
         if isinstance(order_ms, Refused):
             self._metrics.skipped.labels(f"genesys_{order_ms.reason}").inc()
