@@ -114,6 +114,16 @@ def _record(conds: Conditions, problem: SpecProblem) -> None:
     if problem.condition == "CredentialsReady":
         # Nothing can be synced without them.
         conds.set("Synced", FALSE, "WaitingForCredentials", problem.message)
+        integration = conds.get("IntegrationReady")
+        if integration is None or integration.get("status") != TRUE:
+            # Not created, or not checkable, without them: one cause, named alike in both
+            # (a Meta token problem leaves an integration already in place True).
+            conds.set(
+                "IntegrationReady",
+                FALSE,
+                problem.reason,
+                f"waiting for CredentialsReady: {problem.message}",
+            )
 
 
 class Reconciler:
@@ -559,7 +569,8 @@ class Reconciler:
             conds.set("IntegrationReady", FALSE, "Creating", str(exc))
             raise RetryLater(str(exc), 2.0) from None
         except AuthError as exc:
-            conds.set("IntegrationReady", FALSE, "GenesysAuthFailed", str(exc))
+            # Not True any more (it cannot be checked); the reason is the credentials'.
+            conds.set("IntegrationReady", FALSE, "CredentialsRefused", str(exc))
             raise credentials_refused(
                 f"Genesys refused the OAuth client in Secret {spec.genesys.credentials.name}"
                 f" ({exc}): put the current client id and secret there"

@@ -92,6 +92,11 @@ def test_refused_genesys_credentials_show_and_clear(sandbox: Sandbox, cluster: C
         assert "rotated-away" not in json.dumps(channel(cluster))
         ready = condition(channel(cluster), "Ready")
         assert (ready["status"], ready["reason"]) == ("False", "CredentialsRefused")
+        # The integration waits on the credentials, and says so with their reason.
+        integration = condition(channel(cluster), "IntegrationReady")
+        assert (integration["status"], integration["reason"]) == ("False", "CredentialsRefused")
+        assert integration["message"].startswith("waiting for CredentialsReady: ")
+        assert "shop-genesys" in integration["message"]
         wait_until(lambda: has_event(cluster, "Warning", "CredentialsRefused"), what="event")
 
         # The user puts the current secret in: the channel recovers on its own.
@@ -100,6 +105,7 @@ def test_refused_genesys_credentials_show_and_clear(sandbox: Sandbox, cluster: C
         wait_until(lambda: has_event(cluster, "Normal", "CredentialsVerified"), what="event")
         wait_until(lambda: has_event(cluster, "Normal", "IntegrationCreated"), what="event")
         assert has_event(cluster, "Normal", "Created")  # the relay's objects
+        assert reason(cluster, "IntegrationReady") == "Completed"
     # Transitions only: the handler retried every second while refused, one event told it.
     refused = [e for e in events(cluster) if e["message"].startswith("CredentialsReady=False")]
     assert len(refused) == 1
@@ -118,6 +124,7 @@ def test_each_genesys_credentials_failure_has_its_own_reason(
     with run_operator(cluster):
         apply_all(cluster, [meta_secret, ig_channel])
         wait_until(lambda: both() == ("SecretMissing", "SecretMissing"), what="SecretMissing")
+        assert reason(cluster, "IntegrationReady") == "SecretMissing"
 
         no_key = json.loads(json.dumps(genesys_secret))
         del no_key["stringData"]["client-secret"]
@@ -130,6 +137,7 @@ def test_each_genesys_credentials_failure_has_its_own_reason(
         cluster.apply(refused)
         wait_until(lambda: both() == ("CredentialsRefused", "CredentialsRefused"), what="refused")
         assert condition(channel(cluster), "CredentialsReady")["status"] == "False"
+        assert reason(cluster, "IntegrationReady") == "CredentialsRefused"
         assert "not-the-current-secret" not in json.dumps(channel(cluster))
 
         cluster.apply(genesys_secret)
