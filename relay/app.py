@@ -48,7 +48,9 @@ from .tasks.sla import SlaClock, SlaSweeper
 from .tasks.status_report import StatusReporter
 from .web.deletion import ROUTE as DELETION_ROUTE
 from .web.deletion import DataDeletion
+from .web.direct import DirectApp
 from .web.genesys import GenesysWebhook
+from .web.instagram import ROUTE as INSTAGRAM_ROUTE
 from .web.instagram import InstagramWebhook
 
 log = logging.getLogger(__name__)
@@ -309,13 +311,26 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
     def relay() -> WebSide | None:
         return holder.get("relay")
 
-    def web_routes(app: Starlette, store: Store, wake_in: Wake, wake_out: Wake) -> None:
-        app.state.instagram_webhook = InstagramWebhook(settings, store, metrics, wake_in)
-        app.state.genesys_webhook = GenesysWebhook(settings, store, metrics, wake_out)
+    def watched(status: int) -> None:
+        # A webhook route answers 503 only when the store refused its write.
+        if status == 503:
+            writes.refused()
+        elif status < 300:
+            writes.stored()
+
+    def web_routes(app: DirectApp, store: Store, wake_in: Wake, wake_out: Wake) -> None:
+        instagram = InstagramWebhook(settings, store, metrics, wake_in, watched)
+        app.state.instagram_webhook = instagram
+        # The ack's hot path skips Starlette's routing (the routes below stay for the rest).
+        paths = [INSTAGRAM_ROUTE]
+        if settings.base_path:
+            paths.append(settings.base_path + INSTAGRAM_ROUTE)
+        app.direct(paths, instagram)
+        app.state.genesys_webhook = GenesysWebhook(settings, store, metrics, wake_out, watched)
         app.state.data_deletion = DataDeletion(settings, store, metrics)
 
     @asynccontextmanager
-    async def inline(app: Starlette) -> AsyncIterator[None]:
+    async def inline(app: DirectApp) -> AsyncIterator[None]:
         r = await Relay.start(settings, metrics)
         d = Delivery.start(settings, r, metrics)
         holder["relay"] = WebSide(r.store, r.health.problems)
@@ -332,7 +347,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
             log.info("relay stopped")
 
     @asynccontextmanager
-    async def separate(app: Starlette) -> AsyncIterator[None]:
+    async def separate(app: DirectApp) -> AsyncIterator[None]:
         store = open_store(settings.store_url, prefix=settings.store_key_prefix, claims=False)
         await store.open()  # first: the schema exists before the delivery process opens it
         child = await DeliveryProcess.spawn()
@@ -370,21 +385,13 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         handler: InstagramWebhook = request.app.state.instagram_webhook
         return await handler.handshake(request)
 
-    def watched(response: Response) -> Response:
-        # A webhook route answers 503 only when the store refused its write.
-        if response.status_code == 503:
-            writes.refused()
-        elif response.status_code < 300:
-            writes.stored()
-        return response
-
     async def instagram_post(request: Request) -> Response:
         handler: InstagramWebhook = request.app.state.instagram_webhook
-        return watched(await handler.receive(request))
+        return await handler.receive(request)
 
     async def genesys_post(request: Request) -> Response:
         handler: GenesysWebhook = request.app.state.genesys_webhook
-        return watched(await handler.receive(request))
+        return await handler.receive(request)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -461,7 +468,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         )
         return Response(status_code=400)
 
-    app = Starlette(
+    app = DirectApp(
         routes=routes, lifespan=lifespan, exception_handlers={ClientDisconnect: client_gone}
     )
     app.state.registry = metrics.registry  # the server's own counters join /metrics

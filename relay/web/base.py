@@ -36,11 +36,13 @@ class SignedWebhook:
         store: Store,
         metrics: RelayMetrics,
         on_stored: Callable[[], None],
+        on_answer: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._metrics = metrics
         self._on_stored = on_stored
+        self._on_answer = on_answer  # each answer's status (the app's /readyz watches 503s)
         self._answered: dict[int, Counter] = {}
         self._duration = metrics.webhook_duration.labels(self.route)
 
@@ -53,20 +55,28 @@ class SignedWebhook:
     async def receive(self, request: Request) -> Response:
         started = time.perf_counter()
         response = await self.handle(request)
-        status = response.status_code
+        self.count(response.status_code, started)
+        return response
+
+    def count(self, status: int, started: float) -> None:
+        """An answer in the metrics (and to ``on_answer``), from its ``perf_counter`` start."""
         answered = self._answered.get(status)
         if answered is None:  # labels() costs a lookup per call: once per status instead
             answered = self._metrics.webhook_requests.labels(self.route, str(status))
             self._answered[status] = answered
         answered.inc()
         self._duration.observe(time.perf_counter() - started)
-        return response
+        self._on_answer(status)
 
     async def read_signed_json(self, request: Request) -> tuple[bytes, Any] | Response:
         """The raw bytes and decoded body, or the 4xx that refuses them (and a log line)."""
         raw = await self.read_signed(request)
         if isinstance(raw, Response):
             return raw
+        return self.decode(raw)
+
+    def decode(self, raw: bytes) -> tuple[bytes, Any] | Response:
+        """The raw bytes and their JSON, or the 400 that refuses them (and a log line)."""
         try:
             return raw, json.loads(raw)
         except RecursionError:
@@ -78,15 +88,23 @@ class SignedWebhook:
 
     async def read_signed(self, request: Request) -> bytes | Response:
         """The raw bytes, signature checked, or the 4xx that refuses them (and a log line)."""
-        limit = self._settings.max_body_bytes
         try:
-            raw = await read_body(request, limit)
+            raw = await read_body(request, self._settings.max_body_bytes)
         except BodyTooLarge:
-            log.warning("%s webhook refused: body over %d bytes", self.name, limit)
-            return reject(413, f"body exceeds {limit} bytes")
-        check = self.check_signature(raw, request.headers.get("x-hub-signature-256"))
-        if check is not SignatureCheck.OK:
-            log.warning("%s webhook refused: signature %s", self.name, check.value)
-            status = 401 if check is SignatureCheck.MISSING else 403
-            return reject(status, f"X-Hub-Signature-256 {check.value}")
-        return raw
+            return self.too_large()
+        refused = self.refuse_signature(raw, request.headers.get("x-hub-signature-256"))
+        return raw if refused is None else refused
+
+    def too_large(self) -> Response:
+        limit = self._settings.max_body_bytes
+        log.warning("%s webhook refused: body over %d bytes", self.name, limit)
+        return reject(413, f"body exceeds {limit} bytes")
+
+    def refuse_signature(self, raw: bytes, header: str | None) -> Response | None:
+        """None if the signature holds, else the 401/403 that refuses it (and a log line)."""
+        check = self.check_signature(raw, header)
+        if check is SignatureCheck.OK:
+            return None
+        log.warning("%s webhook refused: signature %s", self.name, check.value)
+        status = 401 if check is SignatureCheck.MISSING else 403
+        return reject(status, f"X-Hub-Signature-256 {check.value}")

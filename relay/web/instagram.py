@@ -1,15 +1,24 @@
-"""``/webhooks/instagram``: Meta's verification handshake and signed event deliveries."""
+"""``/webhooks/instagram``: Meta's verification handshake and signed event deliveries.
+
+The POST is the relay's hot path: it is a raw ASGI endpoint (``InstagramWebhook`` is
+called with the scope), reached before Starlette's routing (``web.direct``): no Request or
+Response objects, the body taken from the first ASGI message, the ack's headers encoded
+once. Refusals are rare and go through ordinary Starlette responses.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from ..store.base import StoreUnavailable
 from .base import SignedWebhook, reject
+from .body import BodyTooLarge, receive_body
 from .signature import SignatureCheck, verify_meta_signature, verify_token_matches
 
 log = logging.getLogger(__name__)
@@ -17,6 +26,16 @@ log = logging.getLogger(__name__)
 ROUTE = "/webhooks/instagram"
 # The ack's answer, encoded once.
 STORED = json.dumps({"stored": True}).encode()
+STORED_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-length", str(len(STORED)).encode()),
+        (b"content-type", b"application/json"),
+    ],
+}
+STORED_BODY = {"type": "http.response.body", "body": STORED, "more_body": False}
+SIGNATURE_HEADER = b"x-hub-signature-256"
 
 
 class InstagramWebhook(SignedWebhook):
@@ -37,15 +56,52 @@ class InstagramWebhook(SignedWebhook):
         log.warning("meta webhook verification refused: wrong mode or verify token")
         return PlainTextResponse("verification failed", status_code=403)
 
-    async def handle(self, request: Request) -> Response:
-        """Verify, check it is an Instagram object, store the bytes as they came, answer.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The POST as a raw ASGI endpoint: same answers, logs and metrics as ``receive``."""
+        started = time.perf_counter()
+        declared: bytes | None = None
+        signature: bytes | None = None
+        for name, value in scope["headers"]:  # the first of a repeated header, as Starlette
+            if name == b"content-length" and declared is None:
+                declared = value
+            elif name == SIGNATURE_HEADER and signature is None:
+                signature = value
+        refused: Response | None
+        try:
+            raw = await receive_body(receive, declared, self._settings.max_body_bytes)
+        except BodyTooLarge:
+            refused = self.too_large()
+        except ClientDisconnect:
+            # As the app's handler for Starlette routes: nothing stored, nobody to answer.
+            self._metrics.client_disconnects.inc()
+            log.warning(
+                "request body not received: client gone", extra={"path": scope["path"][:200]}
+            )
+            await Response(status_code=400)(scope, receive, send)
+            return
+        else:
+            header = None if signature is None else signature.decode("latin-1")
+            refused = self.refuse_signature(raw, header)
+            if refused is None:
+                refused = await self.take(raw)
+        if refused is None:
+            self.count(200, started)
+            await send(STORED_START)
+            await send(STORED_BODY)
+            return
+        self.count(refused.status_code, started)
+        await refused(scope, receive, send)
+
+    async def take(self, raw: bytes) -> Response | None:
+        """Check it is an Instagram object and store the bytes as they came: None once
+        stored, else the 4xx/503 that refuses it (and a log line).
 
         Parsing into events happens on the delivery side (``delivery.intake``): the ack
         costs a signature check, one JSON decode and one group-committed write."""
-        read = await self.read_signed_json(request)
+        read = self.decode(raw)
         if isinstance(read, Response):
             return read
-        raw, body = read
+        body = read[1]
         if not isinstance(body, dict) or body.get("object") != "instagram":
             log.warning("instagram webhook refused: not an instagram object")
             return reject(400, 'expected a JSON object with "object": "instagram"')
@@ -58,4 +114,11 @@ class InstagramWebhook(SignedWebhook):
             log.error("instagram webhook not stored: %s", exc)
             return reject(503, "store unavailable, retry later")
         self._on_stored()
-        return Response(STORED, media_type="application/json")
+        return None
+
+    async def handle(self, request: Request) -> Response:
+        """The POST through a Starlette Request (``receive``): for callers that hold one."""
+        raw = await self.read_signed(request)
+        if isinstance(raw, Response):
+            return raw
+        return await self.take(raw) or Response(STORED, media_type="application/json")
