@@ -22,6 +22,7 @@ from igbridge.relay.pipeline.receipts import (
     SendContext,
     SwitchRoute,
     after_send_error,
+    dead_lettered,
     refused,
     window_closed,
 )
@@ -285,3 +286,12 @@ def test_no_route_inside_the_window_is_message_expired() -> None:
 def test_the_token_message_names_the_setting_not_the_token() -> None:
     assert "IGBRIDGE_META_ACCESS_TOKEN" in TOKEN_PROBLEM
     assert "code 190" in TOKEN_PROBLEM
+
+
+def test_a_dead_lettered_message_tells_the_agent_and_what_the_customer_already_saw() -> None:
+    nothing_sent = dead_lettered(0)
+    assert nothing_sent.code == "GeneralError"
+    assert "dead-lettered" in nothing_sent.message
+    assert "earlier part" not in nothing_sent.message
+    assert "(2 earlier part(s) were delivered.)" in dead_lettered(2).message
+    assert not nothing_sent.token_problem

@@ -44,7 +44,7 @@ from ..pipeline.receipts import (
 from ..pipeline.timefmt import format_time
 from ..pipeline.window import CommentOrigin, Route, decide, typing_allowed
 from ..records import COMMENT_ORIGIN, OWN_MESSAGES, PROGRESS, Progress
-from ..store.base import Job, Store, StoreUnavailable
+from ..store.base import Job, Store
 from ..tasks.sla import SlaClock
 from .retry import AUTH_RETRY_SECONDS, backoff_delay, transient_reason
 from .worker import DeadLetter, Delivered, Ignored, Outcome, Retry
@@ -334,7 +334,7 @@ class OutboundDelivery:
             return  # a typing indicator has no receipt
         try:
             progress = await self._load(message_id)
-        except StoreUnavailable:
+        except Exception:  # the store away, or the record itself what kept failing
             progress = Progress()  # parts sent unknown: the sentence then names none
         if progress.status is None:
             failed = dead_lettered(progress.sent)
