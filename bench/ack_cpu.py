@@ -83,10 +83,10 @@ def drive(wrk: str, url: str, bodies: Path, pid: int, connections: int) -> Run:
         after = thread_cpu(pid)
         proc.send_signal(signal.SIGINT)  # wrk stops and prints its summary
         out, err = proc.communicate(timeout=30)
-    line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
-    if line is None:
+    summary = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
+    if summary is None:
         raise RuntimeError(f"wrk printed no summary: {out}\n{err}")
-    stats = json.loads(line.removeprefix("WRK_JSON "))
+    stats = json.loads(summary.removeprefix("WRK_JSON "))
     requests = int(stats["requests"])
     used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
     loop = used.pop(pid, 0.0)
@@ -162,6 +162,10 @@ def main() -> None:
         f"(event loop {loop_us:.1f}, database threads {other_us:.1f})"
     )
     print(f"  relay ÷ bare      {relay_us / bare_us:7.2f}")
+    # Each run's bare and relay ran back to back, under much the same load: their ratio
+    # moves less with the machine's load than either figure.
+    ratios = [r.total_us / b.total_us for b, r in zip(bare_runs, relay_runs, strict=True)]
+    print(f"  median of each run's relay ÷ bare {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":

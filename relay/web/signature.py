@@ -47,7 +47,8 @@ def verify_meta_signature(
         return SignatureCheck.MALFORMED
     ok = False
     for secret in secrets:
-        expected = hmac.new(secret, raw_body, hashlib.sha256).hexdigest()
+        # hmac.digest: OpenSSL's one-shot HMAC, without building an HMAC object per call.
+        expected = hmac.digest(secret, raw_body, "sha256").hex()
         # No early exit: the time taken does not depend on which secret matched.
         ok |= hmac.compare_digest(expected, given)
     return SignatureCheck.OK if ok else SignatureCheck.MISMATCH
