@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -27,6 +29,7 @@ from igbridge.relay.http import Answer, fetch
 from igbridge.relay.meta.events import parse_webhook
 from igbridge.relay.pipeline import addressing, outbound, receipts
 from igbridge.relay.pipeline.inbound import NotForwarded, build
+from igbridge.sandbox import genesys_schema
 from igbridge.sandbox.genesys_schema import allowed_values, violations
 from igbridge.sandbox.genesys_sim import GenesysSimulator
 from igbridge.sandbox.server import ThreadedServer, serve_in_thread
@@ -403,3 +406,13 @@ def test_an_integration_patch_without_a_name_is_refused(
     resp, _ = capture(server, steps)
     assert resp.status == 400
     assert "name: required field missing" in resp.json()["message"]
+
+
+def test_the_sdk_watches_no_folder_and_leaves_home_alone() -> None:
+    """Its import would otherwise watch all of $HOME recursively (no config folder there)."""
+    home = os.environ.get("HOME")
+    configuration = genesys_schema.sdk().configuration
+    assert configuration.live_reload_config is False
+    assert configuration._observer is None
+    assert not [t for t in threading.enumerate() if "Inotify" in t.name]
+    assert os.environ.get("HOME") == home
