@@ -154,6 +154,9 @@ def test_a_store_file_deleted_under_the_relay_turns_webhooks_and_readiness_to_50
         webhook = f"{relay.url}/webhooks/instagram"
         first = sandbox.meta.webhook([sandbox.meta.messaging("7101", {"text": "one"})])
         assert sandbox.meta.deliver_webhook(webhook, first).status_code == 200
+        # Delivered: the delivery process has its store open (deleting the file while it
+        # still opens it is a start-up failure, tested above).
+        assert [m.text for m in sandbox.genesys.wait_for_messages(1)] == ["one"]
         assert httpx.get(f"{relay.admin_url}/readyz").status_code == 200
 
         (tmp_path / deleted).unlink()  # the main file, or the intake log beside it
