@@ -564,12 +564,13 @@ class SQLiteStore:
                 stat = os.stat(path)
                 self._identities[path] = (stat.st_dev, stat.st_ino)
 
-    def file_problem(self) -> str | None:
+    def file_problem(self, *, fresh: bool = False) -> str | None:
         """Why a file at this store's paths (the main file, the intake log) is no longer
         the one it opened (deleted or replaced: whatever is stored now is lost at the next
-        start), or None. A stat each at most once a second: this runs before every ack."""
+        start), or None. A stat each at most once a second, as this runs before every ack;
+        ``fresh`` stats now (a probe must name the cause of a write that just failed)."""
         now = time.monotonic()
-        if now - self._identity_checked < IDENTITY_CHECK_SECONDS:
+        if not fresh and now - self._identity_checked < IDENTITY_CHECK_SECONDS:
             return self._identity_problem
         self._identity_checked = now
         self._identity_problem = None
@@ -588,7 +589,7 @@ class SQLiteStore:
         return self._identity_problem
 
     async def ping(self) -> None:
-        if (problem := self.file_problem()) is not None:
+        if (problem := self.file_problem(fresh=True)) is not None:
             raise StoreUnavailable(problem)
         await self._read("SELECT 1")
 
