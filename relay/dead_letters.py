@@ -24,11 +24,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .config import ConfigError, load_settings
-from .logs import configure_logging
 from .records import QUEUES
-from .store import DeadLetter, Store, StoreUnavailable, open_store
+from .store import DeadLetter, Store, StoreUnavailable
 from .store.base import INTAKE
+from .store_command import command_settings, on_store
 
 ALL_QUEUES = (*QUEUES, INTAKE)
 OK, NOT_FOUND, USAGE = 0, 1, 2
@@ -206,26 +205,12 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             file=sys.stderr,
         )
         return USAGE
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"igbridge-relay: configuration error: {exc}", file=sys.stderr)
+    settings = command_settings()
+    if settings is None:
         return USAGE
-    configure_logging("WARNING")  # the output is the answer; the store's notes only if bad
     action = ACTIONS[args.action]
-
-    async def main() -> int:
-        # claims=False: the running relay holds leases in the same store; leave them be.
-        store = open_store(settings.store_url, prefix=settings.store_key_prefix, claims=False)
-        await store.open()
-        try:
-            await store.ping()  # Redis opens even when down: fail here with its reason
-            return await action(store, args, out)
-        finally:
-            await store.close()
-
     try:
-        return asyncio.run(main())
+        return asyncio.run(on_store(settings, lambda store: action(store, args, out)))
     except _Failed as failed:
         return failed.status
     except StoreUnavailable as exc:

@@ -15,10 +15,9 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
-from .config import ConfigError, load_settings
-from .logs import configure_logging
 from .privacy import erase, valid_customer_id
-from .store import StoreUnavailable, open_store
+from .store import StoreUnavailable
+from .store_command import command_settings, on_store
 
 OK, USAGE = 0, 2
 
@@ -34,25 +33,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not valid_customer_id(igsid):
         print("igbridge-relay forget: IGSID must be 6 to 32 digits", file=sys.stderr)
         return USAGE
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"igbridge-relay: configuration error: {exc}", file=sys.stderr)
+    settings = command_settings()
+    if settings is None:
         return USAGE
-    configure_logging("WARNING")  # the output is the answer
-
-    async def main() -> dict[str, int]:
-        # claims=False: the running relay holds leases in the same store; leave them be.
-        store = open_store(settings.store_url, prefix=settings.store_key_prefix, claims=False)
-        await store.open()
-        try:
-            await store.ping()
-            return await erase(store, igsid, why="forget command")
-        finally:
-            await store.close()
-
     try:
-        removed = asyncio.run(main())
+        removed = asyncio.run(
+            on_store(settings, lambda store: erase(store, igsid, why="forget command"))
+        )
     except StoreUnavailable as exc:
         print(f"igbridge-relay forget: {exc}", file=sys.stderr)
         return USAGE
