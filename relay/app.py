@@ -385,10 +385,6 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         handler: InstagramWebhook = request.app.state.instagram_webhook
         return await handler.handshake(request)
 
-    async def instagram_post(request: Request) -> Response:
-        handler: InstagramWebhook = request.app.state.instagram_webhook
-        return await handler.receive(request)
-
     async def genesys_post(request: Request) -> Response:
         handler: GenesysWebhook = request.app.state.genesys_webhook
         return await handler.receive(request)
@@ -437,7 +433,6 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
 
     webhooks = [
         Route("/webhooks/instagram", instagram_get, methods=["GET"]),
-        Route("/webhooks/instagram", instagram_post, methods=["POST"]),
         Route("/webhooks/genesys", genesys_post, methods=["POST"]),
         Route(DELETION_ROUTE, deletion_post, methods=["POST"]),
         Route(DELETION_ROUTE + "/{code}", deletion_status, methods=["GET"]),

@@ -68,13 +68,6 @@ class SignedWebhook:
         self._duration.observe(time.perf_counter() - started)
         self._on_answer(status)
 
-    async def read_signed_json(self, request: Request) -> tuple[bytes, Any] | Response:
-        """The raw bytes and decoded body, or the 4xx that refuses them (and a log line)."""
-        raw = await self.read_signed(request)
-        if isinstance(raw, Response):
-            return raw
-        return self.decode(raw)
-
     def decode(self, raw: bytes) -> tuple[bytes, Any] | Response:
         """The raw bytes and their JSON, or the 400 that refuses them (and a log line)."""
         try:

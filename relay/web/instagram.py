@@ -57,7 +57,7 @@ class InstagramWebhook(SignedWebhook):
         return PlainTextResponse("verification failed", status_code=403)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The POST as a raw ASGI endpoint: same answers, logs and metrics as ``receive``."""
+        """The POST as a raw ASGI endpoint: the answers, logs and metrics of ``receive``."""
         started = time.perf_counter()
         declared: bytes | None = None
         signature: bytes | None = None
@@ -115,10 +115,3 @@ class InstagramWebhook(SignedWebhook):
             return reject(503, "store unavailable, retry later")
         self._on_stored()
         return None
-
-    async def handle(self, request: Request) -> Response:
-        """The POST through a Starlette Request (``receive``): for callers that hold one."""
-        raw = await self.read_signed(request)
-        if isinstance(raw, Response):
-            return raw
-        return await self.take(raw) or Response(STORED, media_type="application/json")
