@@ -46,6 +46,7 @@ from .tasks.credentials import CredentialsWatch
 from .tasks.maintenance import maintain, refresh_gauges
 from .tasks.sla import SlaClock, SlaSweeper
 from .tasks.status_report import StatusReporter
+from .web.base import client_gone
 from .web.deletion import ROUTE as DELETION_ROUTE
 from .web.deletion import DataDeletion
 from .web.direct import DirectApp
@@ -453,18 +454,11 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         ]
     )
 
-    async def client_gone(request: Request, _: Exception) -> Response:
-        # The client left (or was cut off by the server's body deadline) before its body
-        # arrived: nothing was stored and nobody is left to answer. Not the relay's error,
-        # but worth a look when it happens often (a proxy cutting requests, an attack).
-        metrics.client_disconnects.inc()
-        log.warning(
-            "request body not received: client gone", extra={"path": request.url.path[:200]}
-        )
-        return Response(status_code=400)
+    async def disconnected(request: Request, _: Exception) -> Response:
+        return client_gone(metrics, request.url.path)
 
     app = DirectApp(
-        routes=routes, lifespan=lifespan, exception_handlers={ClientDisconnect: client_gone}
+        routes=routes, lifespan=lifespan, exception_handlers={ClientDisconnect: disconnected}
     )
     app.state.registry = metrics.registry  # the server's own counters join /metrics
     app.state.admin = admin

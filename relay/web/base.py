@@ -26,6 +26,16 @@ def reject(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
+def client_gone(metrics: RelayMetrics, path: str) -> Response:
+    """The client left (or was cut off by the server's body deadline) before its body
+    arrived: nothing was stored and nobody is left to read the 400. Not the relay's error,
+    but counted and logged, worth a look when it happens often (a proxy cutting requests,
+    an attack)."""
+    metrics.client_disconnects.inc()
+    log.warning("request body not received: client gone", extra={"path": path[:200]})
+    return Response(status_code=400)
+
+
 class SignedWebhook:
     route = ""
     name = ""

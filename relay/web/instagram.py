@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ..store.base import StoreUnavailable
-from .base import SignedWebhook, reject
+from .base import SignedWebhook, client_gone, reject
 from .body import BodyTooLarge, receive_body
 from .signature import SignatureCheck, verify_meta_signature, verify_token_matches
 
@@ -72,12 +72,7 @@ class InstagramWebhook(SignedWebhook):
         except BodyTooLarge:
             refused = self.too_large()
         except ClientDisconnect:
-            # As the app's handler for Starlette routes: nothing stored, nobody to answer.
-            self._metrics.client_disconnects.inc()
-            log.warning(
-                "request body not received: client gone", extra={"path": scope["path"][:200]}
-            )
-            await Response(status_code=400)(scope, receive, send)
+            await client_gone(self._metrics, scope["path"])(scope, receive, send)
             return
         else:
             header = None if signature is None else signature.decode("latin-1")
