@@ -116,10 +116,11 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 def _wait_for_interrupt() -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        stop = threading.Event()
-        while not stop.wait(1.0):  # short waits: signals are handled between them
-            pass
+    """Until Ctrl-C or SIGTERM: the caller suppresses the KeyboardInterrupt from before it
+    announces the wait, so a stop sent as soon as the announcement is read ends cleanly."""
+    stop = threading.Event()
+    while not stop.wait(1.0):  # short waits: signals are handled between them
+        pass
 
 
 def run_demo(
@@ -135,14 +136,18 @@ def run_demo(
                 if console:
                     from .console import Console
 
-                    with Console(demo).serving(port=console_port) as url:
+                    with (
+                        Console(demo).serving(port=console_port) as url,
+                        contextlib.suppress(KeyboardInterrupt),
+                    ):
                         say(f"igbridge sandbox console: open {url}  (loopback only; Ctrl-C stops)")
                         _wait_for_interrupt()
                     return 0
                 ok = play(demo)
                 if keep_running:
-                    say("Still running at the addresses above; Ctrl-C stops everything.")
-                    _wait_for_interrupt()
+                    with contextlib.suppress(KeyboardInterrupt):
+                        say("Still running at the addresses above; Ctrl-C stops everything.")
+                        _wait_for_interrupt()
                 else:
                     say(
                         "All servers have stopped. `igbridge-relay sandbox --keep-running` keeps "
