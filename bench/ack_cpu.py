@@ -17,7 +17,6 @@ the SQLite threads). Runs alternate bare and relay; the medians are printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -35,22 +34,12 @@ from igbridge.sandbox.stack import Sandbox, run_sandbox
 # Appended, never prepended: the repository root has a folder named operator/ that must
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from bench.proc import thread_cpu
 from bench.relay_bench import bare_server, code_env
 from bench.wrk_ack import ensure_wrk, write_bodies
 from tests.harness.process import RelayProcess
 
 LUA = Path(__file__).with_name("ack_count.lua")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each of the process's threads, by thread id."""
-    found: dict[int, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):  # a thread ended between listing and reading
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICK
-    return found
 
 
 @dataclass(frozen=True)

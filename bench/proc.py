@@ -24,6 +24,29 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each of the process's threads, by thread id."""
+    found: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread ended between listing and reading
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def relay_split(pid: int) -> dict[str, float]:
+    """The relay's CPU seconds by where they went: each process's event loop (its main
+    thread) and its other threads (SQLite's), the web process (``pid``) and its children
+    (``serve``'s delivery process)."""
+    split: dict[str, float] = {}
+    for name, proc in [("web", pid)] + [("delivery", c) for c in children(pid)]:
+        with contextlib.suppress(OSError):
+            for tid, seconds in thread_cpu(proc).items():
+                key = f"{name}_{'loop' if tid == proc else 'threads'}"
+                split[key] = split.get(key, 0.0) + seconds
+    return split
+
+
 def tree_peak_rss_mb(pid: int) -> float:
     return peak_rss_mb(pid) + sum(peak_rss_mb(child) for child in children(pid))
 

@@ -56,7 +56,7 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # Appended, never prepended: the repository root has a folder named operator/ that must
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from bench.proc import tree_cpu_seconds, tree_peak_rss_mb
+from bench.proc import relay_split, tree_cpu_seconds, tree_peak_rss_mb
 from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
@@ -177,6 +177,18 @@ def phase(
         f"{name}_accept_p99_ms": percentile(lat, 99) * 1000,
         f"{name}_end_to_end_messages_per_s": done() / finished,
         f"{name}_completed": float(done()),
+    }
+
+
+def split_per_message(
+    direction: str, before: dict[str, float], pid: int, messages: int
+) -> dict[str, float]:
+    """Where a phase's relay CPU went, in ms per message: each process's event loop and
+    its other (SQLite) threads."""
+    after = relay_split(pid)
+    return {
+        f"{direction}_cpu_ms_{where}": (after[where] - before.get(where, 0.0)) / messages * 1000
+        for where in sorted(after)
     }
 
 
@@ -545,6 +557,7 @@ def main() -> None:
             results |= {k: v for k, v in baseline.items() if "accept" in k}
             assert relay.proc is not None
             cpu_before = tree_cpu_seconds(relay.proc.pid)
+            split_before = relay_split(relay.proc.pid)
             collapsed = Path("bench/results/profile_inbound.collapsed").resolve()
             collapsed.parent.mkdir(parents=True, exist_ok=True)
             profiler = start_profiler(relay.proc.pid, collapsed) if args.profile else None
@@ -557,6 +570,7 @@ def main() -> None:
             )
             cpu_inbound = tree_cpu_seconds(relay.proc.pid) - cpu_before
             results["relay_cpu_ms_per_inbound_message"] = cpu_inbound / args.messages * 1000
+            results |= split_per_message("inbound", split_before, relay.proc.pid, args.messages)
             if profiler is not None:
                 stop_profiler(profiler)
                 Path("bench/results/profile_inbound.txt").write_text(summarise_profile(collapsed))
@@ -564,6 +578,7 @@ def main() -> None:
                 sb, sb.genesys.messages[0].body, args.messages, args.concurrency
             )
             cpu_before = tree_cpu_seconds(relay.proc.pid)
+            split_before = relay_split(relay.proc.pid)
             results |= phase(
                 "outbound",
                 f"{relay.url}/webhooks/genesys",
@@ -573,6 +588,7 @@ def main() -> None:
             )
             cpu_outbound = tree_cpu_seconds(relay.proc.pid) - cpu_before
             results["relay_cpu_ms_per_outbound_message"] = cpu_outbound / args.messages * 1000
+            results |= split_per_message("outbound", split_before, relay.proc.pid, args.messages)
             results["relay_ack_vs_bare_p50"] = (
                 results["inbound_accept_p50_ms"] / results["bare_accept_p50_ms"]
             )

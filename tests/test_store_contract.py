@@ -43,6 +43,8 @@ class Backend:
     def store(self, clock: Clock) -> Store:
         if self.kind == "sqlite":
             return SQLiteStore(str(self._path), clock=clock)
+        if self.kind == "sqlite-inline":  # as the delivery process opens it
+            return SQLiteStore(str(self._path), clock=clock, inline=True)
         assert self._redis is not None
         return RedisStore(self._redis.url, prefix=self.prefix, clock=clock)
 
@@ -59,7 +61,7 @@ class Backend:
         asyncio.run(main())
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite-inline", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     redis = request.getfixturevalue("redis_server") if request.param == "redis" else None
     return Backend(request.param, tmp_path, redis)
@@ -658,7 +660,7 @@ def _as_text(value: object) -> str:
 
 
 async def _dump(backend: Backend, tmp_path: Path) -> list[str]:
-    if backend.kind == "sqlite":
+    if backend.kind.startswith("sqlite"):
         return await _dump_sqlite(tmp_path / "s.db")
     return await _dump_redis(backend.redis_url(), backend.prefix)
 

@@ -424,3 +424,62 @@ def test_the_web_process_opens_while_the_delivery_process_holds_the_write_lock(
             await web.close()
 
     asyncio.run(body())
+
+
+def test_an_inline_store_waits_for_another_process_lock_off_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+
+    async def body() -> None:
+        store = SQLiteStore(str(path), inline=True)
+        await store.open()
+        try:
+            await store.put_record("ns", "before", b"v")
+            assert store.inline_calls > 0  # an uncontended write ran on the loop's thread
+            holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")  # the web process, in the middle of a write
+            release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+            release.start()
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                for _ in range(1000):
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(tick())
+            await store.put_record("ns", "during", b"v")
+            ticker.cancel()
+            release.join()
+            holder.close()
+            # The loop kept running while the write waited for the lock (~0.3 s).
+            assert ticks >= 5
+            assert await store.get_record("ns", "during") == b"v"
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_an_inline_store_checkpoints_its_wal_itself(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    value = os.urandom(2000)
+
+    def wal_size() -> int:
+        return os.path.getsize(f"{path}-wal")
+
+    async def body() -> int:
+        store = SQLiteStore(str(path), inline=True)
+        await store.open()
+        try:
+            for i in range(2000):  # one commit each: ~16 MB of WAL if never checkpointed
+                await store.put_record("ns", f"k{i % 50}", value)
+            assert store.inline_calls >= 2000
+            # A WAL file never shrinks while open: its size now is the most it reached.
+            return wal_size()
+        finally:
+            await store.close()
+
+    assert asyncio.run(body()) < 4 * 1024 * 1024

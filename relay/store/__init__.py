@@ -28,7 +28,9 @@ def open_store(url: str, *, prefix: str = "igbridge", claims: bool = True) -> St
     leases of the delivery process that shares the SQLite file, and leaves checkpointing
     the SQLite WAL to that process too."""
     if url.startswith("sqlite:///"):
-        return SQLiteStore(sqlite_path(url), release_leases_at_open=claims, checkpoint=claims)
+        return SQLiteStore(
+            sqlite_path(url), release_leases_at_open=claims, checkpoint=claims, inline=claims
+        )
     if is_redis(url):
         return RedisStore(url, prefix=prefix)
     raise ValueError(

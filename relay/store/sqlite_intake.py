@@ -74,7 +74,8 @@ def connect_log(path: str, checkpoint: bool) -> sqlite3.Connection:
 
 def connect_reader(path: str) -> sqlite3.Connection:
     """A connection that only reads the log (after ``connect_log`` created it)."""
-    db = sqlite3.connect(path, isolation_level=None)
+    # Used by one thread at a time, not always the same (``SQLiteStore``'s ``inline``).
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")  # only a WAL recovery makes a reader wait
     return db
 
