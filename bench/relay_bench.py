@@ -13,17 +13,21 @@ simulators run here. Inbound: Meta webhooks → relay → Genesys simulator. Out
 agent messages → relay → Meta Send API simulator → receipts back to Genesys. Prints
 accept latency and end-to-end throughput for both directions, next to a bare Starlette
 app that only answers 200 (the floor for the webhook path), and the relay process's CPU
-time and peak memory per 1000 messages. Then scale-out: inbound end to end with one relay
-on SQLite next to one, two and three relays sharing a real redis-server (the load spread
-over the replicas as a Service would).
+time and peak memory per 1000 messages. Beside them, under the same load: ``floor_app``
+(a webhook in, one message POSTed out, no store: what any Python middleware on this stack
+spends per message) and the disk's fdatasync time (what every durable ack waits for).
+Then scale-out: inbound end to end with one relay on SQLite next to one, two and three
+relays sharing a real redis-server (the load spread over the replicas as a Service would).
 
 ``--wrk`` measures the webhook ack with wrk instead of a Python client (``bench/wrk_ack.py``;
 ``bash bench/setup`` installs wrk, and the bench runs it when wrk is missing): 1 and 2 wrk
 threads, 32 connections, ``--wrk-seconds`` each, against the bare app and the relay in
 turn, with requests/s, p50/p99, the ratio relay/bare and the CPU share of wrk and of the
-target (the bare app near 1.0 shows the generator saturates it). ``--store-trips`` runs
-a relay on Redis and counts Redis commands per delivered message in each direction
-(``INFO commandstats`` before and after; SQLite has no such counter and is not counted).
+target (the bare app near 1.0 shows the generator saturates it), the disk's fdatasync p99
+meanwhile, and the relay's CPU per delivered message over the burst and the drain of its
+backlog (full batches). ``--store-trips`` runs a relay on Redis and counts Redis commands
+per delivered message in each direction (``INFO commandstats`` before and after; SQLite
+has no such counter and is not counted).
 ``--sweep-customers N`` fills a SQLite and a Redis store with N customers' SLA records
 through the relay's own calls and times one SLA sweep (``bench/sla_sweep.py``), with
 the store's size.
@@ -56,6 +60,7 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # Appended, never prepended: the repository root has a folder named operator/ that must
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from bench.disk import Probe, fdatasync_ms
 from bench.proc import relay_split, tree_cpu_seconds, tree_peak_rss_mb
 from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
@@ -74,6 +79,13 @@ def code_env() -> dict[str, str]:
 
 def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
     """The baseline, as its own uvicorn process like the relay."""
+    return app_server("bare_app:app", port, log)
+
+
+def app_server(
+    app: str, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """One of this folder's apps as its own uvicorn process, once it answers."""
     with log.open("ab") as out:
         proc = subprocess.Popen(  # noqa: S603 (our interpreter, our module)
             [
@@ -83,7 +95,7 @@ def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
                 "uvicorn",
                 "--app-dir",
                 str(Path(__file__).parent),
-                "bare_app:app",
+                app,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -93,6 +105,7 @@ def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
         )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -102,7 +115,40 @@ def bare_server(port: int, log: Path) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("the baseline server did not start")
+    raise RuntimeError(f"{app} did not start")
+
+
+def floor_phase(sb: Sandbox, tmp: Path, bare_port: int, args: Any) -> dict[str, float]:
+    """CPU per message of ``floor_app`` (a webhook in, one POST out, no store) under the
+    inbound phase's load, the bare app as its sink: what any Python middleware on this
+    stack spends, for the relay's figure to be read against."""
+    port = free_port()
+    floor = app_server(
+        "floor_app:app",
+        port,
+        tmp / "floor.log",
+        {
+            "FLOOR_APP_SECRET": sb.meta.app_secret,
+            "FLOOR_SINK_URL": f"http://127.0.0.1:{bare_port}/webhooks/instagram",
+        },
+    )
+    try:
+        before = tree_cpu_seconds(floor.pid)
+        result = phase(
+            "floor",
+            f"http://127.0.0.1:{port}/webhooks/instagram",
+            inbound_bodies(sb, args.messages, args.customers),
+            args.concurrency,
+            lambda: args.messages,  # answered once forwarded
+        )
+        cpu = tree_cpu_seconds(floor.pid) - before
+    finally:
+        floor.terminate()
+        floor.wait(timeout=10)
+    return {
+        "floor_accept_requests_per_s": result["floor_accept_requests_per_s"],
+        "floor_cpu_ms_per_message": cpu / args.messages * 1000,
+    }
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -181,13 +227,13 @@ def phase(
 
 
 def split_per_message(
-    direction: str, before: dict[str, float], pid: int, messages: int
+    label: str, before: dict[str, float], pid: int, messages: int
 ) -> dict[str, float]:
     """Where a phase's relay CPU went, in ms per message: each process's event loop and
     its other (SQLite) threads."""
     after = relay_split(pid)
     return {
-        f"{direction}_cpu_ms_{where}": (after[where] - before.get(where, 0.0)) / messages * 1000
+        f"{label}_cpu_ms_{where}": (after[where] - before.get(where, 0.0)) / messages * 1000
         for where in sorted(after)
     }
 
@@ -375,15 +421,17 @@ def wrk_ack(
             ("relay", f"{relay.url}/webhooks/instagram", relay.proc.pid),
         ):
             before = len(sb.genesys.messages)
-            run = run_wrk(
-                wrk,
-                url,
-                bodies,
-                threads=threads,
-                connections=args.wrk_connections,
-                seconds=args.wrk_seconds,
-                target_pid=pid,
-            )
+            cpu_before, split_before = tree_cpu_seconds(pid), relay_split(pid)
+            with Probe(tmp) as disk:
+                run = run_wrk(
+                    wrk,
+                    url,
+                    bodies,
+                    threads=threads,
+                    connections=args.wrk_connections,
+                    seconds=args.wrk_seconds,
+                    target_pid=pid,
+                )
             runs[target] = run
             label = f"wrk_t{threads}_{target}"
             results[f"{label}_requests_per_s"] = run.requests_per_s
@@ -396,12 +444,21 @@ def wrk_ack(
             results[f"{label}_children_cpu_cores"] = run.children_cpu_share
             results[f"{label}_wrk_cpu_cores"] = run.wrk_cpu_share
             results[f"{label}_machine_busy_cores"] = run.machine_busy_cores
+            # The disk's tail meanwhile: what a durable ack waits for, once or twice.
+            results[f"{label}_disk_fdatasync_p99_ms"] = percentile(disk.took, 99)
             if target == "relay":
                 # Every distinct accepted body becomes one Genesys message: wait for them.
                 accepted = min(run.requests, args.wrk_bodies) - run.non_2xx
                 started = time.perf_counter()
                 wait_delivered(delivered_since(sb, before), accepted)
                 results[f"{label}_backlog_drained_s"] = time.perf_counter() - started
+                # The burst's acks and their delivery, per message delivered: the CPU per
+                # message when batches are full (the phases above run at ~450/s, where
+                # every message pays for its own wake-ups and commits).
+                results[f"{label}_cpu_ms_per_delivered_message"] = (
+                    (tree_cpu_seconds(pid) - cpu_before) / accepted * 1000
+                )
+                results |= split_per_message(f"{label}_delivered", split_before, pid, accepted)
         results[f"wrk_t{threads}_relay_vs_bare_requests"] = (
             runs["relay"].requests_per_s / runs["bare"].requests_per_s
         )
@@ -523,7 +580,7 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument(
-        "--wrk-bodies", type=int, default=60000, help="distinct signed webhooks per wrk run"
+        "--wrk-bodies", type=int, default=150000, help="distinct signed webhooks per wrk run"
     )
     parser.add_argument("--wrk-customers", type=int, default=10000)
     parser.add_argument("--store-trips", action="store_true", help="Redis round trips/message")
@@ -547,6 +604,7 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "customers": args.customers,
             }
+            bare_before = tree_cpu_seconds(bare.pid)
             baseline = phase(
                 "bare",
                 f"http://127.0.0.1:{bare_port}/webhooks/instagram",
@@ -555,6 +613,13 @@ def main() -> None:
                 lambda: args.messages,
             )
             results |= {k: v for k, v in baseline.items() if "accept" in k}
+            results["bare_cpu_ms_per_request"] = (
+                (tree_cpu_seconds(bare.pid) - bare_before) / args.messages * 1000
+            )
+            results |= floor_phase(sb, Path(tmp), bare_port, args)
+            syncs = fdatasync_ms(Path(tmp))
+            results["disk_idle_fdatasync_p50_ms"] = percentile(syncs, 50)
+            results["disk_idle_fdatasync_p99_ms"] = percentile(syncs, 99)
             assert relay.proc is not None
             cpu_before = tree_cpu_seconds(relay.proc.pid)
             split_before = relay_split(relay.proc.pid)
@@ -589,6 +654,9 @@ def main() -> None:
             cpu_outbound = tree_cpu_seconds(relay.proc.pid) - cpu_before
             results["relay_cpu_ms_per_outbound_message"] = cpu_outbound / args.messages * 1000
             results |= split_per_message("outbound", split_before, relay.proc.pid, args.messages)
+            results["relay_vs_floor_cpu_inbound"] = (
+                results["relay_cpu_ms_per_inbound_message"] / results["floor_cpu_ms_per_message"]
+            )
             results["relay_ack_vs_bare_p50"] = (
                 results["inbound_accept_p50_ms"] / results["bare_accept_p50_ms"]
             )
