@@ -1,4 +1,5 @@
-"""CPU per outgoing POST: httpx (the relay's client before) against the relay's aiohttp client.
+"""CPU per outgoing POST: httpx (the relay's client before), the relay's aiohttp client, and
+its lean client for the hot POSTs (relay/http1.py).
 
 A bare HTTP/1.1 server in a child process on 127.0.0.1 answers every request at once with
 a Genesys-like JSON body, so this process's CPU time is the client's alone. Each client
@@ -25,7 +26,7 @@ from igbridge.relay.genesys.auth import TokenProvider
 from igbridge.relay.genesys.client import GenesysClient
 from igbridge.relay.genesys.payloads import From, InboundChannel, InboundMessage
 from igbridge.relay.genesys.rest import JSON_UTF8, encode_json
-from igbridge.relay.http import fetch, new_session
+from igbridge.relay.http import close_session, fetch, new_session
 
 ANSWER = json.dumps(
     {"access_token": "bench-token", "expires_in": 86400, "id": "m-1", "conversationId": "c-1"}
@@ -138,6 +139,17 @@ async def _run(base: str, requests: int, concurrency: int) -> None:
             return await genesys.send_inbound(message)
 
         await _measure("GenesysClient.send_inbound", via_genesys, requests, concurrency)
+
+    lean = new_session(timeout=10.0, connect=5.0, limit=limit, lean=True)
+    try:
+
+        async def via_lean(i: int) -> object:
+            resp = await fetch(lean, "POST", url, data=_body(i), params=params, headers=headers)
+            return resp.json()
+
+        await _measure("relay fetch POST (lean, http1)", via_lean, requests, concurrency)
+    finally:
+        await close_session(lean)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from .delivery.worker import QueueWorker
 from .genesys.auth import TokenProvider
 from .genesys.client import GenesysClient
 from .health import RelayHealth, StoreWrites, sqlite_disk_problem
-from .http import new_session
+from .http import close_session, new_session
 from .link import DeliveryProcess
 from .meta.crm import CrmLookup
 from .meta.events import JustStored
@@ -101,6 +101,7 @@ class Relay:
             timeout=settings.genesys_timeout,
             connect=5.0,
             limit=max(32, settings.worker_concurrency * 2),
+            lean=True,  # the hot POSTs: messages, receipts, the Send API
         )
         tokens = TokenProvider(
             http,
@@ -213,7 +214,7 @@ class Relay:
             await self.crm.aclose()
         await self.media.aclose()
         await self.graph.aclose()
-        await self.http.close()
+        await close_session(self.http)
         await self.store.close()
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..http import Answer, fetch, new_session
+from ..http import Answer, close_session, fetch, new_session
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ class GraphClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._http = new_session(timeout=timeout)
+        # Lean: the Send API's POSTs go out on this session too (``http``).
+        self._http = new_session(timeout=timeout, lean=True)
         self._auth = {"Authorization": f"Bearer {access_token}"}
         self._profile_ttl = profile_ttl
         self._failure_ttl = failure_ttl
@@ -151,7 +152,7 @@ class GraphClient:
         return self._http
 
     async def aclose(self) -> None:
-        await self._http.close()
+        await close_session(self._http)
 
     def set_access_token(self, access_token: str) -> None:
         """Use a rotated token from now on (the Send API client has its own copy)."""
