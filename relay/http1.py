@@ -144,7 +144,7 @@ class Http1Pool:
     ) -> None:
         self._slots = asyncio.Semaphore(limit)
         self._connect_timeout = connect_timeout
-        self._tls = tls if tls is not None else ssl.create_default_context()
+        self._tls = tls  # the system's certificates when None, loaded at the first https
         self._idle: dict[_Key, collections.deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._closed = False
@@ -200,7 +200,7 @@ class Http1Pool:
                     _Connection,
                     host,
                     port,
-                    ssl=self._tls if tls else None,
+                    ssl=self._tls_context() if tls else None,
                     server_hostname=host if tls else None,
                 )
         except ssl.SSLError as exc:
@@ -211,6 +211,12 @@ class Http1Pool:
             ) from None
         self._open.add(conn)
         return conn
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Loading the system's certificates takes ~20 ms: not for a pool that never needs it.
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     def _checkin(self, key: _Key, conn: _Connection) -> None:
         if self._closed or conn.closed or not conn.reusable:
