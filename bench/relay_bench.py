@@ -466,6 +466,45 @@ def wrk_ack(
     return results
 
 
+def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict[str, float]:
+    """Agents' messages in a wrk burst (one thread), then the drain: the relay's CPU per
+    outbound message delivered (Send API call and receipt) with full batches. The customers
+    are the inbound phase's, whose 24-hour windows are open."""
+    wrk = ensure_wrk()
+    assert relay.proc is not None
+    pid = relay.proc.pid
+    bodies = tmp / "wrk-outbound.txt"
+    with bodies.open("wb") as out:
+        for raw, signature in outbound_bodies(sb, args.wrk_outbound_bodies, args.customers):
+            assert b"\n" not in raw  # one request per line
+            out.write(signature.encode() + b" " + raw + b"\n")
+    before = len(sb.genesys.receipts)
+    cpu_before, split_before = tree_cpu_seconds(pid), relay_split(pid)
+    run = run_wrk(
+        wrk,
+        f"{relay.url}/webhooks/genesys",
+        bodies,
+        threads=1,
+        connections=args.wrk_connections,
+        seconds=args.wrk_seconds,
+        target_pid=pid,
+    )
+    accepted = min(run.requests, args.wrk_outbound_bodies) - run.non_2xx
+    started = time.perf_counter()
+    wait_delivered(lambda: len(sb.genesys.receipts) - before, accepted)
+    label = "wrk_outbound"
+    return {
+        f"{label}_requests_per_s": run.requests_per_s,
+        f"{label}_p99_ms": run.p99_ms,
+        f"{label}_non_2xx": float(run.non_2xx),
+        f"{label}_backlog_drained_s": time.perf_counter() - started,
+        f"{label}_delivered": float(len(sb.genesys.receipts) - before),
+        f"{label}_cpu_ms_per_delivered_message": (
+            (tree_cpu_seconds(pid) - cpu_before) / accepted * 1000
+        ),
+    } | split_per_message(f"{label}_delivered", split_before, pid, accepted)
+
+
 def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
     """Redis round trips per delivered message, inbound then outbound, on a relay of its
     own (MONITOR slows Redis, so nothing here is timed)."""
@@ -583,6 +622,9 @@ def main() -> None:
         "--wrk-bodies", type=int, default=150000, help="distinct signed webhooks per wrk run"
     )
     parser.add_argument("--wrk-customers", type=int, default=10000)
+    parser.add_argument(
+        "--wrk-outbound-bodies", type=int, default=60000, help="distinct agents' messages"
+    )
     parser.add_argument("--store-trips", action="store_true", help="Redis round trips/message")
     parser.add_argument("--trips-messages", type=int, default=500)
     parser.add_argument(
@@ -666,6 +708,7 @@ def main() -> None:
             results["relay_peak_rss_mb"] = tree_peak_rss_mb(relay.proc.pid)
             if args.wrk:
                 results |= wrk_ack(sb, Path(tmp), relay, bare.pid, bare_port, args)
+                results |= wrk_outbound(sb, Path(tmp), relay, args)
         finally:
             relay.stop()
             bare.terminate()
