@@ -50,6 +50,7 @@ from .web.base import client_gone
 from .web.deletion import ROUTE as DELETION_ROUTE
 from .web.deletion import DataDeletion
 from .web.direct import DirectApp
+from .web.genesys import ROUTE as GENESYS_ROUTE
 from .web.genesys import GenesysWebhook
 from .web.instagram import ROUTE as INSTAGRAM_ROUTE
 from .web.instagram import InstagramWebhook
@@ -323,12 +324,12 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
     def web_routes(app: DirectApp, store: Store, wake_in: Wake, wake_out: Wake) -> None:
         instagram = InstagramWebhook(settings, store, metrics, wake_in, watched)
         app.state.instagram_webhook = instagram
-        # The ack's hot path skips Starlette's routing (the routes below stay for the rest).
-        paths = [INSTAGRAM_ROUTE]
-        if settings.base_path:
-            paths.append(settings.base_path + INSTAGRAM_ROUTE)
-        app.direct(paths, instagram)
-        app.state.genesys_webhook = GenesysWebhook(settings, store, metrics, wake_out, watched)
+        # The webhooks' POSTs skip Starlette's routing (the routes below stay for the rest).
+        for route, hook in (
+            (INSTAGRAM_ROUTE, instagram),
+            (GENESYS_ROUTE, GenesysWebhook(settings, store, metrics, wake_out, watched)),
+        ):
+            app.direct([route, settings.base_path + route] if settings.base_path else [route], hook)
         app.state.data_deletion = DataDeletion(settings, store, metrics)
 
     @asynccontextmanager
@@ -387,9 +388,10 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
         handler: InstagramWebhook = request.app.state.instagram_webhook
         return await handler.handshake(request)
 
-    async def genesys_post(request: Request) -> Response:
-        handler: GenesysWebhook = request.app.state.genesys_webhook
-        return await handler.receive(request)
+    async def posted_direct(request: Request) -> Response:
+        # A webhook's POST is answered by its raw ASGI endpoint (DirectApp) before routing;
+        # the route is here so that other methods get 405, not 404.
+        raise RuntimeError(f"{request.url.path}: a POST that missed its direct endpoint")
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -435,7 +437,7 @@ def create_app(settings: Settings, *, delivery: DeliveryMode = "inline") -> Star
 
     webhooks = [
         Route("/webhooks/instagram", instagram_get, methods=["GET"]),
-        Route("/webhooks/genesys", genesys_post, methods=["POST"]),
+        Route(GENESYS_ROUTE, posted_direct, methods=["POST"]),
         Route(DELETION_ROUTE, deletion_post, methods=["POST"]),
         Route(DELETION_ROUTE + "/{code}", deletion_status, methods=["GET"]),
     ]

@@ -530,6 +530,7 @@ def test_genesys_webhook_signature_and_bad_input(sandbox: Sandbox, relay: RelayT
         )
         assert resp.status_code == 400, bad
         assert resp.json()["error"]
+    assert httpx.get(url).status_code == 405  # the route exists; it takes POSTs only
     assert sandbox.meta.sent == []
 
 

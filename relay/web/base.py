@@ -1,5 +1,11 @@
 """What both webhook routes share: a size limit, a signature check over the raw bytes,
-JSON decoding, and the metrics every answer is counted in."""
+JSON decoding, the metrics every answer is counted in, and the POST as a raw ASGI
+endpoint.
+
+A POST is the relay's hot path: each route is called with the scope (``web.direct``
+sends it there before Starlette's routing), so there are no Request or Response objects
+for an accepted webhook: the body is taken from the ASGI messages and the 200 sent as two
+messages. Refusals are rare and go through ordinary Starlette responses."""
 
 from __future__ import annotations
 
@@ -10,16 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..metrics import RelayMetrics
 from ..store.base import Store
-from .body import BodyTooLarge, read_body
+from .body import BodyTooLarge, receive_body
 from .signature import SignatureCheck
 
 log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = b"x-hub-signature-256"
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 def reject(status: int, reason: str) -> JSONResponse:
@@ -59,14 +69,43 @@ class SignedWebhook:
     def check_signature(self, raw: bytes, header: str | None) -> SignatureCheck:
         raise NotImplementedError
 
-    async def handle(self, request: Request) -> Response:
+    async def take(self, raw: bytes) -> bytes | Response:
+        """A signed body: the JSON of its 200 once it is stored, or the 4xx/503 that
+        refuses it (and a log line)."""
         raise NotImplementedError
 
-    async def receive(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The POST as a raw ASGI endpoint: size limit, signature, ``take``, the metrics."""
         started = time.perf_counter()
-        response = await self.handle(request)
-        self.count(response.status_code, started)
-        return response
+        declared: bytes | None = None
+        signature: bytes | None = None
+        for name, value in scope["headers"]:  # the first of a repeated header, as Starlette
+            if name == b"content-length" and declared is None:
+                declared = value
+            elif name == SIGNATURE_HEADER and signature is None:
+                signature = value
+        answer: bytes | Response
+        try:
+            raw = await receive_body(receive, declared, self._settings.max_body_bytes)
+        except BodyTooLarge:
+            answer = self.too_large()
+        except ClientDisconnect:
+            await client_gone(self._metrics, scope["path"])(scope, receive, send)
+            return
+        else:
+            header = None if signature is None else signature.decode("latin-1")
+            refused = self.refuse_signature(raw, header)
+            answer = await self.take(raw) if refused is None else refused
+        if isinstance(answer, bytes):
+            self.count(200, started)
+            length = (b"content-length", str(len(answer)).encode())
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [length, JSON_TYPE]}
+            )
+            await send({"type": "http.response.body", "body": answer, "more_body": False})
+            return
+        self.count(answer.status_code, started)
+        await answer(scope, receive, send)
 
     def count(self, status: int, started: float) -> None:
         """An answer in the metrics (and to ``on_answer``), from its ``perf_counter`` start."""
@@ -88,15 +127,6 @@ class SignedWebhook:
         except (UnicodeDecodeError, ValueError) as exc:
             log.warning("%s webhook refused: malformed JSON (%s)", self.name, type(exc).__name__)
             return reject(400, "body is not valid UTF-8 JSON")
-
-    async def read_signed(self, request: Request) -> bytes | Response:
-        """The raw bytes, signature checked, or the 4xx that refuses them (and a log line)."""
-        try:
-            raw = await read_body(request, self._settings.max_body_bytes)
-        except BodyTooLarge:
-            return self.too_large()
-        refused = self.refuse_signature(raw, request.headers.get("x-hub-signature-256"))
-        return raw if refused is None else refused
 
     def too_large(self) -> Response:
         limit = self._settings.max_body_bytes

@@ -1,6 +1,7 @@
 """``/webhooks/genesys``: agents' messages and typing events, signed by Genesys.
 
-Stored durably and answered at once (Genesys waits 10 s, then retries); the outbound
+A raw ASGI endpoint like the Instagram one (``SignedWebhook.__call__``). Stored durably
+and answered at once (Genesys waits 10 s, then retries); the outbound
 worker does the sending. What it could not send is refused here with a 400 and the
 reason (``genesys.outbound``): counted in ``igbridge_events_skipped_total`` as
 ``genesys_malformed``, ``genesys_invalid_time``, ``genesys_stale`` or
@@ -9,11 +10,11 @@ reason (``genesys.outbound``): counted in ``igbridge_events_skipped_total`` as
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..genesys.outbound import Refused, message_time, parse_outbound
 from ..meta.events import MAX_AHEAD_MS
@@ -25,6 +26,7 @@ from .signature import SignatureCheck, verify_genesys_signature
 log = logging.getLogger(__name__)
 
 ROUTE = "/webhooks/genesys"
+NOTHING_ACCEPTED = json.dumps({"accepted": 0}, separators=(",", ":")).encode()
 
 
 class GenesysWebhook(SignedWebhook):
@@ -35,10 +37,7 @@ class GenesysWebhook(SignedWebhook):
         secret = self._settings.genesys_webhook_secret.get_secret_value().encode("utf-8")
         return verify_genesys_signature(raw, header, secret)
 
-    async def handle(self, request: Request) -> Response:
-        raw = await self.read_signed(request)
-        if isinstance(raw, Response):
-            return raw
+    async def take(self, raw: bytes) -> bytes | Response:
         msg = parse_outbound(raw)  # decodes the JSON too: malformed JSON is a 400 here
         if isinstance(msg, str):
             self._metrics.skipped.labels("genesys_malformed").inc()
@@ -46,7 +45,7 @@ class GenesysWebhook(SignedWebhook):
             return reject(400, f"not an Open Messaging outbound message: {msg}")
         if msg.type == "Receipt" or (msg.type == "Event" and not msg.events):
             self._metrics.not_forwarded.labels(f"genesys_{msg.type.lower()}").inc()
-            return JSONResponse({"accepted": 0})
+            return NOTHING_ACCEPTED
         now_ms = int(time.time() * 1000)
         horizon_ms = self._settings.replay_horizon_ms
         order_ms = message_time(msg, now_ms, horizon_ms, MAX_AHEAD_MS)
@@ -64,4 +63,5 @@ class GenesysWebhook(SignedWebhook):
             self._metrics.duplicates.labels(OUTBOUND).inc(stored.duplicates)
         if stored.accepted:
             self._on_stored()
-        return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
+        answer = {"accepted": stored.accepted, "duplicates": stored.duplicates}
+        return json.dumps(answer, separators=(",", ":")).encode()
