@@ -310,9 +310,7 @@ def _in_tx(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], durabl
         db.execute("COMMIT")
         return result
     except BaseException:
-        if db.in_transaction:  # also when COMMIT itself failed
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+        _rollback(db)
         raise
     finally:
         if durable:
@@ -334,15 +332,13 @@ def _in_group(
     try:
         results = [fn(db) for fn in fns]
         db.execute("COMMIT")
-        return [(True, result) for result in results]
     except Exception:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
+        _rollback(db)  # one of them raised: again, each in a savepoint
     except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+        _rollback(db)
         raise
+    else:
+        return [(True, result) for result in results]
     return _in_savepoints(db, fns)
 
 
@@ -362,11 +358,16 @@ def _in_savepoints(
             db.execute("RELEASE op")
         db.execute("COMMIT")
     except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+        _rollback(db)
         raise
     return outcomes
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """End a failed transaction, if one is still open (also when COMMIT itself failed)."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _insert(
@@ -599,8 +600,9 @@ class SQLiteStore:
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         """``fn`` in a write transaction (see ``_in_tx``). Writes asked for while one is
-        under way share the next transaction (each in its own savepoint): under load one
-        hop and one commit serve a whole round of completions, leases and records."""
+        under way share the next transaction (each undone alone if it raises, see
+        ``_in_group``): under load one hop and one commit serve a whole round of
+        completions, leases and records."""
         if durable:
             return await self._run(lambda db: _in_tx(db, fn, durable), may_wait=True)
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -613,10 +615,10 @@ class SQLiteStore:
         while self._writes:
             batch, self._writes = self._writes, []
             try:
-                queued = self._queued
+                inline_before = self.inline_calls
                 outcomes = await self._run(partial(_in_group, fns=[w.fn for w in batch]))
                 self.write_commits += 1
-                if self._inline and self._checkpoint and queued == 0:
+                if self._checkpoint and self.inline_calls > inline_before:  # it ran inline
                     self._inline_commits += 1
                     if self._inline_commits >= CHECKPOINT_EVERY:
                         self._inline_commits = 0
