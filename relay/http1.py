@@ -162,37 +162,35 @@ class Http1Pool:
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
         request = _format(target, host, headers or {}, body or b"")
-        tls = key[0] == "https"
         async with self._slots:
             # A POST is not retried on another connection when a kept-alive one turns out
             # closed (as aiohttp, after RFC 9112 9.3.1): the server may have acted on it.
-            conn = await self._checkout(key, tls)
+            conn = await self._checkout(key)
             try:
                 answer = await conn.send(request)
             except BaseException:
-                conn.close()  # the answer's state is unknown: never reuse it
-                self._open.discard(conn)
+                self._drop(conn)  # the answer's state is unknown: never reuse it
                 raise
             self._checkin(key, conn)
             return answer
 
-    async def _checkout(self, key: _Key, tls: bool) -> _Connection:
+    async def _checkout(self, key: _Key) -> _Connection:
         """The most recently used live idle connection to the host, or a new one."""
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
             if conn.closed or now - conn.idle_since > KEEPALIVE_SECONDS:
-                conn.close()
-                self._open.discard(conn)
+                self._drop(conn)
                 continue
             return conn
-        return await self._connect(key, tls)
+        return await self._connect(key)
 
-    async def _connect(self, key: _Key, tls: bool) -> _Connection:
+    async def _connect(self, key: _Key) -> _Connection:
         if self._closed:
             raise aiohttp.ClientConnectionError("HTTP pool closed")
-        _, host, port = key
+        scheme, host, port = key
+        tls = scheme == "https"
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -220,11 +218,14 @@ class Http1Pool:
 
     def _checkin(self, key: _Key, conn: _Connection) -> None:
         if self._closed or conn.closed or not conn.reusable:
-            conn.close()
-            self._open.discard(conn)
+            self._drop(conn)
             return
         conn.idle_since = time.monotonic()
         self._idle.setdefault(key, collections.deque()).append(conn)
+
+    def _drop(self, conn: _Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
 
     async def close(self) -> None:
         self._closed = True

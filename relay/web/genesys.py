@@ -1,9 +1,9 @@
 """``/webhooks/genesys``: agents' messages and typing events, signed by Genesys.
 
 A raw ASGI endpoint like the Instagram one (``SignedWebhook.__call__``). Stored durably
-and answered at once (Genesys waits 10 s, then retries); the outbound
-worker does the sending. What it could not send is refused here with a 400 and the
-reason (``genesys.outbound``): counted in ``igbridge_events_skipped_total`` as
+and answered at once (Genesys waits 10 s, then retries); the outbound worker does the
+sending. What it could not send is refused here with a 400 and the reason
+(``genesys.outbound``): counted in ``igbridge_events_skipped_total`` as
 ``genesys_malformed``, ``genesys_invalid_time``, ``genesys_stale`` or
 ``genesys_future_timestamp`` (the same replay bounds as Instagram events').
 """
