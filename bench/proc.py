@@ -47,6 +47,25 @@ def relay_split(pid: int) -> dict[str, float]:
     return split
 
 
+def written_bytes(pid: int) -> int:
+    """Bytes the process caused to be written to storage so far (``write_bytes`` of
+    /proc/<pid>/io, counted when it dirties the page, so a later writeback is included)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def relay_written(pid: int) -> dict[str, int]:
+    """Bytes written to storage so far by the web process (``pid``) and by its children
+    (``serve``'s delivery process)."""
+    written = {"web": written_bytes(pid), "delivery": 0}
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            written["delivery"] += written_bytes(child)
+    return written
+
+
 def tree_peak_rss_mb(pid: int) -> float:
     return peak_rss_mb(pid) + sum(peak_rss_mb(child) for child in children(pid))
 

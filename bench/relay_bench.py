@@ -61,7 +61,7 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench.disk import Probe, fdatasync_ms
-from bench.proc import relay_split, tree_cpu_seconds, tree_peak_rss_mb
+from bench.proc import relay_split, relay_written, tree_cpu_seconds, tree_peak_rss_mb
 from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
@@ -430,6 +430,7 @@ def wrk_ack(
         ):
             before = len(sb.genesys.messages)
             cpu_before, split_before = tree_cpu_seconds(pid), relay_split(pid)
+            written_before = relay_written(pid)
             with Probe(tmp) as disk:
                 run = run_wrk(
                     wrk,
@@ -467,6 +468,13 @@ def wrk_ack(
                     (tree_cpu_seconds(pid) - cpu_before) / accepted * 1000
                 )
                 results |= split_per_message(f"{label}_delivered", split_before, pid, accepted)
+                # What each process wrote to the disk per message (the web process's acks
+                # are its fsynced log appends; the delivery process's writes are what the
+                # acks' fsyncs wait behind).
+                for proc, written in relay_written(pid).items():
+                    results[f"{label}_{proc}_written_kb_per_message"] = (
+                        (written - written_before[proc]) / accepted / 1024
+                    )
         results[f"wrk_t{threads}_relay_vs_bare_requests"] = (
             runs["relay"].requests_per_s / runs["bare"].requests_per_s
         )
@@ -488,6 +496,7 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
             out.write(signature.encode() + b" " + raw + b"\n")
     before = len(sb.genesys.receipts)
     cpu_before, split_before = tree_cpu_seconds(pid), relay_split(pid)
+    written_before = relay_written(pid)
     run = run_wrk(
         wrk,
         f"{relay.url}/webhooks/genesys",
@@ -501,7 +510,7 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
     started = time.perf_counter()
     wait_delivered(lambda: len(sb.genesys.receipts) - before, accepted)
     label = "wrk_outbound"
-    return {
+    results = {
         f"{label}_requests_per_s": run.requests_per_s,
         f"{label}_p99_ms": run.p99_ms,
         f"{label}_non_2xx": float(run.non_2xx),
@@ -511,6 +520,11 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
             (tree_cpu_seconds(pid) - cpu_before) / accepted * 1000
         ),
     } | split_per_message(f"{label}_delivered", split_before, pid, accepted)
+    for proc, written in relay_written(pid).items():
+        results[f"{label}_{proc}_written_kb_per_message"] = (
+            (written - written_before[proc]) / accepted / 1024
+        )
+    return results
 
 
 def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:

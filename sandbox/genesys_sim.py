@@ -152,6 +152,13 @@ class GenesysSimulator:
             for key in [k for k in self._conversations if k[1] == from_id]:
                 del self._conversations[key]
 
+    def open_conversation(self, from_id: str, integration_id: str | None = None) -> str:
+        """The customer's conversation, started as their first message would start it
+        (for a caller that needs one in the queue without sending a message)."""
+        key = (integration_id or self.integration_ids[0], from_id)
+        with self._lock:
+            return self._conversations.setdefault(key, str(uuid.uuid4()))
+
     def conversation_id(self, from_id: str, integration_id: str | None = None) -> str | None:
         with self._lock:
             return self._conversations.get((integration_id or self.integration_ids[0], from_id))

@@ -292,6 +292,10 @@ def test_prefetched_conversation_ids_are_stable_per_customer(live: Live) -> None
     assert live.sim.conversation_id("ana") == first
     live.sim.end_conversation("ana")
     assert conversation("m5", "ana") not in (first, None)
+    # A conversation opened without a message is the one the customer's message joins.
+    opened = live.sim.open_conversation("cleo")
+    assert live.sim.open_conversation("cleo") == opened
+    assert conversation("m6", "cleo") == opened
 
 
 # -- receipts, events, structured responses, routing ------------------------------------------
