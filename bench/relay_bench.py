@@ -479,6 +479,7 @@ def wrk_ack(
             runs["relay"].requests_per_s / runs["bare"].requests_per_s
         )
         results[f"wrk_t{threads}_relay_vs_bare_p50"] = runs["relay"].p50_ms / runs["bare"].p50_ms
+        results[f"wrk_t{threads}_relay_vs_bare_p99"] = runs["relay"].p99_ms / runs["bare"].p99_ms
     return results
 
 
@@ -741,6 +742,60 @@ def main() -> None:
         precision = 1 if abs(value) >= 10 else 2
         shown = str(int(value)) if float(value).is_integer() else f"{value:.{precision}f}"
         print(f"{key:<42}{shown:>12}")
+    verdicts = goals(results)
+    if verdicts:
+        print()
+        print(f"{'goal':<42}{'measured':>16}  ")
+        for goal, measured, met in verdicts:
+            print(f"{goal:<42}{measured:>16}  {'met' if met else 'NOT MET'}")
+
+
+# The performance goals the relay is measured against (docs/performance.md): a name, the
+# figures it reads and whether one meets it (given all results). Printed, never asserted.
+Meets = Callable[[float, dict[str, float]], bool]
+GOALS: list[tuple[str, list[str], Meets]] = [
+    (
+        "ack requests/s >= 0.5x bare (wrk 1, 2 thr)",
+        ["wrk_t1_relay_vs_bare_requests", "wrk_t2_relay_vs_bare_requests"],
+        lambda v, _: v >= 0.5,
+    ),
+    (
+        "ack p99 <= 2x bare (wrk 1, 2 threads)",
+        ["wrk_t1_relay_vs_bare_p99", "wrk_t2_relay_vs_bare_p99"],
+        lambda v, _: v <= 2.0,
+    ),
+    (
+        "CPU ms per inbound message <= 0.4",
+        ["wrk_t1_relay_cpu_ms_per_delivered_message", "wrk_t2_relay_cpu_ms_per_delivered_message"],
+        lambda v, _: v <= 0.4,
+    ),
+    (
+        "CPU ms per outbound message <= 0.6",
+        ["wrk_outbound_cpu_ms_per_delivered_message"],
+        lambda v, _: v <= 0.6,
+    ),
+    (
+        "Redis round trips per message <= 3",
+        ["redis_round_trips_per_inbound_message", "redis_round_trips_per_outbound_message"],
+        lambda v, _: v <= 3.0,
+    ),
+    (
+        "SLA sweep escalates all due (SQLite, Redis)",
+        ["sweep_sqlite_escalated", "sweep_redis_escalated"],
+        lambda v, results: v == results["sweep_due_customers"],
+    ),
+]
+
+
+def goals(results: dict[str, float]) -> list[tuple[str, str, bool]]:
+    """Each goal whose figures this run measured: its name, the figures, whether all meet it."""
+    verdicts = []
+    for name, keys, meets in GOALS:
+        if all(key in results for key in keys):
+            values = [results[key] for key in keys]
+            shown = " / ".join(f"{v:g}" if v.is_integer() else f"{v:.2f}" for v in values)
+            verdicts.append((name, shown, all(meets(v, results) for v in values)))
+    return verdicts
 
 
 if __name__ == "__main__":
