@@ -46,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,33 @@ def split_per_message(
     }
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What the relay (``pid`` and its delivery process) has used so far: CPU seconds, in
+    all and by process and thread, and bytes written to the disk by each process."""
+
+    cpu: float
+    split: dict[str, float]
+    written: dict[str, int]
+
+    @classmethod
+    def of(cls, pid: int) -> Usage:
+        return cls(tree_cpu_seconds(pid), relay_split(pid), relay_written(pid))
+
+    def per_message(self, label: str, pid: int, messages: int) -> dict[str, float]:
+        """Since this reading, per message: the relay's CPU ms in all and where it went,
+        and each process's kB written (the web process's acks are its fsynced log
+        appends; the delivery process's writes are what the acks' fsyncs wait behind)."""
+        now = Usage.of(pid)
+        figures = {f"{label}_cpu_ms_per_delivered_message": (now.cpu - self.cpu) / messages * 1000}
+        figures |= split_per_message(f"{label}_delivered", self.split, pid, messages)
+        for proc, written in now.written.items():
+            figures[f"{label}_{proc}_written_kb_per_message"] = (
+                (written - self.written[proc]) / messages / 1024
+            )
+        return figures
+
+
 def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling the relay (collapsed stacks), until terminated."""
     return subprocess.Popen(  # noqa: S603 (py-spy from our own virtual environment)
@@ -429,8 +457,7 @@ def wrk_ack(
             ("relay", f"{relay.url}/webhooks/instagram", relay.proc.pid),
         ):
             before = len(sb.genesys.messages)
-            cpu_before, split_before = tree_cpu_seconds(pid), relay_split(pid)
-            written_before = relay_written(pid)
+            used = Usage.of(pid)
             with Probe(tmp) as disk:
                 run = run_wrk(
                     wrk,
@@ -464,17 +491,7 @@ def wrk_ack(
                 # The burst's acks and their delivery, per message delivered: the CPU per
                 # message when batches are full (the phases above run at ~450/s, where
                 # every message pays for its own wake-ups and commits).
-                results[f"{label}_cpu_ms_per_delivered_message"] = (
-                    (tree_cpu_seconds(pid) - cpu_before) / accepted * 1000
-                )
-                results |= split_per_message(f"{label}_delivered", split_before, pid, accepted)
-                # What each process wrote to the disk per message (the web process's acks
-                # are its fsynced log appends; the delivery process's writes are what the
-                # acks' fsyncs wait behind).
-                for proc, written in relay_written(pid).items():
-                    results[f"{label}_{proc}_written_kb_per_message"] = (
-                        (written - written_before[proc]) / accepted / 1024
-                    )
+                results |= used.per_message(label, pid, accepted)
         results[f"wrk_t{threads}_relay_vs_bare_requests"] = (
             runs["relay"].requests_per_s / runs["bare"].requests_per_s
         )
@@ -496,8 +513,7 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
             assert b"\n" not in raw  # one request per line
             out.write(signature.encode() + b" " + raw + b"\n")
     before = len(sb.genesys.receipts)
-    cpu_before, split_before = tree_cpu_seconds(pid), relay_split(pid)
-    written_before = relay_written(pid)
+    used = Usage.of(pid)
     run = run_wrk(
         wrk,
         f"{relay.url}/webhooks/genesys",
@@ -511,21 +527,13 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
     started = time.perf_counter()
     wait_delivered(lambda: len(sb.genesys.receipts) - before, accepted)
     label = "wrk_outbound"
-    results = {
+    return {
         f"{label}_requests_per_s": run.requests_per_s,
         f"{label}_p99_ms": run.p99_ms,
         f"{label}_non_2xx": float(run.non_2xx),
         f"{label}_backlog_drained_s": time.perf_counter() - started,
         f"{label}_delivered": float(len(sb.genesys.receipts) - before),
-        f"{label}_cpu_ms_per_delivered_message": (
-            (tree_cpu_seconds(pid) - cpu_before) / accepted * 1000
-        ),
-    } | split_per_message(f"{label}_delivered", split_before, pid, accepted)
-    for proc, written in relay_written(pid).items():
-        results[f"{label}_{proc}_written_kb_per_message"] = (
-            (written - written_before[proc]) / accepted / 1024
-        )
-    return results
+    } | used.per_message(label, pid, accepted)
 
 
 def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:

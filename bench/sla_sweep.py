@@ -26,6 +26,7 @@ from igbridge.relay.http import new_session
 from igbridge.relay.metrics import RelayMetrics
 from igbridge.relay.store import Store, open_store
 from igbridge.relay.tasks.sla import SlaSweeper, customer_answered, customer_waiting
+from igbridge.relay.tasks.sla import log as sweep_log
 from igbridge.sandbox.stack import Sandbox
 
 ESCALATE_AFTER = 20 * 3600.0  # the relay's default threshold
@@ -98,10 +99,9 @@ async def sweep_bench(
 ) -> SweepResult:
     # The sweep logs a warning per escalation, as in the relay; here they go nowhere
     # rather than to the benchmark's table (the records are still made and timed).
-    quiet = logging.getLogger("igbridge.relay.tasks.sla")
-    discard = logging.NullHandler()
-    quiet.addHandler(discard)
-    quiet.propagate = False
+    discard, propagated = logging.NullHandler(), sweep_log.propagate
+    sweep_log.addHandler(discard)
+    sweep_log.propagate = False
     store = open_store(store_url, prefix="sweep")
     await store.open()
     try:
@@ -127,8 +127,8 @@ async def sweep_bench(
             idle = time.perf_counter() - started
     finally:
         await store.close()
-        quiet.removeHandler(discard)
-        quiet.propagate = True
+        sweep_log.removeHandler(discard)
+        sweep_log.propagate = propagated
     return SweepResult(filled, first, idle, escalated)
 
 

@@ -155,9 +155,12 @@ class GenesysSimulator:
     def open_conversation(self, from_id: str, integration_id: str | None = None) -> str:
         """The customer's conversation, started as their first message would start it
         (for a caller that needs one in the queue without sending a message)."""
-        key = (integration_id or self.integration_ids[0], from_id)
         with self._lock:
-            return self._conversations.setdefault(key, str(uuid.uuid4()))
+            return self._conversation(integration_id or self.integration_ids[0], from_id)
+
+    def _conversation(self, integration: str, from_id: str) -> str:
+        """Under ``_lock``: the customer's conversation on the integration, started if none."""
+        return self._conversations.setdefault((integration, from_id), str(uuid.uuid4()))
 
     def conversation_id(self, from_id: str, integration_id: str | None = None) -> str | None:
         with self._lock:
@@ -254,7 +257,7 @@ class GenesysSimulator:
         from_id = str(body["channel"]["from"]["id"])
         content_type = request.headers.get("content-type", "")
         with self._lock:
-            conv = self._conversations.setdefault((integration, from_id), str(uuid.uuid4()))
+            conv = self._conversation(integration, from_id)
             self.messages.append(
                 RecordedMessage(integration, body, raw, content_type, conv, endpoint=endpoint)
             )
