@@ -9,6 +9,8 @@ import logging
 from pathlib import Path
 
 import pytest
+import uvloop
+from redis import Redis
 
 from igbridge.relay.store import NewJob, RedisStore, StoreUnavailable
 from igbridge.relay.store.redis_store import redacted
@@ -186,3 +188,88 @@ def test_scripts_forgotten_by_redis_are_loaded_again(redis_server: RedisServer) 
             await store.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_password_protected_redis_on_another_database_and_over_tls(
+    tmp_path: Path, tls: bool
+) -> None:
+    """The URL's password, database and TLS hold for every round trip: jobs land in the
+    URL's database, a wrong password or an untrusted certificate is StoreUnavailable
+    that never shows the password."""
+    secret = "s3cr:et/pw"
+    redis = RedisServer(tmp_path / "redis", password=secret, tls=tls).start()
+
+    async def main() -> None:
+        store = RedisStore(redis.url_for(3), prefix="auth", clock=Clock())
+        await store.open()
+        try:
+            await store.enqueue(Q, [job("c1", "m1", 1), job("c2", "n1", 1)])
+            claimed = await store.claim(Q, 10, 30)
+            # Asked for together: one MULTI block over the same connection.
+            await asyncio.gather(
+                *(store.complete(j) for j in claimed),
+                store.put_record("progress", "m1", "✅ sent".encode()),
+            )
+            assert await store.depth(Q) == 0
+            assert await store.get_record("progress", "m1") == "✅ sent".encode()
+        finally:
+            await store.close()
+        refused = [redis.url_for(3, password="wrong")]
+        if tls:  # the server's certificate from a CA this client was not told to trust
+            refused.append(redis.url_for(3).split("?", 1)[0])
+        for url in refused:
+            stranger = RedisStore(url, prefix="auth", clock=Clock(), timeout=2.0)
+            await stranger.open()  # starts anyway, not ready
+            try:
+                with pytest.raises(StoreUnavailable) as caught:
+                    await stranger.enqueue(Q, [job("c3", "x1", 1)])
+                assert secret not in str(caught.value)
+                assert "wrong" not in str(caught.value)
+            finally:
+                await stranger.close()
+
+    try:
+        asyncio.run(main())
+        with Redis.from_url(redis.url_for(3)) as db3, Redis.from_url(redis.url_for(0)) as db0:
+            assert db3.exists("{auth}:rec:progress:m1") == 1
+            assert db0.dbsize() == 0
+    finally:
+        redis.stop()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_reply_that_comes_too_late_never_answers_a_later_call(tmp_path: Path, loop: str) -> None:
+    """A round trip cut short (Redis hung past the timeout, or its caller cancelled) leaves
+    its replies unread: the connection is dropped, so they can never be taken for the
+    answers of the next call."""
+    redis = RedisServer(tmp_path / "redis").start()
+
+    async def main() -> None:
+        store = RedisStore(redis.url, prefix="late", clock=Clock(), timeout=0.5)
+        await store.open()
+        try:
+            await store.put_record("progress", "a", b"A")
+            await store.put_record("progress", "b", b"B")
+            redis.pause()
+            try:
+                with pytest.raises(StoreUnavailable) as caught:
+                    await store.get_record("progress", "a")
+                assert "no reply" in str(caught.value)
+                cancelled = asyncio.create_task(store.get_record("progress", "a"))
+                await asyncio.sleep(0.2)
+                cancelled.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await cancelled
+            finally:
+                redis.resume()
+            assert await store.get_record("progress", "b") == b"B"
+            assert await store.get_record("progress", "a") == b"A"
+            assert await store.get_record("progress", "missing") is None
+        finally:
+            await store.close()
+
+    try:
+        uvloop.run(main()) if loop == "uvloop" else asyncio.run(main())
+    finally:
+        redis.stop()

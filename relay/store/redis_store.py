@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .. import redis_url
 from . import redis_scripts as lua
@@ -46,10 +47,13 @@ from .base import (
     NewJob,
     StoreUnavailable,
 )
+from .resp import Address, ReplyError, RespConnection, WireError
 
 log = logging.getLogger(__name__)
 
 Command = tuple[str | bytes | int | float, ...]
+# A broken connection is replaced and its block sent once more (a restarted Redis), after:
+RECONNECT_PAUSE_SECONDS = 0.05
 # Operations per shared round trip: bounds one MULTI block's time inside Redis.
 BATCH_LIMIT = 256
 
@@ -83,6 +87,9 @@ class RedisStore:
         self._sentinel: Sentinel | None = None
         self._ops: list[_Op] = []
         self._sender: asyncio.Task[None] | None = None
+        # The shared round trips' own connection (``resp``); redis-py serves the rest.
+        self._wire: RespConnection | None = None
+        self._address: Address | None = None  # None with sentinels: asked at each connect
         self.round_trips = 0  # shared round trips sent: fewer than operations under load
 
     def _base(self, queue: str) -> str:
@@ -132,6 +139,7 @@ class RedisStore:
             self._redis = self._primary(redis_url.parse_sentinel(self._url), options)
         else:
             self._redis = Redis.from_url(self._url, **options)
+            self._address = _address(self._url)
         self._enqueue = self._redis.register_script(lua.ENQUEUE)
         self._append_intake = self._redis.register_script(lua.APPEND_INTAKE)
         self._consume_intake = self._redis.register_script(lua.CONSUME_INTAKE)
@@ -212,6 +220,7 @@ class RedisStore:
     async def close(self) -> None:
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
+        self._drop_wire()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -287,19 +296,60 @@ class RedisStore:
     async def _send(self, batch: Sequence[_Op]) -> list[list[Any]]:
         commands = [command for op in batch for command in op.commands]
         self.round_trips += 1
-        # One command alone needs no MULTI block around it.
-        pipe = self._r.pipeline(transaction=len(commands) > 1)
-        for command in commands:
-            pipe.execute_command(*command)
-        try:
-            flat: list[Any] = await pipe.execute(raise_on_error=False)
-        except RedisError as exc:
-            raise self._unavailable(exc) from None
+        flat = await self._exchange(commands)
         out: list[list[Any]] = []
         for op in batch:
             out.append(flat[: len(op.commands)])
             flat = flat[len(op.commands) :]
         return out
+
+    async def _exchange(self, commands: Sequence[Command]) -> list[Any]:
+        """The commands' replies (an error reply as its exception), in one round trip on
+        the store's own connection; one command alone needs no MULTI block around it."""
+        for attempt in range(2):
+            try:
+                wire = await self._connection()
+                if len(commands) == 1:
+                    replies = await wire.exchange(commands)
+                else:
+                    replies = await wire.transaction(commands)
+            except WireError as exc:
+                self._drop_wire()
+                if attempt:
+                    raise self._unavailable(exc) from None
+                await asyncio.sleep(RECONNECT_PAUSE_SECONDS)
+                continue
+            except (ReplyError, RedisError) as exc:  # the block refused whole; no primary
+                raise self._unavailable(exc) from None
+            return [self._reply(reply) for reply in replies]
+        raise AssertionError("unreachable")
+
+    def _reply(self, reply: Any) -> Any:
+        if not isinstance(reply, ReplyError):
+            return reply
+        text = str(reply)
+        if text.startswith("READONLY"):
+            # A primary demoted by a failover: the next round trip asks the sentinels anew.
+            self._drop_wire()
+        if text.startswith("NOSCRIPT"):
+            return NoScriptError(text)
+        return ResponseError(text)
+
+    async def _connection(self) -> RespConnection:
+        if self._wire is None or self._wire.closed:
+            address = self._address
+            if address is None:
+                assert self._sentinel is not None
+                target = redis_url.parse_sentinel(self._url)
+                host, port = await self._sentinel.discover_master(target.service)
+                address = Address(host, int(port), target.username, target.password, target.db)
+            self._wire = await RespConnection.open(address, within=self._timeout)
+        return self._wire
+
+    def _drop_wire(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
 
     async def enqueue(
         self,
@@ -686,6 +736,23 @@ class RedisStore:
             after = "(" + _text(rows[-1][0])
             if len(rows) < FORGET_CHUNK:
                 return removed
+
+
+def _address(url: str) -> Address:
+    """Where a ``redis://`` or ``rediss://`` URL points, read as redis-py reads it (its
+    TLS settings too, so both connections verify the server alike)."""
+    options: dict[str, Any] = dict(parse_url(url))
+    tls = None
+    if options.pop("connection_class", None) is SSLConnection:
+        tls = SSLConnection(**options).ssl_context.get()
+    return Address(
+        host=str(options.get("host", "localhost")),
+        port=int(options.get("port", 6379)),
+        username=options.get("username"),
+        password=options.get("password"),
+        db=int(options.get("db", 0)),
+        tls=tls,
+    )
 
 
 def _entry(raw_id: object, fields: Any) -> IntakeEntry:
