@@ -46,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,13 @@ from igbridge.sandbox.stack import WEBHOOK_SECRET, Sandbox, run_sandbox
 # not shadow the standard library's module.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench.disk import Probe, fdatasync_ms
-from bench.proc import relay_split, relay_written, tree_cpu_seconds, tree_peak_rss_mb
+from bench.proc import (
+    cpu_seconds,
+    relay_split,
+    relay_written,
+    tree_cpu_seconds,
+    tree_peak_rss_mb,
+)
 from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
@@ -500,7 +507,9 @@ def wrk_ack(
     return results
 
 
-def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict[str, float]:
+def wrk_outbound(
+    sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any, label: str = "wrk_outbound"
+) -> dict[str, float]:
     """Agents' messages in a wrk burst (one thread), then the drain: the relay's CPU per
     outbound message delivered (Send API call and receipt) with full batches. The customers
     are the inbound phase's, whose 24-hour windows are open."""
@@ -513,6 +522,7 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
             assert b"\n" not in raw  # one request per line
             out.write(signature.encode() + b" " + raw + b"\n")
     before = len(sb.genesys.receipts)
+    sent_before = len(sb.meta.sent)
     used = Usage.of(pid)
     run = run_wrk(
         wrk,
@@ -526,14 +536,122 @@ def wrk_outbound(sb: Sandbox, tmp: Path, relay: RelayProcess, args: Any) -> dict
     accepted = min(run.requests, args.wrk_outbound_bodies) - run.non_2xx
     started = time.perf_counter()
     wait_delivered(lambda: len(sb.genesys.receipts) - before, accepted)
-    label = "wrk_outbound"
     return {
         f"{label}_requests_per_s": run.requests_per_s,
         f"{label}_p99_ms": run.p99_ms,
         f"{label}_non_2xx": float(run.non_2xx),
         f"{label}_backlog_drained_s": time.perf_counter() - started,
         f"{label}_delivered": float(len(sb.genesys.receipts) - before),
+        # 1.0: every reply went out (a closed 24-hour window would be a cheaper receipt).
+        f"{label}_sent_per_message": (len(sb.meta.sent) - sent_before) / accepted,
     } | used.per_message(label, pid, accepted)
+
+
+def wrk_redis(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
+    """The wrk bursts again with the relays on Redis: one replica in and out, then two and
+    three sharing the inbound burst (one wrk per replica, the connections split). CPU per
+    delivered message is every replica's (web and delivery processes); redis-server's is
+    printed beside it."""
+    wrk = ensure_wrk()
+    results: dict[str, float] = {}
+    redis = RedisServer(tmp / "wrk-redis").start()
+    try:
+        for replicas in (1, 2, 3):
+            relays = [
+                RelayProcess(
+                    sb.relay_env(
+                        tmp / "unused.db",
+                        IGBRIDGE_STORE_URL=redis.url,
+                        IGBRIDGE_STORE_PREFIX=f"wrk{replicas}",
+                        IGBRIDGE_LOG_LEVEL="WARNING",
+                        **code_env(),
+                    ),
+                    tmp / f"wrk-redis{replicas}-{r}.log",
+                )
+                for r in range(replicas)
+            ]
+            for relay in relays:
+                relay.start()
+            try:
+                label = f"wrk_redis_{replicas}"
+                results |= wrk_inbound_burst(sb, tmp, wrk, relays, redis.pid, label, args)
+                if replicas == 1:
+                    # The outbound burst's customers need open windows in this store.
+                    phase(
+                        "warm",
+                        f"{relays[0].url}/webhooks/instagram",
+                        inbound_bodies(sb, args.customers, args.customers),
+                        args.concurrency,
+                        delivered_since(sb, len(sb.genesys.messages)),
+                    )
+                    server_before = cpu_seconds(redis.pid)
+                    out = wrk_outbound(sb, tmp, relays[0], args, label=f"{label}_outbound")
+                    results |= out
+                    results[f"{label}_outbound_redis_server_cpu_ms_per_message"] = (
+                        (cpu_seconds(redis.pid) - server_before)
+                        / out[f"{label}_outbound_delivered"]
+                        * 1000
+                    )
+            finally:
+                for relay in relays:
+                    relay.stop()
+    finally:
+        redis.stop()
+    return results
+
+
+def wrk_inbound_burst(
+    sb: Sandbox,
+    tmp: Path,
+    wrk: str,
+    relays: list[RelayProcess],
+    server_pid: int,
+    label: str,
+    args: Any,
+) -> dict[str, float]:
+    """One wrk burst of distinct signed DMs per relay, side by side, then the drain: acks
+    per second (all relays), the worst p99, the relays' CPU per delivered message and
+    ``server_pid``'s (the store's server)."""
+    per_relay = args.wrk_bodies // len(relays)
+    targets = []
+    for n, relay in enumerate(relays):
+        assert relay.proc is not None
+        bodies = tmp / f"{label}-{n}.txt"
+        write_bodies(sb, bodies, f"{label}r{n}", per_relay, args.wrk_customers)
+        targets.append((relay, relay.proc.pid, bodies))
+    before = len(sb.genesys.messages)
+    used = [Usage.of(pid) for _, pid, _ in targets]
+    server_before = cpu_seconds(server_pid)
+    with ThreadPoolExecutor(len(targets)) as pool:
+        runs = list(
+            pool.map(
+                lambda target: run_wrk(
+                    wrk,
+                    f"{target[0].url}/webhooks/instagram",
+                    target[2],
+                    threads=1,
+                    connections=max(1, args.wrk_connections // len(targets)),
+                    seconds=args.wrk_seconds,
+                    target_pid=target[1],
+                ),
+                targets,
+            )
+        )
+    accepted = sum(min(run.requests, per_relay) - run.non_2xx for run in runs)
+    started = time.perf_counter()
+    wait_delivered(delivered_since(sb, before), accepted)
+    drained = time.perf_counter() - started
+    relay_cpu = sum(Usage.of(pid).cpu - u.cpu for (_, pid, _), u in zip(targets, used, strict=True))
+    return {
+        f"{label}_requests_per_s": sum(run.requests_per_s for run in runs),
+        f"{label}_p99_ms": max(run.p99_ms for run in runs),
+        f"{label}_non_2xx": float(sum(run.non_2xx for run in runs)),
+        f"{label}_backlog_drained_s": drained,
+        f"{label}_cpu_ms_per_delivered_message": relay_cpu / accepted * 1000,
+        f"{label}_redis_server_cpu_ms_per_message": (
+            (cpu_seconds(server_pid) - server_before) / accepted * 1000
+        ),
+    }
 
 
 def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
@@ -735,6 +853,8 @@ def main() -> None:
             relay.stop()
             bare.terminate()
             bare.wait(timeout=10)
+        if args.wrk:
+            results |= wrk_redis(sb, Path(tmp), args)
         if not args.no_scale:
             results |= scale_out(sb, Path(tmp), args)
         if args.store_trips:
@@ -780,6 +900,16 @@ GOALS: list[tuple[str, list[str], Meets]] = [
     (
         "CPU ms per outbound message <= 0.6",
         ["wrk_outbound_cpu_ms_per_delivered_message"],
+        lambda v, _: v <= 0.6,
+    ),
+    (
+        "Redis: CPU ms per inbound message <= 0.4",
+        ["wrk_redis_1_cpu_ms_per_delivered_message"],
+        lambda v, _: v <= 0.4,
+    ),
+    (
+        "Redis: CPU ms per outbound message <= 0.6",
+        ["wrk_redis_1_outbound_cpu_ms_per_delivered_message"],
         lambda v, _: v <= 0.6,
     ),
     (
