@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDictProxy
 
-from .http1 import Http1Pool
+from .http1 import LEAN_METHODS, Http1Pool
 
 # What a request may raise without an answer: refused or dropped connections, TLS failures,
 # bad URLs (aiohttp.ClientError), and every timeout (aiohttp's are TimeoutError subclasses).
@@ -142,12 +142,12 @@ async def fetch(
     pool = _lean.get(session)
     if (
         pool is not None
-        and method == "POST"
+        and method in LEAN_METHODS
         and (data is None or isinstance(data, bytes))
         and env_proxy(url) is None
     ):
         async with asyncio.timeout(session.timeout.total if total is None else total):
-            answer = await pool.post(url, data, headers, params)
+            answer = await pool.request(method, url, data, headers, params)
         return Answer(answer.status, answer.headers, answer.body)
     timeout = session.timeout if total is None else aiohttp.ClientTimeout(total=total)
     async with session.request(

@@ -1,5 +1,5 @@
-"""A lean HTTP/1.1 client for the relay's hot POSTs: a message to Genesys, a receipt, a
-message through the Send API.
+"""A lean HTTP/1.1 client for the relay's hot requests: a message to Genesys, a receipt, a
+message through the Send API (POSTs), a customer's profile from the Graph API (a GET).
 
 aiohttp spends ~100 µs of CPU on a POST here (building its request and response objects,
 its tracing hooks, its stream reader): two fifths of the delivery process's Python time for
@@ -9,9 +9,9 @@ reads the answer with httptools (the C parser uvicorn uses): ~45 µs through ``f
 most of it the socket write (``bench/http_client.py``). Connections are kept alive per host,
 over TLS where the URL says https.
 
-Everything else (proxies, redirects, downloads, form bodies) stays with aiohttp:
-``relay.http.fetch`` sends only plain POSTs of bytes this way, and to hosts no proxy is
-configured for. Its failures are aiohttp's exception types, so callers handle one family.
+Everything else (proxies, redirects, downloads, form bodies, HEAD) stays with aiohttp:
+``relay.http.fetch`` sends only GETs and plain POSTs of bytes this way, and to hosts no
+proxy is configured for. Its failures are aiohttp's exception types, so callers handle one family.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import functools
 import ssl
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -33,6 +33,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 # a server that closed it meanwhile would fail the next request on it.
 KEEPALIVE_SECONDS = 15.0
 USER_AGENT = "igbridge-relay"
+Method = Literal["GET", "POST"]
+LEAN_METHODS: tuple[Method, ...] = ("GET", "POST")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,22 +151,25 @@ class Http1Pool:
         self._open: set[_Connection] = set()
         self._closed = False
 
-    async def post(
+    async def request(
         self,
+        method: Method,
         url: str,
-        body: bytes | None,
+        body: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> Response:
-        """One POST, its answer read whole. Raises aiohttp.ClientError subclasses (and
-        ValueError for a header with a line break); a timeout is the caller's, around it."""
+        """One GET or POST, its answer read whole. Raises aiohttp.ClientError subclasses
+        (and ValueError for a header with a line break); a timeout is the caller's, around
+        it."""
         key, host, target = _split(url)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params)
-        request = _format(target, host, headers or {}, body or b"")
+        request = _format(method, target, host, headers or {}, body)
         async with self._slots:
-            # A POST is not retried on another connection when a kept-alive one turns out
-            # closed (as aiohttp, after RFC 9112 9.3.1): the server may have acted on it.
+            # Not retried on another connection when a kept-alive one turns out closed: a
+            # POST may have been acted on (as aiohttp, after RFC 9112 9.3.1), and a GET
+            # here only enriches a message, which goes on without it.
             conn = await self._checkout(key)
             try:
                 answer = await conn.send(request)
@@ -250,13 +255,16 @@ def _split(url: str) -> tuple[_Key, str, str]:
     return (parts.scheme, parts.hostname, port), host, target
 
 
-def _format(target: str, host: str, headers: dict[str, str], body: bytes) -> bytes:
+def _format(
+    method: Method, target: str, host: str, headers: dict[str, str], body: bytes | None
+) -> bytes:
     """The request's bytes; ValueError for a line break or a space where it would end a
     header or the request line early (a header injected into ours)."""
-    lines = [f"POST {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
     lines.append("Accept: */*")
     lines.extend(f"{name}: {value}" for name, value in headers.items())
-    lines.append(f"Content-Length: {len(body)}")
+    if method == "POST" or body:  # a GET without a body says nothing of one
+        lines.append(f"Content-Length: {len(body or b'')}")
     if any("\r" in line or "\n" in line for line in lines) or " " in target:
         raise ValueError("a header or the URL holds a line break or a space")
-    return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body
+    return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b"")

@@ -1,4 +1,4 @@
-"""The lean client for the relay's hot POSTs (relay/http1.py), through ``fetch`` on a lean
+"""The lean client for the relay's hot requests (relay/http1.py), through ``fetch`` on a lean
 session as the relay uses it, against real servers on loopback: a scripted HTTP/1.1
 server whose answers go wrong on purpose, and uvicorn over TLS."""
 
@@ -188,6 +188,31 @@ def test_a_post_carries_its_headers_query_and_utf8_body_and_connections_are_reus
     assert seen[0].headers["authorization"] == "Bearer t"
     assert seen[0].headers["host"] == scripted.url.removeprefix("http://")
     assert seen[0].body == body
+
+
+def test_a_get_carries_its_query_and_no_body_and_shares_the_posts_connection(
+    scripted: Scripted,
+) -> None:
+    """The Graph API's profile lookup: a GET with the token and its fields in the query."""
+    before = len(scripted.seen)
+
+    async def get_then_post(session: aiohttp.ClientSession) -> list[Answer]:
+        params = {"fields": "name,username,profile_pic"}
+        got = await fetch(session, "GET", f"{scripted.url}/ok", params=params, headers={"A": "b"})
+        chunked = await fetch(session, "GET", f"{scripted.url}/chunked")
+        return [got, chunked, await post(session, f"{scripted.url}/ok")]
+
+    got, chunked, posted = lean(get_then_post)
+    assert got.status == 200
+    assert got.json()["body"] == ""
+    assert chunked.body == b"hello world"
+    assert got.json()["connection"] == posted.json()["connection"]
+    seen = scripted.seen[before:]
+    assert [s.method for s in seen] == ["GET", "GET", "POST"]
+    assert seen[0].target == "/ok?fields=name%2Cusername%2Cprofile_pic"
+    assert seen[0].headers["a"] == "b"
+    assert "content-length" not in seen[0].headers
+    assert seen[0].body == b""
 
 
 def test_concurrent_posts_each_get_their_own_answer(scripted: Scripted) -> None:
