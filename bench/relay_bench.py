@@ -25,7 +25,9 @@ threads, 32 connections, ``--wrk-seconds`` each, against the bare app and the re
 turn, with requests/s, p50/p99, the ratio relay/bare and the CPU share of wrk and of the
 target (the bare app near 1.0 shows the generator saturates it), the disk's fdatasync p99
 meanwhile, and the relay's CPU per delivered message over the burst and the drain of its
-backlog (full batches). ``--store-trips`` runs a relay on Redis and counts Redis commands
+backlog (full batches); then the same bursts against relays on Redis (one replica in and
+out, two and three sharing the inbound burst), with redis-server's CPU beside the relays'.
+``--store-trips`` runs a relay on Redis and counts Redis commands
 per delivered message in each direction (``INFO commandstats`` before and after; SQLite
 has no such counter and is not counted).
 ``--sweep-customers N`` fills a SQLite and a Redis store with N customers' SLA records
