@@ -14,6 +14,7 @@ from redis import Redis
 
 from igbridge.relay.store import NewJob, RedisStore, StoreUnavailable
 from igbridge.relay.store.redis_store import redacted
+from igbridge.relay.store.resp import Address, ReplyError, RespConnection
 from tests.harness.redis_server import RedisServer
 from tests.test_store_contract import Clock, job
 
@@ -273,3 +274,25 @@ def test_a_reply_that_comes_too_late_never_answers_a_later_call(tmp_path: Path, 
         uvloop.run(main()) if loop == "uvloop" else asyncio.run(main())
     finally:
         redis.stop()
+
+
+def test_a_command_that_cannot_be_sent_fails_alone_and_the_connection_goes_on(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        address = Address("127.0.0.1", redis_server.port)
+        conn = await RespConnection.open(address, within=2.0)
+        try:
+            with pytest.raises(TypeError):
+                await conn.exchange([("SET", "unsendable", None)])  # type: ignore[list-item]
+            assert await conn.transaction([("SET", "k", "✅"), ("GET", "k")]) == [
+                b"OK",
+                "✅".encode(),
+            ]
+            (refused,) = await conn.exchange([("INCR", "k")])  # an error reply, in its place
+            assert isinstance(refused, ReplyError)
+            assert await conn.exchange([("PING",)]) == [b"PONG"]
+        finally:
+            conn.close()
+
+    uvloop.run(main())

@@ -161,9 +161,10 @@ class RespConnection:
 
     async def exchange(self, commands: Sequence[Command]) -> list[Any]:
         """Each command's reply, in order; the commands go in one write."""
+        payload = _packed(commands)  # an argument it cannot send fails here, nothing sent
         waiter = self._protocol.expect(len(commands))
         assert self._protocol.transport is not None
-        self._protocol.transport.write(_packed(commands))
+        self._protocol.transport.write(payload)
         try:
             async with asyncio.timeout(self._timeout):
                 return await waiter
