@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,22 +396,7 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
         setups = [("sqlite", 1), ("redis", 1), ("redis", 2), ("redis", 3)]
         for n, (store, replicas) in enumerate(setups):
             url = f"sqlite:///{tmp}/scale{n}.db" if store == "sqlite" else redis.url
-            relays = [
-                RelayProcess(
-                    sb.relay_env(
-                        tmp / "unused.db",
-                        IGBRIDGE_STORE_URL=url,
-                        IGBRIDGE_STORE_PREFIX=f"scale{n}",
-                        IGBRIDGE_LOG_LEVEL="WARNING",
-                        **code_env(),
-                    ),
-                    tmp / f"scale{n}-{r}.log",
-                )
-                for r in range(replicas)
-            ]
-            for relay in relays:
-                relay.start()
-            try:
+            with running_relays(sb, tmp, url, f"scale{n}", replicas) as relays:
                 before = len(sb.genesys.messages)
                 pids = [relay.proc.pid for relay in relays if relay.proc is not None]
                 cpu_before = sum(tree_cpu_seconds(pid) for pid in pids)
@@ -422,9 +408,6 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
                     delivered_since(sb, before),
                 )
                 cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu_before
-            finally:
-                for relay in relays:
-                    relay.stop()
             label = f"scale_{store}_{replicas}"
             results[f"{label}_accept_requests_per_s"] = measured["in_accept_requests_per_s"]
             results[f"{label}_accept_p50_ms"] = measured["in_accept_p50_ms"]
@@ -434,6 +417,34 @@ def scale_out(sb: Sandbox, tmp: Path, args: argparse.Namespace) -> dict[str, flo
     finally:
         redis.stop()
     return results
+
+
+@contextlib.contextmanager
+def running_relays(
+    sb: Sandbox, tmp: Path, url: str, prefix: str, replicas: int
+) -> Iterator[list[RelayProcess]]:
+    """``replicas`` relays sharing the store at ``url`` (their keys under ``prefix``),
+    started; all stopped afterwards, however the block ends."""
+    relays = [
+        RelayProcess(
+            sb.relay_env(
+                tmp / "unused.db",
+                IGBRIDGE_STORE_URL=url,
+                IGBRIDGE_STORE_PREFIX=prefix,
+                IGBRIDGE_LOG_LEVEL="WARNING",
+                **code_env(),
+            ),
+            tmp / f"{prefix}-{r}.log",
+        )
+        for r in range(replicas)
+    ]
+    try:
+        for relay in relays:
+            relay.start()
+        yield relays
+    finally:
+        for relay in relays:
+            relay.stop()
 
 
 def counted_since(count: Callable[[], int], start: int) -> Callable[[], int]:
@@ -559,22 +570,7 @@ def wrk_redis(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
     redis = RedisServer(tmp / "wrk-redis").start()
     try:
         for replicas in (1, 2, 3):
-            relays = [
-                RelayProcess(
-                    sb.relay_env(
-                        tmp / "unused.db",
-                        IGBRIDGE_STORE_URL=redis.url,
-                        IGBRIDGE_STORE_PREFIX=f"wrk{replicas}",
-                        IGBRIDGE_LOG_LEVEL="WARNING",
-                        **code_env(),
-                    ),
-                    tmp / f"wrk-redis{replicas}-{r}.log",
-                )
-                for r in range(replicas)
-            ]
-            for relay in relays:
-                relay.start()
-            try:
+            with running_relays(sb, tmp, redis.url, f"wrk{replicas}", replicas) as relays:
                 label = f"wrk_redis_{replicas}"
                 results |= wrk_inbound_burst(sb, tmp, wrk, relays, redis.pid, label, args)
                 if replicas == 1:
@@ -594,9 +590,6 @@ def wrk_redis(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
                         / out[f"{label}_outbound_delivered"]
                         * 1000
                     )
-            finally:
-                for relay in relays:
-                    relay.stop()
     finally:
         redis.stop()
     return results

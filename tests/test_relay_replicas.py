@@ -71,7 +71,10 @@ def test_three_replicas_one_killed_while_delivering_every_message_in_order(
         load = Load(sandbox, [r.url for r in relays], customers=30, per_customer=10)
         sender = load.start(threads=12)
         assert wait_until(lambda: len(sandbox.genesys.messages) >= load.total // 3, timeout=60)
-        relays[1].kill()
+        # The busiest replica: a replica that finishes a customer's job claims that
+        # customer's next one in the same round trip, so one may carry most of the load.
+        killed = max(range(3), key=lambda n: deliveries(tmp_path / f"relay{n}.log"))
+        relays[killed].kill()
         sender.join(timeout=120)
         assert load.accepted == load.total
         sandbox.genesys.wait_for_messages(load.total, timeout=60)
@@ -88,8 +91,7 @@ def test_three_replicas_one_killed_while_delivering_every_message_in_order(
     repeats = len(got) - load.total
     # At most one job per customer is in flight on a replica, 16 customers at a time.
     assert repeats <= 16, f"{repeats} messages delivered twice"
-    killed_log = (tmp_path / "relay1.log").read_text()
-    assert "delivered to genesys" in killed_log  # the killed replica was doing real work
+    assert deliveries(tmp_path / f"relay{killed}.log") > 0  # it was doing real work
     print(f"redelivered after the SIGKILL: {repeats} of {load.total}")
 
 
@@ -184,3 +186,8 @@ def test_a_relay_started_before_redis_waits_not_ready_then_serves(
         finally:
             redis.stop()
     assert msg.text == "early 🐦"
+
+
+def deliveries(log: Path) -> int:
+    """Messages a replica's log says it delivered to Genesys (logged at DEBUG)."""
+    return log.read_text().count("delivered to genesys")
