@@ -296,3 +296,21 @@ def test_a_command_that_cannot_be_sent_fails_alone_and_the_connection_goes_on(
             conn.close()
 
     uvloop.run(main())
+
+
+def test_a_tls_option_redis_py_refuses_is_store_unavailable_not_a_crash(
+    redis_server: RedisServer,
+) -> None:
+    url = f"rediss://:s3cret-pw@127.0.0.1:{redis_server.port}/0?ssl_cert_reqs=sometimes"
+
+    async def main() -> None:
+        store = RedisStore(url, timeout=0.5)
+        await store.open()  # starts, not ready, with the reason
+        try:
+            with pytest.raises(StoreUnavailable, match="sometimes") as caught:
+                await store.ping()
+            assert "s3cret-pw" not in str(caught.value)
+        finally:
+            await store.close()
+
+    asyncio.run(main())

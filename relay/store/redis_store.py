@@ -89,7 +89,7 @@ class RedisStore:
         self._sender: asyncio.Task[None] | None = None
         # The shared round trips' own connection (``resp``); redis-py serves the rest.
         self._wire: RespConnection | None = None
-        self._address: Address | None = None  # None with sentinels: asked at each connect
+        self._address: Address | None = None  # read from the URL at the first connect
         self.round_trips = 0  # shared round trips sent: fewer than operations under load
 
     def _base(self, queue: str) -> str:
@@ -139,7 +139,6 @@ class RedisStore:
             self._redis = self._primary(redis_url.parse_sentinel(self._url), options)
         else:
             self._redis = Redis.from_url(self._url, **options)
-            self._address = _address(self._url)
         self._enqueue = self._redis.register_script(lua.ENQUEUE)
         self._append_intake = self._redis.register_script(lua.APPEND_INTAKE)
         self._consume_intake = self._redis.register_script(lua.CONSUME_INTAKE)
@@ -338,14 +337,22 @@ class RedisStore:
 
     async def _connection(self) -> RespConnection:
         if self._wire is None or self._wire.closed:
-            address = self._address
-            if address is None:
-                assert self._sentinel is not None
-                target = redis_url.parse_sentinel(self._url)
-                host, port = await self._sentinel.discover_master(target.service)
-                address = Address(host, int(port), target.username, target.password, target.db)
+            address = await self._where_to_connect()
             self._wire = await RespConnection.open(address, within=self._timeout)
         return self._wire
+
+    async def _where_to_connect(self) -> Address:
+        """Where to connect: the URL's server, or the primary the sentinels name now."""
+        if self._sentinel is not None:
+            target = redis_url.parse_sentinel(self._url)
+            host, port = await self._sentinel.discover_master(target.service)
+            return Address(host, int(port), target.username, target.password, target.db)
+        if self._address is None:
+            try:
+                self._address = _address(self._url)
+            except (RedisError, ValueError, TypeError) as exc:  # e.g. an unknown TLS option
+                raise self._unavailable(exc) from None
+        return self._address
 
     def _drop_wire(self) -> None:
         if self._wire is not None:
