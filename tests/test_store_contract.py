@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from igbridge.relay.store import NewJob, RedisStore, SQLiteStore, Store
 from igbridge.relay.store.base import INTAKE, IntakeBacklog, IntakeBatch, IntakeMoved
@@ -58,7 +59,7 @@ class Backend:
             finally:
                 await store.close()
 
-        asyncio.run(main())
+        uvloop.run(main())  # the relay's event loop
 
 
 @pytest.fixture(params=["sqlite", "sqlite-inline", "redis"])
