@@ -76,7 +76,7 @@ from bench.proc import (
 from bench.sla_sweep import SweepResult, due, sqlite_size_mb, sweep_bench
 from bench.store_trips import Monitor, count_monitor
 from bench.wrk_ack import ensure_wrk, run_wrk, write_bodies
-from tests.harness.process import RelayProcess
+from tests.harness.process import RelayProcess, all_running
 from tests.harness.redis_server import RedisServer
 
 
@@ -438,13 +438,8 @@ def running_relays(
         )
         for r in range(replicas)
     ]
-    try:
-        for relay in relays:
-            relay.start()
+    with all_running(relays):
         yield relays
-    finally:
-        for relay in relays:
-            relay.stop()
 
 
 def counted_since(count: Callable[[], int], start: int) -> Callable[[], int]:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from igbridge.sandbox.stack import Sandbox
-from tests.harness.process import RelayProcess
+from tests.harness.process import RelayProcess, all_running
 
 _prefixes = itertools.count()
 
@@ -42,13 +42,8 @@ def relay_replicas(
         }
         relay_env = sandbox.relay_env(tmp_path / "unused.db", **settings)
         relays.append(RelayProcess(relay_env, tmp_path / f"relay{n}.log"))
-    try:
-        for relay in relays:
-            relay.start()
+    with all_running(relays):
         yield relays
-    finally:
-        for relay in relays:
-            relay.stop()
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -87,6 +89,19 @@ class RelayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def all_running(relays: Sequence[RelayProcess]) -> Iterator[None]:
+    """Every relay started; every one stopped afterwards, however the block ends (also
+    when one of them fails to start)."""
+    try:
+        for relay in relays:
+            relay.start()
+        yield
+    finally:
+        for relay in relays:
+            relay.stop()
 
 
 def children(pid: int) -> list[int]:
