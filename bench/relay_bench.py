@@ -610,7 +610,7 @@ def wrk_inbound_burst(
         write_bodies(sb, bodies, f"{label}r{n}", per_relay, args.wrk_customers)
         targets.append((relay, relay.proc.pid, bodies))
     before = len(sb.genesys.messages)
-    used = [Usage.of(pid) for _, pid, _ in targets]
+    cpu_before = sum(tree_cpu_seconds(pid) for _, pid, _ in targets)
     server_before = cpu_seconds(server_pid)
     with ThreadPoolExecutor(len(targets)) as pool:
         runs = list(
@@ -631,7 +631,7 @@ def wrk_inbound_burst(
     started = time.perf_counter()
     wait_delivered(delivered_since(sb, before), accepted)
     drained = time.perf_counter() - started
-    relay_cpu = sum(Usage.of(pid).cpu - u.cpu for (_, pid, _), u in zip(targets, used, strict=True))
+    relay_cpu = sum(tree_cpu_seconds(pid) for _, pid, _ in targets) - cpu_before
     return {
         f"{label}_requests_per_s": sum(run.requests_per_s for run in runs),
         f"{label}_p99_ms": max(run.p99_ms for run in runs),
@@ -649,55 +649,46 @@ def store_trips(sb: Sandbox, tmp: Path, args: Any) -> dict[str, float]:
     own (MONITOR slows Redis, so nothing here is timed)."""
     results: dict[str, float] = {}
     redis = RedisServer(tmp / "trips-redis").start()
-    relay = RelayProcess(
-        sb.relay_env(
-            tmp / "unused.db",
-            IGBRIDGE_STORE_URL=redis.url,
-            IGBRIDGE_STORE_PREFIX="trips",
-            IGBRIDGE_LOG_LEVEL="WARNING",
-            **code_env(),
-        ),
-        tmp / "trips-relay.log",
-    )
-    relay.start()
     try:
-        n = args.trips_messages
-        phases: list[tuple[str, str, list[tuple[bytes, str]], Callable[[], int]]] = [
-            (
-                "inbound",
-                "/webhooks/instagram",
-                inbound_bodies(sb, n, args.customers),
-                lambda: len(sb.genesys.messages),
-            ),
-            (
-                "outbound",
-                "/webhooks/genesys",
-                outbound_bodies(sb, n, args.customers),
-                lambda: len(sb.genesys.receipts),
-            ),
-        ]
-        for direction, route, bodies, count in phases:
-            before = count()
-            monitor = Monitor(redis.port, tmp / f"monitor-{direction}.txt")
-            asyncio.run(post_all([relay.url + route], bodies, args.concurrency))
-            wait_delivered(counted_since(count, before), n)
-            trips = count_monitor(monitor.stop())
-            delivered = count() - before
-            results[f"redis_{direction}_delivered"] = float(delivered)
-            results[f"redis_round_trips_per_{direction}_message"] = trips.round_trips / delivered
-            results[f"redis_script_calls_per_{direction}_message"] = (
-                trips.client_commands["EVALSHA"] + trips.client_commands["EVAL"]
-            ) / delivered
-            results[f"redis_commands_in_scripts_per_{direction}_message"] = (
-                trips.script_commands / delivered
-            )
-            top = ", ".join(
-                f"{name} {calls / delivered:.2f}"
-                for name, calls in trips.client_commands.most_common(8)
-            )
-            print(f"redis client commands per {direction} message: {top}")
+        with running_relays(sb, tmp, redis.url, "trips", 1) as (relay,):
+            n = args.trips_messages
+            phases: list[tuple[str, str, list[tuple[bytes, str]], Callable[[], int]]] = [
+                (
+                    "inbound",
+                    "/webhooks/instagram",
+                    inbound_bodies(sb, n, args.customers),
+                    lambda: len(sb.genesys.messages),
+                ),
+                (
+                    "outbound",
+                    "/webhooks/genesys",
+                    outbound_bodies(sb, n, args.customers),
+                    lambda: len(sb.genesys.receipts),
+                ),
+            ]
+            for direction, route, bodies, count in phases:
+                before = count()
+                monitor = Monitor(redis.port, tmp / f"monitor-{direction}.txt")
+                asyncio.run(post_all([relay.url + route], bodies, args.concurrency))
+                wait_delivered(counted_since(count, before), n)
+                trips = count_monitor(monitor.stop())
+                delivered = count() - before
+                results[f"redis_{direction}_delivered"] = float(delivered)
+                results[f"redis_round_trips_per_{direction}_message"] = (
+                    trips.round_trips / delivered
+                )
+                results[f"redis_script_calls_per_{direction}_message"] = (
+                    trips.client_commands["EVALSHA"] + trips.client_commands["EVAL"]
+                ) / delivered
+                results[f"redis_commands_in_scripts_per_{direction}_message"] = (
+                    trips.script_commands / delivered
+                )
+                top = ", ".join(
+                    f"{name} {calls / delivered:.2f}"
+                    for name, calls in trips.client_commands.most_common(8)
+                )
+                print(f"redis client commands per {direction} message: {top}")
     finally:
-        relay.stop()
         redis.stop()
     return results
 

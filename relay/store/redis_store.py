@@ -47,11 +47,10 @@ from .base import (
     NewJob,
     StoreUnavailable,
 )
-from .resp import Address, ReplyError, RespConnection, WireError
+from .resp import Address, Command, ReplyError, RespConnection, WireError
 
 log = logging.getLogger(__name__)
 
-Command = tuple[str | bytes | int | float, ...]
 # A broken connection is replaced and its block sent once more (a restarted Redis), after:
 RECONNECT_PAUSE_SECONDS = 0.05
 # Operations per shared round trip: bounds one MULTI block's time inside Redis.

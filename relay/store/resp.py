@@ -74,9 +74,11 @@ class _Replies(asyncio.Protocol):
             self.fail(WireError(f"not a Redis reply: {exc}"))
             return
         if self._waiter is not None and len(self._replies) >= self._want:
+            # Any reply beyond those asked for stays, and fails the next exchange.
+            answered, self._replies = self._replies[: self._want], self._replies[self._want :]
             if not self._waiter.done():
-                self._waiter.set_result(self._replies)
-            self._waiter, self._replies = None, []
+                self._waiter.set_result(answered)
+            self._waiter = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(WireError(f"connection lost: {exc}" if exc else "connection closed by Redis"))
@@ -91,16 +93,14 @@ class _Replies(asyncio.Protocol):
             self.transport.close()
 
     def expect(self, count: int) -> asyncio.Future[list[Any]]:
+        if self._replies:  # replies nobody asked for: what follows would be misread
+            self.fail(WireError("Redis sent replies nobody asked for"))
         if self.failure is not None:
             raise self.failure
         assert self._waiter is None, "one exchange at a time"
-        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        if len(self._replies) >= count:  # cannot happen in RESP2 (no unasked replies)
-            waiter.set_result(self._replies)
-            self._replies = []
-        else:
-            self._waiter, self._want = waiter, count
-        return waiter
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._want = count
+        return self._waiter
 
 
 class RespConnection:
